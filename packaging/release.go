@@ -1,0 +1,171 @@
+package packaging
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Statement is what a publisher signs for one binary (PROTOCOL 3.3).
+type Statement struct {
+	App     string
+	Version string
+	SHA256  string
+	MD5     string
+	Size    int64
+	Serial  int64
+}
+
+// SignedBytes are exactly the bytes the Ed25519 signature covers.
+func (s Statement) SignedBytes() []byte {
+	return []byte("ota-release-v1\napp=" + s.App + "\nversion=" + s.Version +
+		"\nsha256=" + s.SHA256 + "\nmd5=" + s.MD5 + "\nsize=" + strconv.FormatInt(s.Size, 10) +
+		"\nserial=" + strconv.FormatInt(s.Serial, 10) + "\n")
+}
+
+// Sign returns the standard-base64 signature and the key id of priv's public key.
+func (s Statement) Sign(priv ed25519.PrivateKey) (sig, keyid string) {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, s.SignedBytes())),
+		KeyID(priv.Public().(ed25519.PublicKey))
+}
+
+// Sentinel errors of Verify.
+var (
+	ErrUnknownKey = errors.New("signed with a key that is not trusted")
+	ErrBadSig     = errors.New("signature does not verify")
+)
+
+// Verify checks sig over s with the trusted key named by keyid (any trusted key when keyid
+// is empty).
+func (s Statement) Verify(trusted []ed25519.PublicKey, sig, keyid string) error {
+	raw, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: %s %s: signature is not %d bytes of base64", ErrBadSig, s.App, s.Version, ed25519.SignatureSize)
+	}
+	tried := false
+	for _, k := range trusted {
+		if keyid != "" && KeyID(k) != keyid {
+			continue
+		}
+		tried = true
+		if ed25519.Verify(k, s.SignedBytes(), raw) {
+			return nil
+		}
+	}
+	if !tried {
+		return fmt.Errorf("%w: %s %s: keyid %s", ErrUnknownKey, s.App, s.Version, keyid)
+	}
+	return fmt.Errorf("%w: %s %s (keyid %s)", ErrBadSig, s.App, s.Version, keyid)
+}
+
+// KeyID is the first 16 hex digits of SHA-256 of the raw 32-byte public key.
+func KeyID(pub ed25519.PublicKey) string {
+	h := sha256.Sum256(pub)
+	return hex.EncodeToString(h[:8])
+}
+
+// GenerateKey makes a new Ed25519 key pair as PEM: PKCS#8 private, PKIX public (the forms
+// `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` write).
+func GenerateKey() (privPEM, pubPEM []byte, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	p8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}),
+		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk}), nil
+}
+
+// ParsePublicKeyPEM reads a PKIX "PUBLIC KEY" PEM block holding an Ed25519 key.
+func ParsePublicKeyPEM(data []byte) (ed25519.PublicKey, error) {
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "PUBLIC KEY" {
+		return nil, errors.New("no PEM \"PUBLIC KEY\" block (want the output of `openssl pkey -pubout` or `ota-release keygen`)")
+	}
+	k, err := x509.ParsePKIXPublicKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("public key is %T, not Ed25519", k)
+	}
+	return pub, nil
+}
+
+// ParsePrivateKeyPEM reads a PKCS#8 "PRIVATE KEY" PEM block holding an Ed25519 key.
+func ParsePrivateKeyPEM(data []byte) (ed25519.PrivateKey, error) {
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "PRIVATE KEY" {
+		return nil, errors.New("no PEM \"PRIVATE KEY\" block (want `openssl genpkey -algorithm ed25519` or `ota-release keygen` output)")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse private key: %w", err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("private key is %T, not Ed25519", k)
+	}
+	return priv, nil
+}
+
+// ReleaseFile is `<app>_<version>.release`, the statement published beside the binary for
+// reference servers that cannot pass the extension fields through.
+type ReleaseFile struct {
+	App     string `json:"app"`
+	Version string `json:"version"`
+	MD5     string `json:"md5"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Serial  int64  `json:"serial"`
+	Sig     string `json:"sig"`
+	KeyID   string `json:"keyid"`
+}
+
+// MaxReleaseFile bounds a .release document.
+const MaxReleaseFile = 64 << 10
+
+// ParseReleaseFile decodes an untrusted .release document.
+func ParseReleaseFile(r io.Reader) (*ReleaseFile, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, MaxReleaseFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxReleaseFile {
+		return nil, fmt.Errorf("release statement larger than %d bytes", MaxReleaseFile)
+	}
+	var f ReleaseFile
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, fmt.Errorf("release statement: %w", err)
+	}
+	e := Entry{LatestVersion: f.Version, StatusCode: 200, MD5: f.MD5, SHA256: f.SHA256, Size: f.Size, Serial: f.Serial, KeyID: f.KeyID}
+	if err := e.validate(f.App); err != nil {
+		return nil, fmt.Errorf("release statement: %w", err)
+	}
+	if f.MD5 == "" || f.SHA256 == "" || f.Sig == "" {
+		return nil, errors.New("release statement lacks md5, sha256 or sig")
+	}
+	return &f, nil
+}
+
+// Statement returns the signed fields of f.
+func (f *ReleaseFile) Statement() Statement {
+	return Statement{App: f.App, Version: f.Version, SHA256: f.SHA256, MD5: f.MD5, Size: f.Size, Serial: f.Serial}
+}

@@ -1,0 +1,93 @@
+package testserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// serveFirmware is the firmware CDN: a CloudFront distribution in front of the S3 bucket
+// (PROTOCOL 3.4). Objects are the catalog's binaries under /firmware/<app>_<version> and
+// their release statements under /firmware/<app>_<version>.release.
+func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.edgeError(w, 403, "This distribution is not configured to allow the HTTP request method that was used for this request.")
+		return
+	}
+	if s.verifier != nil {
+		if code, msg := s.verifier.check(r, s.now()); code != "" {
+			xmlError(w, 403, code, msg)
+			return
+		}
+	}
+	key := strings.TrimPrefix(r.URL.Path, "/firmware/")
+	row, release := s.findObject(key)
+	if row == nil {
+		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("X-Cache", "Hit from cloudfront")
+	hdr.Set("Via", "1.1 "+s.edge.viaHex+".cloudfront.net (CloudFront)")
+	if release {
+		if row.Sig == "" {
+			xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
+			return
+		}
+		body, _ := json.Marshal(s.releaseOf(*row))
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("ETag", `"`+md5hex(body)+`"`)
+		http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
+		return
+	}
+	f, err := os.Open(row.path)
+	if err != nil {
+		xmlError(w, 500, "InternalError", "We encountered an internal error. Please try again.")
+		return
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	hdr.Set("Content-Type", "binary/octet-stream")
+	hdr.Set("ETag", `"`+row.MD5+`"`) // S3's single-part ETag
+	http.ServeContent(w, r, key, st.ModTime(), f)
+}
+
+func (s *Server) findObject(key string) (*Row, bool) {
+	name, release := strings.CutSuffix(key, ".release")
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := range s.cat.Rows {
+		if s.cat.Rows[i].Key() == name {
+			r := s.cat.Rows[i]
+			return &r, release
+		}
+	}
+	return nil, false
+}
+
+func (s *Server) releaseOf(r Row) any {
+	return struct {
+		App     string `json:"app"`
+		Version string `json:"version"`
+		MD5     string `json:"md5"`
+		SHA256  string `json:"sha256"`
+		Size    int64  `json:"size"`
+		Serial  int64  `json:"serial"`
+		Sig     string `json:"sig"`
+		KeyID   string `json:"keyid"`
+	}{r.App, r.Version, r.MD5, r.SHA256, r.Size, r.Serial, r.Sig, r.KeyID}
+}
+
+// xmlError is the S3 / CloudFront error document.
+func xmlError(w http.ResponseWriter, status int, code, msg string) {
+	body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, msg)
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("X-Cache", "Error from cloudfront")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}
