@@ -3,6 +3,7 @@ package testserver
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -75,6 +76,13 @@ func htmlReply(status int, page string) *reply {
 // origin-request function in Lambda mode (any path is the endpoint).
 func (s *Server) serveOrigin(req *originRequest) *reply {
 	s.stats.add(func(st *Stats) { st.OriginRequests++ })
+	s.mu.RLock()
+	delay, status := s.originDelay, s.originStatus
+	s.mu.RUnlock()
+	time.Sleep(delay)
+	if status != 0 {
+		return htmlReply(status, fmt.Sprintf("<!doctype html>\n<title>%d</title>\n", status))
+	}
 	lambda := s.opts.Origin == OriginLambda
 	if !lambda {
 		switch {

@@ -43,6 +43,17 @@ type Server struct {
 	clockMu  sync.Mutex
 	clock    func() time.Time
 	ownSpool bool
+	// origin-side knobs (behind the edge), for cache tests
+	originDelay  time.Duration
+	originStatus int
+}
+
+// SetOriginFault makes the origin wait delay before answering and, when status is not
+// zero, answer that status with an HTML page: what the edge sees of a slow or broken origin.
+func (s *Server) SetOriginFault(delay time.Duration, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.originDelay, s.originStatus = delay, status
 }
 
 // New makes a Server for the catalog.
