@@ -1,0 +1,183 @@
+// Package agent is the update cycle: the device's facts and installed set go out as a
+// canonical request, the answer is verified, staged into the inactive slot, switched to
+// atomically and recorded. The daemon loop runs the same cycle on a schedule.
+package agent
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// Error classes; the CLI maps them to exit codes (README, "Exit codes").
+var (
+	// ErrUnavailable: the server or the network could not be used; try later (exit 3).
+	ErrUnavailable = errors.New("server or network unavailable")
+	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
+	ErrRejected = errors.New("update rejected")
+	// ErrBusy: another ota-agent holds the state directory.
+	ErrBusy = errors.New("another ota-agent is using the state directory")
+)
+
+// RetryError carries a server's Retry-After.
+type RetryError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Results of a check.
+const (
+	ResultUpToDate = "up-to-date"
+	ResultUpdated  = "updated"
+	ResultFailed   = "failed"
+)
+
+// AppResult is one app of a check's answer.
+type AppResult struct {
+	Version string `json:"version"`
+	MD5     string `json:"md5"`
+	SHA256  string `json:"sha256"`
+	Serial  int64  `json:"serial"`
+	Changed bool   `json:"changed"`
+}
+
+// Result is what `check --once --json` prints.
+type Result struct {
+	Result string               `json:"result"`
+	Slot   string               `json:"slot,omitempty"`
+	Apps   map[string]AppResult `json:"apps"`
+	Error  string               `json:"error,omitempty"`
+	Plan   *Plan                `json:"plan,omitempty"`
+	Bytes  int64                `json:"bytes"`
+}
+
+// Agent runs checks for one configuration.
+type Agent struct {
+	cfg   *Config
+	log   *slog.Logger
+	http  *http.Client
+	keys  []ed25519.PublicKey
+	slots installer.Slots
+	// Status receives one-line progress a person can read (systemd STATUS=).
+	Status func(string)
+	// Now is the agent's clock (the time floor is applied on top).
+	Now func() time.Time
+	// hook lets crash tests stop the cycle after a named step.
+	hook func(step string)
+}
+
+// New checks what the configuration names (trust keys, CA file) and builds the client.
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
+	for _, k := range cfg.Trust.Keys {
+		raw, err := os.ReadFile(cfg.Path(k))
+		if err != nil {
+			return nil, fmt.Errorf("%w: trust.keys: %v", ErrConfig, err)
+		}
+		pub, err := packaging.ParsePublicKeyPEM(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: trust.keys %s: %v", ErrConfig, k, err)
+		}
+		a.keys = append(a.keys, pub)
+	}
+	ca := ""
+	if cfg.Server.CAFile != "" {
+		ca = cfg.Path(cfg.Server.CAFile)
+	}
+	c, err := NewHTTPClient(ClientOptions{CAFile: ca})
+	if err != nil {
+		return nil, err
+	}
+	a.http = c
+	if hook := os.Getenv("OTA_AGENT_TEST_CRASH_AFTER"); hook != "" {
+		a.hook = func(step string) {
+			if step == hook {
+				log.Warn("test hook: exiting after step", "step", step)
+				os.Exit(99)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Config returns the agent's configuration.
+func (a *Agent) Config() *Config { return a.cfg }
+
+// Slots returns the slot layout.
+func (a *Agent) Slots() installer.Slots { return a.slots }
+
+func (a *Agent) step(name string) {
+	if a.hook != nil {
+		a.hook(name)
+	}
+}
+
+func (a *Agent) dbPath() string { return filepath.Join(a.slots.Dir, "agent.db") }
+
+// OpenDB opens the database (creating the state directory), reconciling it with the slots.
+func (a *Agent) OpenDB() (*store.DB, error) {
+	if err := os.MkdirAll(filepath.Join(a.slots.Dir, "slots"), 0o755); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", a.slots.Dir, err)
+	}
+	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w: %v", ErrBusy, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if db.Rebuilt {
+		a.log.Warn("database was corrupt; moved aside and rebuilt from the slot manifests", "path", a.dbPath())
+	}
+	if err := a.reconcile(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reconcile %s: %w", a.slots.Dir, err)
+	}
+	return db, nil
+}
+
+// OpenDBReadOnly opens the database for status and verify, without reconciling.
+func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
+	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("nothing installed yet: %s does not exist (run `ota-agent check --once`)", a.dbPath())
+	}
+	return db, err
+}
+
+// Lock takes the state directory's instance lock; release it when done.
+func (a *Agent) Lock() (func(), error) {
+	if err := os.MkdirAll(a.slots.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	return lockDir(a.slots.Dir)
+}
+
+// now is the agent's idea of the time: never earlier than the persisted floor.
+func (a *Agent) now(db *store.DB) time.Time {
+	t := a.Now()
+	if db != nil {
+		if floor, err := db.TimeFloor(); err == nil && t.Before(floor) {
+			return floor
+		}
+	}
+	return t
+}
+
+// CheckOptions of one check.
+type CheckOptions struct {
+	DryRun bool
+}
+

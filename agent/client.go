@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// Version is stamped by the Makefile (-X ...agent.Version=...).
+var Version = "dev"
+
+// UserAgent is sent on every request.
+func UserAgent() string { return "ota-agent/" + Version }
+
+// Network limits (DESIGN-NOTES 4).
+const (
+	maxErrorBody   = 64 << 10
+	stallTimeout   = 45 * time.Second
+	minRateWindow  = 2 * time.Minute
+	minRateBytes   = 1 << 10 // per second, averaged over minRateWindow
+	maxRedirects   = 3
+	headerTimeout  = 30 * time.Second
+	dialTimeout    = 15 * time.Second
+	tlsTimeout     = 15 * time.Second
+	maxHeaderBytes = 64 << 10
+)
+
+// ClientOptions tune the hardened client; zero values take the defaults above.
+type ClientOptions struct {
+	CAFile       string
+	StallTimeout time.Duration
+	Now          func() time.Time // for certificate checks (time floor)
+}
+
+// NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
+// bounded dial, TLS and header waits, no transparent gzip, a stall timer on every body,
+// https-only redirects (http allowed to loopback, for tests), and a capped redirect chain.
+func NewHTTPClient(o ClientOptions) (*http.Client, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, Time: o.Now}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: server.ca_file: %v", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: server.ca_file %s holds no PEM certificate", ErrConfig, o.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	stall := o.StallTimeout
+	if stall == 0 {
+		stall = stallTimeout
+	}
+	tr := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:    tlsTimeout,
+		ResponseHeaderTimeout:  headerTimeout,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+		DisableCompression:     true,
+		TLSClientConfig:        tlsConf,
+		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+		MaxIdleConnsPerHost:    2,
+	}
+	return &http.Client{
+		Transport: &stallTransport{next: tr, stall: stall},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("more than %d redirects", maxRedirects)
+			}
+			if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
+				return fmt.Errorf("refusing redirect to %s: not https", req.URL.Redacted())
+			}
+			return nil
+		},
+	}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ErrStalled: the body stopped moving, or moved slower than the minimum rate.
+var ErrStalled = errors.New("transfer stalled")
+
+// stallTransport cancels a request whose body makes no progress for stall, or averages less
+// than minRateBytes/s over minRateWindow ("slow retrieval").
+type stallTransport struct {
+	next  http.RoundTripper
+	stall time.Duration
+}
+
+func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("User-Agent", UserAgent())
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now()}
+	w.timer = time.AfterFunc(t.stall, w.fire)
+	resp.Body = w
+	return resp, nil
+}
+
+type watchedBody struct {
+	rc     io.ReadCloser
+	cancel context.CancelCauseFunc
+	stall  time.Duration
+	timer  *time.Timer
+	mu     sync.Mutex
+	start  time.Time // of the current rate window
+	n      int64     // bytes in the current rate window
+	err    error
+}
+
+func (w *watchedBody) fire() {
+	w.mu.Lock()
+	w.err = fmt.Errorf("%w: no data for %v", ErrStalled, w.stall)
+	w.mu.Unlock()
+	w.cancel(w.err)
+}
+
+func (w *watchedBody) Read(p []byte) (int, error) {
+	n, err := w.rc.Read(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return n, w.err
+	}
+	if n > 0 {
+		w.n += int64(n)
+		w.timer.Reset(w.stall)
+		if el := time.Since(w.start); el > minRateWindow {
+			if float64(w.n)/el.Seconds() < minRateBytes {
+				w.err = fmt.Errorf("%w: %d bytes in %v, under %d B/s", ErrStalled, w.n, el.Round(time.Second), minRateBytes)
+				w.cancel(w.err)
+				return n, w.err
+			}
+			w.start, w.n = time.Now(), 0
+		}
+	}
+	return n, err
+}
+
+func (w *watchedBody) Close() error {
+	w.timer.Stop()
+	err := w.rc.Close()
+	w.cancel(nil)
+	return err
+}

@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cavaliergopher/grab/v3"
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// incoming is the staging name of a received member until it is verified and promoted.
+func incoming(member string) string { return ".in-" + member }
+
+// transportReader remembers the error of the network body, so a failed extraction can tell
+// a broken link (try later) from a bad archive (rejected).
+type transportReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (t *transportReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
+}
+
+// receiveFull streams the full payload into the staging directory: gunzip → tar → files,
+// hashed as they are written; nothing is held in memory but copy buffers.
+func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packaging.Details, map[string]packaging.Digests, int64, error) {
+	if ce := strings.ToLower(resp.Header.Get("Content-Encoding")); ce != "" && ce != "gzip" {
+		return nil, nil, 0, fmt.Errorf("%w: full payload with Content-Encoding %q", ErrRejected, ce)
+	}
+	body := &transportReader{r: resp.Body}
+	fail := func(err error) (*packaging.Details, map[string]packaging.Digests, int64, error) {
+		if body.err != nil {
+			return nil, nil, body.n, fmt.Errorf("%w: receiving the payload: %v", ErrUnavailable, body.err)
+		}
+		return nil, nil, body.n, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	pr, err := packaging.NewPayloadReader(body, packaging.DefaultLimits)
+	if err != nil {
+		return fail(err)
+	}
+	got := map[string]packaging.Digests{}
+	for {
+		name, size, r, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		a.Status(fmt.Sprintf("downloading %s (%s)", name, humanBytes(size)))
+		d, err := st.WriteFile(incoming(name), r)
+		if err != nil {
+			return fail(err)
+		}
+		got[name] = d
+	}
+	return pr.Details(), got, body.n, nil
+}
+
+var errRestart = errors.New("server ignored the resume request")
+
+// download fetches one binary with grab into state_dir/downloads, resuming a partial file
+// across restarts with Range + If-Range (the strong ETag recorded in bbolt), accepting only a
+// 206 that starts where it asked; a 200 or a stale partial restarts from zero.
+func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e packaging.Entry, st *installer.Staging) (packaging.Digests, int64, error) {
+	src, err := a.firmwareURL(item.App, e, "")
+	if err != nil {
+		return packaging.Digests{}, 0, err
+	}
+	dir := filepath.Join(a.slots.Dir, "downloads")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return packaging.Digests{}, 0, err
+	}
+	member := item.Member()
+	dst := filepath.Join(dir, member)
+	prog, _ := db.Progress(member)
+	if prog == nil || prog.SHA256 != e.SHA256 || prog.MD5 != e.MD5 || prog.Size != e.Size || !strongETag(prog.ETag) {
+		os.Remove(dst) // a partial file nobody vouches for is not resumed
+		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
+	}
+	n, err := a.grab(ctx, db, member, src, dst, prog)
+	if errors.Is(err, errRestart) || (err != nil && errors.Is(err, grab.ErrBadLength)) {
+		a.log.Warn("resume refused by the server; downloading again from zero", "app", item.App, "version", item.Version, "error", err)
+		os.Remove(dst)
+		prog.ETag = ""
+		var n2 int64
+		n2, err = a.grab(ctx, db, member, src, dst, prog)
+		n += n2
+	}
+	if err != nil {
+		return packaging.Digests{}, n, err
+	}
+	d, err := packaging.DigestFile(dst)
+	if err != nil {
+		return packaging.Digests{}, n, err
+	}
+	if err := st.Adopt(dst, incoming(member)); err != nil {
+		return packaging.Digests{}, n, err
+	}
+	db.SetProgress(member, nil)
+	return d, n, nil
+}
+
+// Progress is the resume record kept in bbolt (an alias keeps the agent's code readable).
+type Progress = store.Progress
+
+func strongETag(t string) bool {
+	return len(t) > 2 && strings.HasPrefix(t, `"`) && strings.HasSuffix(t, `"`)
+}
+
+func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string, prog *Progress) (int64, error) {
+	req, err := grab.NewRequest(dst, src)
+	if err != nil {
+		return 0, fmt.Errorf("download %s: %w", member, err)
+	}
+	req = req.WithContext(ctx)
+	req.Size = prog.Size
+	req.IgnoreRemoteTime = true
+	req.NoCreateDirectories = true
+	var offset int64
+	if fi, err := os.Stat(dst); err == nil {
+		offset = fi.Size()
+		req.HTTPRequest.Header.Set("If-Range", prog.ETag) // grab adds Range, never If-Range
+	}
+	req.BeforeCopy = func(r *grab.Response) error {
+		h := r.HTTPResponse
+		if r.DidResume && offset > 0 {
+			if h.StatusCode != http.StatusPartialContent {
+				return fmt.Errorf("%w: %s to a resume from byte %d", errRestart, h.Status, offset)
+			}
+			if !strings.HasPrefix(h.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", offset)) {
+				return fmt.Errorf("%w: Content-Range %q, asked from byte %d", errRestart, h.Header.Get("Content-Range"), offset)
+			}
+		} else if h.StatusCode != http.StatusOK {
+			return fmt.Errorf("download %s: %s", member, h.Status)
+		}
+		if t := h.Header.Get("ETag"); strongETag(t) && t != prog.ETag {
+			prog.ETag, prog.URL = t, src
+			return db.SetProgress(member, prog)
+		}
+		return nil
+	}
+	c := &grab.Client{HTTPClient: a.http, UserAgent: UserAgent(), BufferSize: 256 << 10}
+	resp := c.Do(req)
+	a.watchProgress(member, resp)
+	err = resp.Err()
+	n := resp.BytesComplete() - offset
+	if n < 0 || err == nil && resp.DidResume && offset > 0 && resp.HTTPResponse == nil {
+		n = 0
+	}
+	var sc grab.StatusCodeError
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, errRestart), errors.Is(err, grab.ErrBadLength):
+		return n, err
+	case errors.As(err, &sc) && (int(sc) == 416):
+		return n, fmt.Errorf("%w: 416", errRestart)
+	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):
+		return n, fmt.Errorf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, redact(src), int(sc))
+	}
+	return n, fmt.Errorf("%w: download %s from %s: %v", ErrUnavailable, member, redact(src), err)
+}
+
+// watchProgress reports a download's progress once a second until it is done.
+func (a *Agent) watchProgress(member string, resp *grab.Response) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-resp.Done:
+			return
+		case <-t.C:
+			if size := resp.Size(); size > 0 {
+				a.Status(fmt.Sprintf("downloading %s: %d%% of %s", member, int(100*resp.Progress()), humanBytes(size)))
+			}
+		}
+	}
+}
+
+func redact(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
+}

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// reconcile makes the database agree with the slots after whatever interrupted the last run
+// (DESIGN-NOTES 2.7). The `current` link and the slot manifests are the truth; bbolt is the
+// index. Every step is idempotent.
+func (a *Agent) reconcile(db *store.DB) error {
+	if err := a.slots.Cleanup(); err != nil {
+		return err
+	}
+	state, err := db.State()
+	if err != nil {
+		return err
+	}
+	pending, err := db.Pending()
+	if err != nil {
+		return err
+	}
+	active, err := a.slots.Active()
+	if errors.Is(err, installer.ErrNoSlot) {
+		if state != nil || pending != nil {
+			a.log.Warn("no current slot link: forgetting the recorded generation", "state_dir", a.slots.Dir)
+			return db.SetState(nil)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m, err := a.slots.Manifest(active)
+	if err != nil {
+		return fmt.Errorf("active slot %s has no readable manifest: %w", active, err)
+	}
+	if pending != nil {
+		if pending.Slot == active && pending.N == m.Generation {
+			a.log.Info("finishing an interrupted switch", "slot", active, "generation", m.Generation)
+			return db.SetState(a.newState(state, pending))
+		}
+		a.log.Info("discarding an install interrupted before its switch", "slot", pending.Slot, "generation", pending.N)
+		if err := db.SetPending(nil); err != nil {
+			return err
+		}
+	}
+	if state == nil || state.Slot != active || state.N != m.Generation {
+		a.log.Warn("database disagrees with the slots; rebuilding from slot manifests", "slot", active, "generation", m.Generation)
+		s := &store.State{Generation: store.Generation{N: m.Generation, Slot: active, Apps: m.Apps}, Status: store.StatusCommitted, Since: a.now(db)}
+		if om, err := a.slots.Manifest(installer.Other(active)); err == nil {
+			s.Previous = &store.Reference{N: om.Generation, Slot: installer.Other(active)}
+		}
+		return db.SetState(s)
+	}
+	if state.Status == store.StatusTrial {
+		state.Trials++
+		if state.Trials >= a.cfg.Hooks.MaxTrials {
+			return a.rollback(db, fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N), true)
+		}
+		return db.SetState(state)
+	}
+	return nil
+}
+
+// newState is the record of a generation just switched to.
+func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
+	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
+	if a.cfg.Hooks.Health != "" {
+		s.Status = store.StatusTrial
+	}
+	if prev != nil {
+		s.Previous = &store.Reference{N: prev.N, Slot: prev.Slot}
+	}
+	return s
+}
+
+// switchTo journals the new generation, flips the link, and puts it on trial (health hook)
+// or commits it. A failed health check rolls back and refuses the release.
+func (a *Agent) switchTo(ctx context.Context, db *store.DB, prev *store.State, next *store.Generation) error {
+	a.Status("switching to slot " + next.Slot)
+	if err := db.SetPending(next); err != nil {
+		return err
+	}
+	a.step("pending")
+	if err := a.slots.Switch(next.Slot); err != nil {
+		return err
+	}
+	a.step("switched")
+	s := a.newState(prev, next)
+	if err := db.SetState(s); err != nil {
+		return err
+	}
+	a.log.Info("switched", "slot", next.Slot, "generation", next.N, "status", s.Status)
+	a.step("recorded")
+	return a.trial(ctx, db, s)
+}
+
+// trial runs the health hook for a generation on trial: success commits, failure rolls back.
+func (a *Agent) trial(ctx context.Context, db *store.DB, s *store.State) error {
+	if s.Status != store.StatusTrial {
+		return a.committed(ctx, s)
+	}
+	a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
+	if err := a.runHook(ctx, "health", a.cfg.Hooks.Health, a.hookEnv(&s.Generation, "")); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // stopped: the next start counts a trial
+		}
+		return a.rollback(db, "health check failed: "+err.Error(), true)
+	}
+	s.Status = store.StatusCommitted
+	if err := db.SetState(s); err != nil {
+		return err
+	}
+	a.log.Info("committed", "slot", s.Slot, "generation", s.N)
+	return a.committed(ctx, s)
+}
+
+func (a *Agent) committed(ctx context.Context, s *store.State) error {
+	if err := a.runHook(ctx, "post_commit", a.cfg.Hooks.PostCommit, a.hookEnv(&s.Generation, "")); err != nil {
+		a.log.Warn("hooks.post_commit failed (the generation stays committed)", "error", err)
+	}
+	return nil
+}
+
+// ResumeTrial finishes a trial left by a restart (max_trials > 1).
+func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
+	s, err := db.State()
+	if err != nil || s == nil || s.Status != store.StatusTrial {
+		return err
+	}
+	return a.trial(ctx, db, s)
+}
+
+// Rollback switches back to the previous generation by hand.
+func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
+	return a.rollback(db, reason, false)
+}
+
+// rollback returns to the previous generation; with refuse, every binary of the abandoned
+// generation that the previous one lacks is refused until the server offers another.
+func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
+	s, err := db.State()
+	if err != nil {
+		return err
+	}
+	if s == nil || s.Previous == nil {
+		return errors.New("nothing to roll back to: no previous generation is recorded")
+	}
+	m, err := a.slots.Manifest(s.Previous.Slot)
+	if err != nil || m.Generation != s.Previous.N {
+		return fmt.Errorf("cannot roll back: slot %s no longer holds generation %d", s.Previous.Slot, s.Previous.N)
+	}
+	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps}
+	a.Status("rolling back to slot " + back.Slot)
+	if err := db.SetPending(back); err != nil {
+		return err
+	}
+	if err := a.slots.Switch(back.Slot); err != nil {
+		return err
+	}
+	if refuse {
+		for app, x := range s.Apps {
+			if old, ok := m.Apps[app]; ok && old.MD5 == x.MD5 {
+				continue
+			}
+			if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
+				return err
+			}
+		}
+	}
+	ns := &store.State{Generation: *back, Status: store.StatusCommitted, Since: a.now(db), Previous: &store.Reference{N: s.N, Slot: s.Slot}}
+	if err := db.SetState(ns); err != nil {
+		return err
+	}
+	a.log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", s.N, "reason", reason)
+	return nil
+}
+
+// cleanDownloads removes partial downloads the plan no longer needs.
+func (a *Agent) cleanDownloads(plan *Plan) error {
+	dir := filepath.Join(a.slots.Dir, "downloads")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	keep := map[string]bool{}
+	for _, d := range plan.Download {
+		keep[d.Member()] = true
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	return err
+}

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// verify decides whether the bytes received for app may be installed (PROTOCOL 3.3): size,
+// SHA-256 and MD5 as claimed; with trust keys, an Ed25519 statement (inline or the published
+// .release) that covers exactly those bytes, this app and version, and a serial not lower
+// than the installed one's. It returns the record to install.
+func (a *Agent) verify(ctx context.Context, app string, e packaging.Entry, got packaging.Digests, have *store.App) (store.App, error) {
+	rec := store.App{Version: e.LatestVersion, MD5: got.MD5, SHA256: got.SHA256, Size: got.Size}
+	reject := func(format string, args ...any) (store.App, error) {
+		return store.App{}, fmt.Errorf("%w: %s %s: %s", ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
+	}
+	if err := matches(e.Size, e.SHA256, e.MD5, got); err != "" {
+		return reject("%s", err)
+	}
+	if len(a.keys) == 0 {
+		if !a.cfg.Trust.AllowUnsigned {
+			return reject("unsigned releases are refused: configure trust.keys (or set trust.allow_unsigned: true to accept them)")
+		}
+		if e.SHA256 == "" && e.MD5 == "" {
+			a.log.Warn("no hashes from the server; installing unverified bytes (trust.allow_unsigned)", "app", app, "version", e.LatestVersion, "md5", got.MD5)
+		}
+		return rec, nil
+	}
+	st, sig, keyid := packaging.Statement{App: app, Version: e.LatestVersion, SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, Serial: e.Serial}, e.Sig, e.KeyID
+	if sig == "" {
+		rf, err := a.fetchRelease(ctx, app, e)
+		if err != nil {
+			return reject("no inline signature and no published statement: %v", err)
+		}
+		if rf.App != app || rf.Version != e.LatestVersion {
+			return reject("published statement is for %s %s", rf.App, rf.Version)
+		}
+		st, sig, keyid = rf.Statement(), rf.Sig, rf.KeyID
+	}
+	if err := st.Verify(a.keys, sig, keyid); err != nil {
+		return reject("%v", err)
+	}
+	if err := matches(st.Size, st.SHA256, st.MD5, got); err != "" {
+		return reject("bytes differ from the signed statement: %s", err)
+	}
+	if have != nil && st.Serial < have.Serial {
+		return reject("rollback refused: serial %d is lower than the installed %s's %d", st.Serial, have.Version, have.Serial)
+	}
+	rec.Serial, rec.Signed = st.Serial, true
+	return rec, nil
+}
+
+// matches compares received digests with claimed ones (empty claims are not checked).
+func matches(size int64, sha, md5 string, got packaging.Digests) string {
+	switch {
+	case size != 0 && got.Size != size:
+		return fmt.Sprintf("size %d, want %d", got.Size, size)
+	case sha != "" && got.SHA256 != sha:
+		return fmt.Sprintf("sha256 mismatch: got %s, want %s", got.SHA256, sha)
+	case md5 != "" && got.MD5 != md5:
+		return fmt.Sprintf("md5 mismatch: got %s, want %s", got.MD5, md5)
+	}
+	return ""
+}
+
+// fetchRelease gets `<app>_<version>.release` from the firmware CDN (at most 64 KiB).
+func (a *Agent) fetchRelease(ctx context.Context, app string, e packaging.Entry) (*packaging.ReleaseFile, error) {
+	u, err := a.firmwareURL(app, e, ".release")
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%s answered %s", redact(u), resp.Status)
+	}
+	return packaging.ParseReleaseFile(resp.Body)
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/ota-agent/ota-agent/store"
+	"github.com/spf13/pflag"
+)
+
+// statusReport is what `status --json` prints.
+type statusReport struct {
+	Slot       string                   `json:"slot"`
+	Generation int64                    `json:"generation"`
+	Status     string                   `json:"status"`
+	Trials     int                      `json:"trials,omitempty"`
+	Since      time.Time                `json:"since"`
+	Previous   *store.Reference         `json:"previous,omitempty"`
+	Apps       map[string]store.App     `json:"apps"`
+	LastCheck  *store.CheckRecord       `json:"last_check,omitempty"`
+	Refused    map[string]store.Refusal `json:"refused,omitempty"`
+}
+
+func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	if err := subFlags("status", g, args, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print as JSON")
+	}); err != nil {
+		return err
+	}
+	a, err := load(g, stderr)
+	if err != nil {
+		return err
+	}
+	db, err := a.OpenDBReadOnly()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rep := statusReport{Apps: map[string]store.App{}}
+	s, err := db.State()
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		rep.Slot, rep.Generation, rep.Status, rep.Trials, rep.Since, rep.Previous, rep.Apps = s.Slot, s.N, s.Status, s.Trials, s.Since, s.Previous, s.Apps
+	}
+	if rep.LastCheck, err = db.LastCheck(); err != nil {
+		return err
+	}
+	if rep.Refused, err = db.Refusals(); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	if s == nil {
+		fmt.Fprintln(stdout, "nothing installed yet")
+	} else {
+		fmt.Fprintf(stdout, "slot %s, generation %d, %s since %s\n", rep.Slot, rep.Generation, rep.Status, rep.Since.Format(time.RFC3339))
+		if rep.Status == store.StatusTrial {
+			fmt.Fprintf(stdout, "  on trial: health not yet confirmed (%d restart(s) seen)\n", rep.Trials)
+		}
+		if rep.Previous != nil {
+			fmt.Fprintf(stdout, "previous: slot %s, generation %d (ota-agent rollback)\n", rep.Previous.Slot, rep.Previous.N)
+		}
+	}
+	apps := make([]string, 0, len(rep.Apps))
+	for name := range rep.Apps {
+		apps = append(apps, name)
+	}
+	sort.Strings(apps)
+	for _, name := range apps {
+		x := rep.Apps[name]
+		signed := "unsigned"
+		if x.Signed {
+			signed = fmt.Sprintf("serial %d", x.Serial)
+		}
+		fmt.Fprintf(stdout, "  %-16s %-10s %10d bytes  md5 %s  sha256 %s  %s\n", name, x.Version, x.Size, x.MD5, x.SHA256, signed)
+	}
+	if c := rep.LastCheck; c != nil {
+		fmt.Fprintf(stdout, "last check: %s at %s (%v)", c.Result, c.Time.Format(time.RFC3339), c.Duration.Round(time.Millisecond))
+		if c.Error != "" {
+			fmt.Fprintf(stdout, ": %s", c.Error)
+		}
+		fmt.Fprintln(stdout)
+	}
+	for md5, r := range rep.Refused {
+		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+// Command ota-agent keeps an embedded Linux gateway's binaries current: see `ota-agent help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ota-agent/ota-agent/agent"
+	"github.com/spf13/pflag"
+)
+
+const usage = `ota-agent: over-the-air updates into A/B slots, verified and crash-safe.
+
+usage: ota-agent [--config FILE] [--root DIR] COMMAND [flags]
+
+commands:
+  check --once [--json] [--dry-run]   one update cycle (the plan only, with --dry-run)
+  run                                 the daemon: check on a schedule (systemd Type=notify)
+  status [--json]                     active slot, apps, trial, last check
+  verify                              re-hash the active slot against the database
+  rollback                            switch back to the previous generation
+  version                             print the version
+
+global flags:
+  --config FILE   configuration (default /etc/ota-agent/config.yaml, under --root)
+  --root DIR      sysroot: every path the agent touches is taken under DIR (image builders)
+  --state-dir DIR, --server-url URL, --log-format text|json   override the configuration
+
+exit codes:
+  0  ok (updated, or up to date)
+  1  failed (a health check rolled back, a verify found differences, another instance runs...)
+  2  usage or configuration error
+  3  server or network unavailable: try later
+  4  update rejected by verification (hashes, signatures, rollback, hostile payload)
+`
+
+// Exit codes (README, "CLI reference").
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitUnavailable = 3
+	exitRejected    = 4
+)
+
+var errUsage = errors.New("usage")
+
+type globals struct {
+	config, root, stateDir, serverURL, logFormat string
+	verbose                                      bool
+}
+
+// register adds the global flags to fs, keeping values already parsed (they may be given
+// before or after the command).
+func (g *globals) register(fs *pflag.FlagSet) {
+	fs.StringVar(&g.config, "config", g.config, "configuration file")
+	fs.StringVar(&g.root, "root", g.root, "sysroot prefix of every path")
+	fs.StringVar(&g.stateDir, "state-dir", g.stateDir, "override state_dir")
+	fs.StringVar(&g.serverURL, "server-url", g.serverURL, "override server.url")
+	fs.StringVar(&g.logFormat, "log-format", g.logFormat, "override log.format (text|json)")
+	fs.BoolVarP(&g.verbose, "verbose", "v", g.verbose, "debug logging")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var g globals
+	fs := pflag.NewFlagSet("ota-agent", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SetOutput(io.Discard)
+	g.register(fs)
+	help := fs.BoolP("help", "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "ota-agent: %v\n\n%s", err, usage)
+		return exitUsage
+	}
+	rest := fs.Args()
+	if *help || len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(rest) == 0 && !*help {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmds := map[string]func(context.Context, *globals, []string, io.Writer, io.Writer) error{
+		"check": runCheck, "run": runDaemon, "status": runStatus, "verify": runVerify,
+		"rollback": runRollback, "version": runVersion,
+	}
+	cmd, ok := cmds[rest[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "ota-agent: unknown command %q\n\n%s", rest[0], usage)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd(ctx, &g, rest[1:], stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ota-agent %s: %v\n", rest[0], err)
+	}
+	return exitCode(err)
+}
+
+// exitCode decides every exit status in one place.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage), errors.Is(err, agent.ErrConfig):
+		return exitUsage
+	case errors.Is(err, agent.ErrRejected):
+		return exitRejected
+	case errors.Is(err, agent.ErrUnavailable):
+		return exitUnavailable
+	}
+	return exitFailed
+}
+
+// subFlags parses a subcommand's flags; the global flags are accepted there too.
+func subFlags(name string, g *globals, args []string, define func(*pflag.FlagSet)) error {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.register(fs)
+	if define != nil {
+		define(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v (see ota-agent help)", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see ota-agent help)", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// load reads the configuration and builds the agent.
+func load(g *globals, stderr io.Writer) (*agent.Agent, error) {
+	over := agent.Overrides{}
+	if g.stateDir != "" {
+		over["state_dir"] = g.stateDir
+	}
+	if g.serverURL != "" {
+		over["server.url"] = g.serverURL
+	}
+	if g.logFormat != "" {
+		over["log.format"] = g.logFormat
+	}
+	cfg, err := agent.LoadConfig(g.config, g.root, over)
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(cfg, newLogger(cfg, g.verbose, stderr))
+}
+
+func newLogger(cfg *agent.Config, verbose bool, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose || cfg.Log.Level == "debug" {
+		level = slog.LevelDebug
+	} else if cfg.Log.Level == "warn" {
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,20 @@
+// Package store is the agent's bbolt database: an index and a journal of what is installed,
+// never the only truth of which slot is active (the slot manifests are). Nothing else in the
+// project imports bbolt. Every key lives in this file.
+package store
+
+// Buckets and keys. Values are small JSON documents (32-bit ARM has little address space).
+var (
+	bucketAgent     = []byte("agent")     // single-value records below
+	bucketRefused   = []byte("refused")   // md5 → Refusal
+	bucketDownloads = []byte("downloads") // "<app>_<version>" → Progress
+	bucketModes     = []byte("modes")     // server URL → payload mode learnt ("metadata" after a 405)
+
+	keySchema    = []byte("schema")     // "1"
+	keyState     = []byte("state")      // State: the active generation
+	keyPending   = []byte("pending")    // Generation being switched to (journal)
+	keyLastCheck = []byte("last_check") // CheckRecord
+	keyTimeFloor = []byte("time_floor") // unix seconds, never decreases
+)
+
+const schemaVersion = "1"

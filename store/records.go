@@ -1,0 +1,67 @@
+package store
+
+import "time"
+
+// App is one installed binary.
+type App struct {
+	Version string `json:"version"`
+	MD5     string `json:"md5"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Serial  int64  `json:"serial,omitempty"`
+	Signed  bool   `json:"signed"`
+}
+
+// Generation is one complete set of binaries in one slot.
+type Generation struct {
+	N    int64          `json:"n"`
+	Slot string         `json:"slot"`
+	Apps map[string]App `json:"apps"`
+}
+
+// Status of the active generation.
+const (
+	StatusCommitted = "committed"
+	StatusTrial     = "trial" // switched to, health not yet confirmed
+)
+
+// State is the active generation and how it got there.
+type State struct {
+	Generation
+	Status   string     `json:"status"`
+	Trials   int        `json:"trials,omitempty"`   // starts seen while on trial
+	Previous *Reference `json:"previous,omitempty"` // what a rollback returns to
+	Since    time.Time  `json:"since"`
+}
+
+// Reference names a generation in a slot.
+type Reference struct {
+	N    int64  `json:"n"`
+	Slot string `json:"slot"`
+}
+
+// CheckRecord is the outcome of the last check.
+type CheckRecord struct {
+	Time     time.Time     `json:"time"`
+	Result   string        `json:"result"` // up-to-date | updated | failed
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Bytes    int64         `json:"bytes"`
+}
+
+// Refusal is a release this device will not install again until the server offers another.
+type Refusal struct {
+	App     string    `json:"app"`
+	Version string    `json:"version"`
+	Reason  string    `json:"reason"`
+	Time    time.Time `json:"time"`
+}
+
+// Progress of a resumable single-binary download.
+type Progress struct {
+	URL    string `json:"url"`
+	ETag   string `json:"etag"` // strong ETag seen on the first response
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	MD5    string `json:"md5,omitempty"`
+}

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrLocked: another process has the database open.
+var ErrLocked = errors.New("database is locked by another process")
+
+// Options for Open.
+type Options struct {
+	Timeout  time.Duration // waiting for the file lock; never zero (bbolt would wait forever)
+	ReadOnly bool
+}
+
+// DB is the agent's database.
+type DB struct {
+	b *bolt.DB
+	// Rebuilt is set when the file was corrupt, moved aside, and a new one made: the caller
+	// must rebuild it from the slot manifests.
+	Rebuilt bool
+}
+
+// Open opens or creates path. A file that fails bbolt's consistency check (or panics it) is
+// renamed to path.corrupt-<unix time> and replaced by an empty database.
+func Open(path string, o Options) (*DB, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, err
+		}
+	}
+	b, err := open(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if cerr := check(b); cerr != nil {
+		b.Close()
+		if o.ReadOnly {
+			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, cerr)
+		}
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if err := os.Rename(path, aside); err != nil {
+			return nil, fmt.Errorf("move corrupt database aside: %w", err)
+		}
+		if b, err = open(path, o); err != nil {
+			return nil, err
+		}
+		db := &DB{b: b, Rebuilt: true}
+		return db, db.init()
+	}
+	db := &DB{b: b}
+	if o.ReadOnly {
+		return db, nil
+	}
+	return db, db.init()
+}
+
+func open(path string, o Options) (*bolt.DB, error) {
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w (waited %v)", path, ErrLocked, o.Timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// check runs bbolt's consistency check, turning a panic on a corrupt page into an error.
+func check(b *bolt.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic while checking: %v", r)
+		}
+	}()
+	return b.View(func(tx *bolt.Tx) error {
+		var first error
+		for e := range tx.Check() { // drain: the checker goroutine sends every error
+			if first == nil {
+				first = e
+			}
+		}
+		return first
+	})
+}
+
+func (d *DB) init() error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAgent, bucketRefused, bucketDownloads, bucketModes} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketAgent).Put(keySchema, []byte(schemaVersion))
+	})
+}
+
+// Close closes the file.
+func (d *DB) Close() error { return d.b.Close() }
+
+// Check runs the consistency check (tests call it after every change).
+func (d *DB) Check() error { return check(d.b) }
+
+func get[T any](d *DB, bucket, key []byte) (*T, error) {
+	var out *T
+	err := d.b.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		raw := b.Get(key)
+		if raw == nil {
+			return nil
+		}
+		out = new(T)
+		return json.Unmarshal(raw, out)
+	})
+	return out, err
+}
+
+func put(tx *bolt.Tx, bucket, key []byte, v any) error {
+	if v == nil {
+		return tx.Bucket(bucket).Delete(key)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put(key, raw)
+}
+
+// State returns the active generation, nil when nothing was ever installed.
+func (d *DB) State() (*State, error) { return get[State](d, bucketAgent, keyState) }
+
+// Pending returns the generation a switch was started for, if any.
+func (d *DB) Pending() (*Generation, error) { return get[Generation](d, bucketAgent, keyPending) }
+
+// LastCheck returns the last check's record.
+func (d *DB) LastCheck() (*CheckRecord, error) { return get[CheckRecord](d, bucketAgent, keyLastCheck) }
+
+// SetPending journals g before the switch (nil clears it).
+func (d *DB) SetPending(g *Generation) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		if g == nil {
+			return put(tx, bucketAgent, keyPending, nil)
+		}
+		return put(tx, bucketAgent, keyPending, g)
+	})
+}
+
+// SetState records s as active (nil: nothing installed) and clears the pending journal, in
+// one transaction.
+func (d *DB) SetState(s *State) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		var err error
+		if s == nil {
+			err = put(tx, bucketAgent, keyState, nil)
+		} else {
+			err = put(tx, bucketAgent, keyState, s)
+		}
+		if err != nil {
+			return err
+		}
+		return put(tx, bucketAgent, keyPending, nil)
+	})
+}
+
+// RecordCheck stores the last check's outcome.
+func (d *DB) RecordCheck(c CheckRecord) error {
+	return d.b.Update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyLastCheck, c) })
+}
+
+// Refuse remembers that the release with this md5 must not be installed again.
+func (d *DB) Refuse(md5 string, r Refusal) error {
+	return d.b.Update(func(tx *bolt.Tx) error { return put(tx, bucketRefused, []byte(md5), r) })
+}
+
+// Refused returns why md5 is refused, or nil.
+func (d *DB) Refused(md5 string) (*Refusal, error) { return get[Refusal](d, bucketRefused, []byte(md5)) }
+
+// Refusals lists every refused release by md5.
+func (d *DB) Refusals() (map[string]Refusal, error) {
+	out := map[string]Refusal{}
+	err := d.b.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRefused).ForEach(func(k, v []byte) error {
+			var r Refusal
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out[string(k)] = r
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ForgetRefusals drops refusals whose md5 is not in keep: the server offers something else.
+func (d *DB) ForgetRefusals(app string, keep string) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRefused)
+		var drop [][]byte
+		b.ForEach(func(k, v []byte) error {
+			var r Refusal
+			if json.Unmarshal(v, &r) == nil && r.App == app && string(k) != keep {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Progress returns the resume record of a download.
+func (d *DB) Progress(name string) (*Progress, error) {
+	return get[Progress](d, bucketDownloads, []byte(name))
+}
+
+// SetProgress stores (or with nil, clears) the resume record of a download.
+func (d *DB) SetProgress(name string, p *Progress) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		if p == nil {
+			return put(tx, bucketDownloads, []byte(name), nil)
+		}
+		return put(tx, bucketDownloads, []byte(name), p)
+	})
+}
+
+// Mode returns the payload mode learnt for a server URL ("" when none).
+func (d *DB) Mode(server string) (string, error) {
+	var m string
+	err := d.b.View(func(tx *bolt.Tx) error {
+		m = string(tx.Bucket(bucketModes).Get([]byte(server)))
+		return nil
+	})
+	return m, err
+}
+
+// SetMode remembers the payload mode for a server URL.
+func (d *DB) SetMode(server, mode string) error {
+	return d.b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketModes).Put([]byte(server), []byte(mode)) })
+}
+
+// TimeFloor is the newest time the agent has trusted; the clock is never taken to be earlier.
+func (d *DB) TimeFloor() (time.Time, error) {
+	var t time.Time
+	err := d.b.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketAgent).Get(keyTimeFloor)
+		if raw != nil {
+			var s int64
+			fmt.Sscan(string(raw), &s)
+			t = time.Unix(s, 0)
+		}
+		return nil
+	})
+	return t, err
+}
+
+// RaiseTimeFloor moves the floor up to t (never down).
+func (d *DB) RaiseTimeFloor(t time.Time) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAgent)
+		var cur int64
+		if raw := b.Get(keyTimeFloor); raw != nil {
+			fmt.Sscan(string(raw), &cur)
+		}
+		if t.Unix() <= cur {
+			return nil
+		}
+		return b.Put(keyTimeFloor, []byte(fmt.Sprint(t.Unix())))
+	})
+}
