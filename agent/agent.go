@@ -180,4 +180,3 @@ func (a *Agent) now(db *store.DB) time.Time {
 type CheckOptions struct {
 	DryRun bool
 }
-

@@ -170,7 +170,9 @@ func oneLine(err error) string {
 }
 
 // notifier sends sd_notify datagrams; without NOTIFY_SOCKET it does nothing.
-type notifier struct{ log interface{ Debug(string, ...any) } }
+type notifier struct {
+	log interface{ Debug(string, ...any) }
+}
 
 func (n notifier) send(state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {

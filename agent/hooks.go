@@ -78,4 +78,3 @@ func envName(app string) string {
 		return '_'
 	}, app)
 }
-

@@ -185,7 +185,9 @@ func (d *DB) Refuse(md5 string, r Refusal) error {
 }
 
 // Refused returns why md5 is refused, or nil.
-func (d *DB) Refused(md5 string) (*Refusal, error) { return get[Refusal](d, bucketRefused, []byte(md5)) }
+func (d *DB) Refused(md5 string) (*Refusal, error) {
+	return get[Refusal](d, bucketRefused, []byte(md5))
+}
 
 // Refusals lists every refused release by md5.
 func (d *DB) Refusals() (map[string]Refusal, error) {
