@@ -96,7 +96,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Server.CAFile != "" {
 		ca = cfg.Path(cfg.Server.CAFile)
 	}
-	c, err := NewHTTPClient(ClientOptions{CAFile: ca})
+	c, err := NewHTTPClient(ClientOptions{CAFile: ca, HeaderTimeout: cfg.Server.Timeout})
 	if err != nil {
 		return nil, err
 	}

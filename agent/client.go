@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,9 +36,10 @@ const (
 
 // ClientOptions tune the hardened client; zero values take the defaults above.
 type ClientOptions struct {
-	CAFile       string
-	StallTimeout time.Duration
-	Now          func() time.Time // for certificate checks (time floor)
+	CAFile        string
+	StallTimeout  time.Duration
+	HeaderTimeout time.Duration    // waiting for the server to start answering
+	Now           func() time.Time // for certificate checks (time floor)
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
@@ -64,7 +66,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 		Proxy:                  http.ProxyFromEnvironment,
 		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:    tlsTimeout,
-		ResponseHeaderTimeout:  headerTimeout,
+		ResponseHeaderTimeout:  cmp.Or(o.HeaderTimeout, headerTimeout),
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: maxHeaderBytes,
 		DisableCompression:     true,

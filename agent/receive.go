@@ -95,7 +95,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	n, err := a.grab(ctx, db, member, src, dst, prog)
-	if errors.Is(err, errRestart) || (err != nil && errors.Is(err, grab.ErrBadLength)) {
+	if errors.Is(err, errRestart) {
 		a.log.Warn("resume refused by the server; downloading again from zero", "app", item.App, "version", item.Version, "error", err)
 		os.Remove(dst)
 		prog.ETag = ""
@@ -168,8 +168,12 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string,
 	switch {
 	case err == nil:
 		return n, nil
-	case errors.Is(err, errRestart), errors.Is(err, grab.ErrBadLength):
+	case errors.Is(err, errRestart):
 		return n, err
+	case errors.Is(err, grab.ErrBadLength) && offset > 0:
+		return n, fmt.Errorf("%w: %v", errRestart, err)
+	case errors.Is(err, grab.ErrBadLength):
+		return n, fmt.Errorf("%w: download %s from %s: the server announced a size other than the release's %d bytes", ErrUnavailable, member, redact(src), prog.Size)
 	case errors.As(err, &sc) && (int(sc) == 416):
 		return n, fmt.Errorf("%w: 416", errRestart)
 	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):

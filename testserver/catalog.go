@@ -133,6 +133,23 @@ func (c *Catalog) SignRows(privPEM []byte) error {
 	return c.Save()
 }
 
+// SignRow loads r's digests, signs it with its serial as given and writes its .release file:
+// how a publisher prepares a roll-out (or a roll-back: an old binary with a new serial).
+func (c *Catalog) SignRow(r Row, privPEM []byte) (Row, error) {
+	priv, err := packaging.ParsePrivateKeyPEM(privPEM)
+	if err != nil {
+		return r, err
+	}
+	if err := r.load(c.dir); err != nil {
+		return r, err
+	}
+	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
+	r.Sig, r.KeyID = st.Sign(priv)
+	tmp := &Catalog{Rows: []Row{r}}
+	rel, _ := json.MarshalIndent(tmp.releaseFile(0), "", " ")
+	return r, os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
+}
+
 func (c *Catalog) releaseFile(i int) packaging.ReleaseFile {
 	r := c.Rows[i]
 	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}

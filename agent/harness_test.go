@@ -1,0 +1,245 @@
+package agent
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// env is one test's world: a sample catalog signed with a fresh key, the real testserver on
+// loopback, and a state directory in t.TempDir().
+type env struct {
+	t       testing.TB
+	dir     string
+	cat     *testserver.Catalog
+	srv     *testserver.Server
+	base    string
+	privPEM []byte
+	pubPath string
+}
+
+func newEnv(t testing.TB, opts testserver.Options) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir()}
+	priv, pub, err := packaging.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.privPEM = priv
+	e.pubPath = filepath.Join(e.dir, "release.pub.pem")
+	os.WriteFile(e.pubPath, pub, 0o644)
+	if e.cat, err = testserver.WriteSample(filepath.Join(e.dir, "catalog"), 8192, 11, priv); err != nil {
+		t.Fatal(err)
+	}
+	opts.SpoolDir = t.TempDir()
+	if e.srv, err = testserver.New(e.cat, opts); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.srv.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; e.srv.Close() })
+	e.base = "http://" + l.Addr().String()
+	return e
+}
+
+// config writes a YAML configuration (the default one plus extra lines) and loads it.
+func (e *env) config(extra string) *Config {
+	e.t.Helper()
+	y := fmt.Sprintf(`server:
+  url: %s/package
+  firmware: {%s: %s/firmware/}
+device:
+  cpu_arch: armv8
+  attributes: {gamer: prod, cellular: prod}
+state_dir: %s
+trust:
+  keys: [%s]
+`, e.base, e.cat.Bucket, e.base, filepath.Join(e.dir, "state"), e.pubPath)
+	y = mergeYAML(y, extra)
+	path := filepath.Join(e.dir, fmt.Sprintf("config-%d.yaml", time.Now().UnixNano()))
+	os.WriteFile(path, []byte(y), 0o644)
+	c, err := LoadConfig(path, "", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// mergeYAML lets extra replace whole top-level sections of base.
+func mergeYAML(base, extra string) string {
+	sections := map[string]string{}
+	var order []string
+	for _, doc := range []string{base, extra} {
+		cur := ""
+		for _, line := range strings.Split(doc, "\n") {
+			if line == "" {
+				continue
+			}
+			if !strings.HasPrefix(line, " ") {
+				cur = strings.SplitN(line, ":", 2)[0]
+				if _, seen := sections[cur]; !seen {
+					order = append(order, cur)
+				}
+				if doc == extra {
+					sections[cur] = ""
+				}
+			}
+			sections[cur] += line + "\n"
+		}
+	}
+	var b strings.Builder
+	for _, k := range order {
+		b.WriteString(sections[k])
+	}
+	return b.String()
+}
+
+func (e *env) agent(c *Config) *Agent {
+	e.t.Helper()
+	a, err := New(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func (e *env) check(c *Config) (*Result, error) {
+	return e.agent(c).Check(context.Background(), CheckOptions{})
+}
+
+func (e *env) row(app, env string) testserver.Row {
+	for _, r := range e.srv.Catalog().Rows {
+		if r.App == app && r.Env == env {
+			return r
+		}
+	}
+	e.t.Fatalf("no row %s/%s", app, env)
+	return testserver.Row{}
+}
+
+// release publishes a new binary for (app, env) with the given version, bytes and serial.
+func (e *env) release(app, env, version string, data []byte, serial int64) testserver.Row {
+	e.t.Helper()
+	r := e.row(app, env)
+	r.Version, r.Serial = version, serial
+	r.File = "blobs/" + app + "_" + version
+	os.WriteFile(filepath.Join(e.cat.Dir(), r.File), data, 0o644)
+	r, err := e.cat.SignRow(r, e.privPEM)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.srv.SetRow(r); err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv.FlushEdge()
+	return r
+}
+
+// snapshot is what must not change when an update is refused: the active slot's bytes and
+// the database's state, pending journal and refusals.
+type snapshot struct {
+	files map[string]string
+	db    string
+}
+
+func takeSnapshot(t testing.TB, stateDir string) snapshot {
+	t.Helper()
+	s := snapshot{files: map[string]string{}}
+	cur := filepath.Join(stateDir, "current")
+	target, _ := os.Readlink(cur)
+	s.files["->"] = target
+	entries, _ := os.ReadDir(cur)
+	for _, en := range entries {
+		b, _ := os.ReadFile(filepath.Join(cur, en.Name()))
+		h := md5.Sum(b)
+		s.files[en.Name()] = hex.EncodeToString(h[:])
+	}
+	db, err := store.Open(filepath.Join(stateDir, "agent.db"), store.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		if os.IsNotExist(err) {
+			return s
+		}
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Check(); err != nil {
+		t.Fatalf("database fails its consistency check: %v", err)
+	}
+	st, _ := db.State()
+	p, _ := db.Pending()
+	r, _ := db.Refusals()
+	raw, _ := json.Marshal([]any{st, p, r})
+	s.db = string(raw)
+	return s
+}
+
+func (s snapshot) equal(o snapshot) string {
+	if s.db != o.db {
+		return fmt.Sprintf("database changed:\n%s\n%s", s.db, o.db)
+	}
+	var keys []string
+	for k := range s.files {
+		keys = append(keys, k)
+	}
+	for k := range o.files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if s.files[k] != o.files[k] {
+			return fmt.Sprintf("active slot changed at %s: %q -> %q", k, s.files[k], o.files[k])
+		}
+	}
+	return ""
+}
+
+// verifyState re-hashes the active slot against the database, as `ota-agent verify` does.
+func verifyState(t testing.TB, a *Agent) *store.State {
+	t.Helper()
+	db, err := a.OpenDBReadOnly()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.State()
+	if err != nil || s == nil {
+		t.Fatalf("no state: %v", err)
+	}
+	active, err := a.Slots().Active()
+	if err != nil || active != s.Slot {
+		t.Fatalf("active slot %q, database says %q (%v)", active, s.Slot, err)
+	}
+	if err := a.Slots().Verify(active, s.Apps); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func fileMD5(t testing.TB, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := md5.Sum(b)
+	return hex.EncodeToString(h[:])
+}
