@@ -135,6 +135,9 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, r
 	var gen int64
 	if state != nil {
 		installed, gen = state.Apps, state.N
+		if state.Previous != nil {
+			gen = max(gen, state.Previous.N) // numbers never repeat, even after a rollback
+		}
 	}
 	st, err := a.slots.Stage(target)
 	if err != nil {

@@ -19,9 +19,11 @@ type Options struct {
 	ReadOnly bool
 }
 
-// DB is the agent's database.
+// DB is the agent's database. The file is opened for each transaction and closed after it,
+// so a long install or health check never keeps `ota-agent status` waiting on the lock.
 type DB struct {
-	b *bolt.DB
+	path string
+	opts Options
 	// Rebuilt is set when the file was corrupt, moved aside, and a new one made: the caller
 	// must rebuild it from the slot manifests.
 	Rebuilt bool
@@ -38,12 +40,14 @@ func Open(path string, o Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	db := &DB{path: path, opts: o}
 	b, err := open(path, o)
 	if err != nil {
 		return nil, err
 	}
-	if cerr := check(b); cerr != nil {
-		b.Close()
+	cerr := check(b)
+	b.Close()
+	if cerr != nil {
 		if o.ReadOnly {
 			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, cerr)
 		}
@@ -51,17 +55,34 @@ func Open(path string, o Options) (*DB, error) {
 		if err := os.Rename(path, aside); err != nil {
 			return nil, fmt.Errorf("move corrupt database aside: %w", err)
 		}
-		if b, err = open(path, o); err != nil {
-			return nil, err
-		}
-		db := &DB{b: b, Rebuilt: true}
-		return db, db.init()
+		db.Rebuilt = true
 	}
-	db := &DB{b: b}
 	if o.ReadOnly {
 		return db, nil
 	}
 	return db, db.init()
+}
+
+// view and update open the file for one transaction.
+func (d *DB) view(fn func(*bolt.Tx) error) error {
+	b, err := open(d.path, d.opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return b.View(fn)
+}
+
+func (d *DB) update(fn func(*bolt.Tx) error) error {
+	if d.opts.ReadOnly {
+		return fmt.Errorf("database %s is open read-only", d.path)
+	}
+	b, err := open(d.path, d.opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return b.Update(fn)
 }
 
 func open(path string, o Options) (*bolt.DB, error) {
@@ -93,8 +114,20 @@ func check(b *bolt.DB) (err error) {
 	})
 }
 
+// init creates the buckets once; an initialised file is not written to (flash wear, and a
+// check that changes nothing leaves the file byte-identical).
 func (d *DB) init() error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	ready := false
+	d.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAgent)
+		ready = b != nil && string(b.Get(keySchema)) == schemaVersion &&
+			tx.Bucket(bucketRefused) != nil && tx.Bucket(bucketDownloads) != nil && tx.Bucket(bucketModes) != nil
+		return nil
+	})
+	if ready {
+		return nil
+	}
+	return d.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketAgent, bucketRefused, bucketDownloads, bucketModes} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -104,15 +137,22 @@ func (d *DB) init() error {
 	})
 }
 
-// Close closes the file.
-func (d *DB) Close() error { return d.b.Close() }
+// Close ends the use of the database (the file is only open during transactions).
+func (d *DB) Close() error { return nil }
 
 // Check runs the consistency check (tests call it after every change).
-func (d *DB) Check() error { return check(d.b) }
+func (d *DB) Check() error {
+	b, err := open(d.path, d.opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return check(b)
+}
 
 func get[T any](d *DB, bucket, key []byte) (*T, error) {
 	var out *T
-	err := d.b.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
 		if b == nil {
 			return nil
@@ -149,7 +189,7 @@ func (d *DB) LastCheck() (*CheckRecord, error) { return get[CheckRecord](d, buck
 
 // SetPending journals g before the switch (nil clears it).
 func (d *DB) SetPending(g *Generation) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if g == nil {
 			return put(tx, bucketAgent, keyPending, nil)
 		}
@@ -160,7 +200,7 @@ func (d *DB) SetPending(g *Generation) error {
 // SetState records s as active (nil: nothing installed) and clears the pending journal, in
 // one transaction.
 func (d *DB) SetState(s *State) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		var err error
 		if s == nil {
 			err = put(tx, bucketAgent, keyState, nil)
@@ -176,12 +216,12 @@ func (d *DB) SetState(s *State) error {
 
 // RecordCheck stores the last check's outcome.
 func (d *DB) RecordCheck(c CheckRecord) error {
-	return d.b.Update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyLastCheck, c) })
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyLastCheck, c) })
 }
 
 // Refuse remembers that the release with this md5 must not be installed again.
 func (d *DB) Refuse(md5 string, r Refusal) error {
-	return d.b.Update(func(tx *bolt.Tx) error { return put(tx, bucketRefused, []byte(md5), r) })
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketRefused, []byte(md5), r) })
 }
 
 // Refused returns why md5 is refused, or nil.
@@ -192,7 +232,7 @@ func (d *DB) Refused(md5 string) (*Refusal, error) {
 // Refusals lists every refused release by md5.
 func (d *DB) Refusals() (map[string]Refusal, error) {
 	out := map[string]Refusal{}
-	err := d.b.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRefused).ForEach(func(k, v []byte) error {
 			var r Refusal
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -207,7 +247,7 @@ func (d *DB) Refusals() (map[string]Refusal, error) {
 
 // ForgetRefusals drops refusals whose md5 is not in keep: the server offers something else.
 func (d *DB) ForgetRefusals(app string, keep string) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRefused)
 		var drop [][]byte
 		b.ForEach(func(k, v []byte) error {
@@ -233,7 +273,7 @@ func (d *DB) Progress(name string) (*Progress, error) {
 
 // SetProgress stores (or with nil, clears) the resume record of a download.
 func (d *DB) SetProgress(name string, p *Progress) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if p == nil {
 			return put(tx, bucketDownloads, []byte(name), nil)
 		}
@@ -244,7 +284,7 @@ func (d *DB) SetProgress(name string, p *Progress) error {
 // Mode returns the payload mode learnt for a server URL ("" when none).
 func (d *DB) Mode(server string) (string, error) {
 	var m string
-	err := d.b.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		m = string(tx.Bucket(bucketModes).Get([]byte(server)))
 		return nil
 	})
@@ -253,13 +293,13 @@ func (d *DB) Mode(server string) (string, error) {
 
 // SetMode remembers the payload mode for a server URL.
 func (d *DB) SetMode(server, mode string) error {
-	return d.b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketModes).Put([]byte(server), []byte(mode)) })
+	return d.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketModes).Put([]byte(server), []byte(mode)) })
 }
 
 // TimeFloor is the newest time the agent has trusted; the clock is never taken to be earlier.
 func (d *DB) TimeFloor() (time.Time, error) {
 	var t time.Time
-	err := d.b.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketAgent).Get(keyTimeFloor)
 		if raw != nil {
 			var s int64
@@ -273,7 +313,7 @@ func (d *DB) TimeFloor() (time.Time, error) {
 
 // RaiseTimeFloor moves the floor up to t (never down).
 func (d *DB) RaiseTimeFloor(t time.Time) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAgent)
 		var cur int64
 		if raw := b.Get(keyTimeFloor); raw != nil {

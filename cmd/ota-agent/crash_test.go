@@ -1,0 +1,97 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// TestCrashChains stops the process after each step of the cycle, then restarts it: the slot
+// set is whole at every stop, and after the restart the new release is installed and verify
+// passes. Full payload and metadata mode.
+func TestCrashChains(t *testing.T) {
+	steps := []string{"received", "downloaded", "verified", "sealed", "pending", "switched", "recorded"}
+	for _, mode := range []string{"", "#metadata\n"} {
+		for _, step := range steps {
+			t.Run(strings.TrimSpace(strings.TrimPrefix(mode, "#"))+"/"+step, func(t *testing.T) {
+				w := newWorld(t, 8192, mode)
+				w.mustAgent("check", "--once")
+				w.release("scoreboard", "1.5.0", randomBytes(50000, 3), 40)
+				r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=" + step}, "check", "--once")
+				if r.code != 99 {
+					t.Fatalf("crash hook at %s: exit %d\n%s", step, r.code, r.stderr)
+				}
+				slot := w.wholeSlot()
+				switchedAlready := step == "switched" || step == "recorded"
+				if (slot == "slots/b") != switchedAlready {
+					t.Fatalf("after a crash at %s the active slot is %s", step, slot)
+				}
+				r = w.mustAgent("check", "--once", "--json")
+				w.mustAgent("verify")
+				st := w.mustAgent("status")
+				if !strings.Contains(st.stdout, "1.5.0") {
+					t.Fatalf("after restart the release is not installed:\n%s\n%s", st.stdout, r.stdout)
+				}
+				if leftovers, _ := filepath.Glob(filepath.Join(w.state, "slots", "*.tmp")); len(leftovers) > 0 {
+					t.Fatalf("staging left behind: %v", leftovers)
+				}
+			})
+		}
+	}
+}
+
+// TestKillMidDownload: SIGKILL while a throttled full payload streams in leaves the old slot
+// whole and the database unchanged; the next run installs.
+func TestKillMidDownload(t *testing.T) {
+	w := newWorld(t, 8192, "")
+	w.mustAgent("check", "--once")
+	before, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
+	w.release("scoreboard", "2.5.0", randomBytes(400000, 9), 50)
+	w.srv.SetFaults(testserver.Faults{RateBPS: 400000, PathPrefix: "/package"})
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the download to start", 10*time.Second, func() bool {
+		m, _ := filepath.Glob(filepath.Join(w.state, "slots", "b.tmp", ".in-*"))
+		return len(m) > 0
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if w.wholeSlot() != "slots/a" {
+		t.Fatal("a killed download switched slots")
+	}
+	after, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
+	if string(before) != string(after) {
+		t.Fatal("a killed download changed the database file")
+	}
+	w.srv.SetFaults(testserver.Faults{})
+	w.mustAgent("check", "--once")
+	w.mustAgent("verify")
+}
+
+// TestSecondInstanceRefused: one process per state directory, with a clear message.
+func TestSecondInstanceRefused(t *testing.T) {
+	w := newWorld(t, 4096, "poll:\n  interval: 1h\n")
+	cmd := exec.Command(bin, "--config", w.cfg, "run")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitFor(t, "the daemon's first install", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(w.state, "current", "scoreboard"))
+		return err == nil
+	})
+	r := w.agent(nil, "check", "--once")
+	if r.code == 0 || !strings.Contains(r.stderr, "locked by pid") {
+		t.Fatalf("second instance: exit %d %s", r.code, r.stderr)
+	}
+	// status reads while the daemon runs.
+	w.mustAgent("status")
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// bin is the ota-agent binary built for these tests: they exercise the real process
+// (exit codes, signals, sd_notify, crashes).
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ota-agent-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "ota-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build ota-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// world is a signed sample catalog behind the real testserver, and a config for it.
+type world struct {
+	t       *testing.T
+	dir     string
+	cat     *testserver.Catalog
+	srv     *testserver.Server
+	base    string
+	privPEM []byte
+	cfg     string
+	state   string
+}
+
+func newWorld(t *testing.T, size int64, extra string) *world {
+	t.Helper()
+	w := &world{t: t, dir: t.TempDir()}
+	priv, pub, _ := packaging.GenerateKey()
+	w.privPEM = priv
+	os.WriteFile(filepath.Join(w.dir, "rel.pub.pem"), pub, 0o644)
+	var err error
+	if w.cat, err = testserver.WriteSample(filepath.Join(w.dir, "cat"), size, 5, priv); err != nil {
+		t.Fatal(err)
+	}
+	if w.srv, err = testserver.New(w.cat, testserver.Options{SpoolDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.srv.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; w.srv.Close() })
+	w.base = "http://" + l.Addr().String()
+	w.state = filepath.Join(w.dir, "state")
+	w.writeConfig(extra)
+	return w
+}
+
+func (w *world) writeConfig(extra string) {
+	w.cfg = filepath.Join(w.dir, "config.yaml")
+	y := fmt.Sprintf("server:\n  url: %s/package\n  firmware: {%s: %s/firmware/}\n  payload: %%s\ndevice:\n  cpu_arch: armv8\n  attributes: {gamer: prod}\nstate_dir: %s\ntrust:\n  keys: [%s]\n%s",
+		w.base, w.cat.Bucket, w.base, w.state, filepath.Join(w.dir, "rel.pub.pem"), extra)
+	payload := "full"
+	if strings.Contains(extra, "#metadata") {
+		payload = "metadata"
+	}
+	os.WriteFile(w.cfg, []byte(fmt.Sprintf(y, payload)), 0o644)
+}
+
+type outcome struct {
+	code           int
+	stdout, stderr string
+}
+
+func (w *world) agent(env []string, args ...string) outcome {
+	w.t.Helper()
+	cmd := exec.Command(bin, append([]string{"--config", w.cfg}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatal(err)
+	}
+	return outcome{code, o.String(), e.String()}
+}
+
+func (w *world) mustAgent(args ...string) outcome {
+	w.t.Helper()
+	r := w.agent(nil, args...)
+	if r.code != 0 {
+		w.t.Fatalf("ota-agent %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// release publishes new bytes for (app, prod) with a serial above everything so far.
+func (w *world) release(app, version string, data []byte, serial int64) {
+	w.t.Helper()
+	var r testserver.Row
+	for _, x := range w.srv.Catalog().Rows {
+		if x.App == app && x.Env == "prod" {
+			r = x
+		}
+	}
+	r.Version, r.Serial, r.File = version, serial, "blobs/"+app+"_"+version
+	os.WriteFile(filepath.Join(w.cat.Dir(), r.File), data, 0o644)
+	r, err := w.cat.SignRow(r, w.privPEM)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.srv.SetRow(r)
+	w.srv.FlushEdge()
+}
+
+// wholeSlot asserts the invariant after any crash: `current` names a slot whose files are
+// exactly what its manifest lists, byte for byte.
+func (w *world) wholeSlot() string {
+	w.t.Helper()
+	target, err := os.Readlink(filepath.Join(w.state, "current"))
+	if err != nil {
+		w.t.Fatalf("no current link: %v", err)
+	}
+	dir := filepath.Join(w.state, target)
+	raw, err := os.ReadFile(filepath.Join(dir, ".manifest.json"))
+	if err != nil {
+		w.t.Fatalf("active slot %s has no manifest: %v", target, err)
+	}
+	var m struct {
+		Apps map[string]struct {
+			MD5 string `json:"md5"`
+		} `json:"apps"`
+	}
+	json.Unmarshal(raw, &m)
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(m.Apps)+1 {
+		w.t.Fatalf("slot %s holds %d files, manifest lists %d apps", target, len(entries)-1, len(m.Apps))
+	}
+	for app, x := range m.Apps {
+		b, err := os.ReadFile(filepath.Join(dir, app))
+		h := md5.Sum(b)
+		if err != nil || hex.EncodeToString(h[:]) != x.MD5 {
+			w.t.Fatalf("slot %s: %s differs from its manifest", target, app)
+		}
+	}
+	return target
+}
+
+func randomBytes(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		seed = seed*31 + byte(i>>8) + 7
+		b[i] = seed ^ byte(i)
+	}
+	return b
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
