@@ -93,7 +93,7 @@ var defaults = map[string]any{
 	"log::level":            "info",
 }
 
-var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins", "slots"}
+var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins"}
 
 // Overrides are command-line values that win over the file and the environment.
 type Overrides map[string]string
