@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ const (
 type DaemonOptions struct {
 	// Load reads the configuration and builds an agent; called at start and on SIGHUP.
 	Load func() (*Agent, error)
+	// BackoffBase is the first wait after a failure (default 30 s).
+	BackoffBase time.Duration
+	// Checked, when set, receives every check's error (nil for success).
+	Checked func(error)
 }
 
 // RunDaemon is `ota-agent run`: a check at start, then every poll.interval (+ jitter);
@@ -112,6 +117,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 			}
 		case err := <-done:
 			running = nil
+			if o.Checked != nil {
+				o.Checked(err)
+			}
 			var wait time.Duration
 			if err == nil {
 				failures = 0
@@ -119,7 +127,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 				n.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
 			} else {
 				failures++
-				wait = backoff(failures, a.cfg.Poll.Interval, err)
+				wait = backoff(failures, cmp.Or(o.BackoffBase, backoffBase), a.cfg.Poll.Interval, err)
 				n.status(fmt.Sprintf("failed: %v, retry in %v", oneLine(err), wait.Round(time.Second)))
 			}
 			timer.Reset(wait)
@@ -149,9 +157,9 @@ func jitter(max time.Duration) time.Duration {
 
 // backoff is the wait after the nth consecutive failure; a Retry-After is honoured up to
 // the cap.
-func backoff(n int, interval time.Duration, err error) time.Duration {
-	limit := min(backoffCap, max(interval, backoffBase))
-	d := backoffBase << min(n-1, 16)
+func backoff(n int, base, interval time.Duration, err error) time.Duration {
+	limit := min(backoffCap, max(interval, base))
+	d := base << min(n-1, 16)
 	d = min(d, limit)
 	wait := d/2 + rand.N(d/2+1)
 	var re *RetryError

@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+func TestBackoff(t *testing.T) {
+	base, interval := 30*time.Second, 6*time.Hour
+	for n := 1; n <= 20; n++ {
+		d := backoff(n, base, interval, errors.New("x"))
+		lo := min(base<<min(n-1, 16), time.Hour) / 2
+		if d < lo || d > 2*lo {
+			t.Fatalf("failure %d: %v outside [%v, %v]", n, d, lo, 2*lo)
+		}
+	}
+	// Retry-After is honoured up to the cap.
+	if d := backoff(1, base, interval, &RetryError{Err: ErrUnavailable, After: 10 * time.Minute}); d != 10*time.Minute {
+		t.Fatalf("Retry-After 10m: %v", d)
+	}
+	if d := backoff(1, base, interval, &RetryError{Err: ErrUnavailable, After: 100 * time.Hour}); d != time.Hour {
+		t.Fatalf("Retry-After 100h not capped: %v", d)
+	}
+}
+
+// TestDaemonConvergesThroughFaults: with the server failing, cutting and stalling in turn,
+// the daemon keeps going and ends with the released set installed, never a corrupt one.
+func TestDaemonConvergesThroughFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bounded soak; skipped with -short")
+	}
+	e := newEnv(t, testserver.Options{})
+	cfg := e.config("poll:\n  interval: 1s\n  jitter: 0s\n" + metadataMode(e))
+	want := e.release("scoreboard", "prod", "8.0.0", make([]byte, 300000), 90)
+	faults := []testserver.Faults{
+		{FailStatus: 503, FailFraction: 0.5, RetryAfter: "0"},
+		{CloseAfter: 50000, PathPrefix: "/firmware/"},
+		{FailStatus: 429, FailCount: 3},
+		{StallAfter: 100000, PathPrefix: "/firmware/"},
+		{FailStatus: 500, FailCount: 2, HTMLErrors: true},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	checks, failures := 0, 0
+	done := make(chan error, 1)
+	go func() {
+		done <- RunDaemon(ctx, DaemonOptions{
+			BackoffBase: 50 * time.Millisecond,
+			Load: func() (*Agent, error) {
+				a := e.agent(cfg)
+				a.http, _ = NewHTTPClient(ClientOptions{StallTimeout: 300 * time.Millisecond})
+				return a, nil
+			},
+			Checked: func(err error) {
+				checks++
+				if err != nil {
+					failures++
+				}
+				e.srv.SetFaults(testserver.Faults{})
+				if checks < 3*len(faults) {
+					e.srv.SetFaults(faults[checks%len(faults)])
+				}
+				if err == nil && checks >= 3*len(faults) {
+					if s := verifyState(t, e.agent(cfg)); s.Apps["scoreboard"].MD5 == want.MD5 {
+						cancel()
+					}
+				}
+			},
+		})
+	}()
+	e.srv.SetFaults(faults[0])
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := verifyState(t, e.agent(cfg))
+	if s.Apps["scoreboard"].MD5 != want.MD5 {
+		t.Fatalf("did not converge in %d checks (%d failed): %+v", checks, failures, s.Apps["scoreboard"])
+	}
+	if failures == 0 {
+		t.Fatal("no check failed: the faults were not exercised")
+	}
+	t.Logf("converged after %d checks, %d failed", checks, failures)
+}

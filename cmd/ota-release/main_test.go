@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+func TestKeygenAndSignCatalog(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run([]string{"keygen", "--out", filepath.Join(dir, "k")}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "k.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key: %v %v", fi, err)
+	}
+	if _, err := testserver.WriteSample(filepath.Join(dir, "cat"), 100, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"sign", "--key", filepath.Join(dir, "k.pem"), "--catalog", filepath.Join(dir, "cat")}, &out); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := testserver.LoadCatalog(filepath.Join(dir, "cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := os.ReadFile(filepath.Join(dir, "k.pub.pem"))
+	pub, _ := packaging.ParsePublicKeyPEM(pubPEM)
+	serials := map[string]map[int64]bool{}
+	for i, r := range cat.Rows {
+		if err := cat.Statement(i).Verify([]ed25519.PublicKey{pub}, r.Sig, r.KeyID); err != nil {
+			t.Fatalf("%s: %v", r.Key(), err)
+		}
+		if serials[r.App] == nil {
+			serials[r.App] = map[int64]bool{}
+		}
+		if r.Serial == 0 || serials[r.App][r.Serial] {
+			t.Fatalf("%s: serial %d not unique per app", r.Key(), r.Serial)
+		}
+		serials[r.App][r.Serial] = true
+		f, err := os.Open(filepath.Join(dir, "cat", r.File+".release"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf, err := packaging.ParseReleaseFile(f)
+		f.Close()
+		if err != nil || rf.Sig != r.Sig {
+			t.Fatalf("%s.release: %v", r.Key(), err)
+		}
+	}
+	if err := run([]string{"sign", "--key", filepath.Join(dir, "k.pub.pem"), "--catalog", filepath.Join(dir, "cat")}, &out); err == nil || !strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("signing with a public key: %v", err)
+	}
+}
