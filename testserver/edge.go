@@ -170,7 +170,8 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, raw [][2]string, 
 	if r.Method == http.MethodHead {
 		client = io.Discard
 	}
-	_, err := io.Copy(ent.body, io.TeeReader(rep.body, &lenient{w: client}))
+	n, err := io.Copy(ent.body, io.TeeReader(rep.body, &lenient{w: client}))
+	s.stats.add(func(st *Stats) { st.OriginBytes += n })
 	if cerr := ent.body.finish(); err == nil {
 		err = cerr
 	}

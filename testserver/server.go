@@ -221,7 +221,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rep.status)
 	if r.Method != http.MethodHead {
-		if _, err := ioCopy(w, rep.body); err != nil {
+		n, err := ioCopy(w, rep.body)
+		s.stats.add(func(st *Stats) { st.OriginBytes += n })
+		if err != nil {
 			panic(http.ErrAbortHandler)
 		}
 	}

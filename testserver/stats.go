@@ -12,6 +12,7 @@ import (
 type Stats struct {
 	Requests       int64            `json:"requests"`
 	OriginRequests int64            `json:"origin_requests"`
+	OriginBytes    int64            `json:"origin_bytes"` // body bytes the origin produced
 	EdgeHits       int64            `json:"edge_hits"`
 	EdgeMisses     int64            `json:"edge_misses"`
 	EdgeErrors     int64            `json:"edge_errors"`

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"container/heap"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ota-agent/ota-agent/agent"
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// device is one simulated gateway: its facts and what it has installed.
+type device struct {
+	facts     agent.Facts
+	installed map[string]string // app → md5
+	next      time.Time
+}
+
+type queue []*device
+
+func (q queue) Len() int            { return len(q) }
+func (q queue) Less(i, j int) bool  { return q[i].next.Before(q[j].next) }
+func (q queue) Swap(i, j int)       { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)         { *q = append(*q, x.(*device)) }
+func (q *queue) Pop() any           { old := *q; d := old[len(old)-1]; *q = old[:len(old)-1]; return d }
+func (c *simClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *simClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+type simClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// fleet: 10,000 devices poll the real edge code for a simulated day with a roll-out at noon,
+// once with the agent's canonical requests and once as naive clients (facts in random order
+// and case-preserving, ETags unsorted).
+func (b *bench) fleet() {
+	n := 10000
+	if b.quick {
+		n = 1000
+	}
+	for _, interval := range []time.Duration{6 * time.Hour, 15 * time.Minute} {
+		res := map[bool]testserver.Stats{}
+		var reqs int64
+		for _, canonical := range []bool{true, false} {
+			st, r := b.simulate(n, interval, canonical)
+			res[canonical], reqs = st, r
+		}
+		hit := func(s testserver.Stats) float64 { return float64(s.EdgeHits) / float64(s.EdgeHits+s.EdgeMisses) }
+		a, nv := res[true], res[false]
+		b.add(row{fmt.Sprintf("fleet: %d devices, poll %v ± 30m jitter, one day, roll-out at noon (%d requests): edge hit ratio", n, interval, reqs),
+			fmt.Sprintf("%.2f%% (origin: %d requests, %s)", 100*hit(a), a.OriginRequests, mib(a.OriginBytes)),
+			fmt.Sprintf("naive client: %.2f%% (origin: %d requests, %s)", 100*hit(nv), nv.OriginRequests, mib(nv.OriginBytes)),
+			fmt.Sprintf("%.1f× fewer origin requests", float64(nv.OriginRequests)/float64(max(a.OriginRequests, 1))), "≥ 99% for the agent", verdict(hit(a) >= 0.99)})
+	}
+}
+
+func (b *bench) simulate(n int, interval time.Duration, canonical bool) (testserver.Stats, int64) {
+	dir := filepath.Join(b.dir, "fleet")
+	os.RemoveAll(dir)
+	_, err := testserver.WriteSample(dir, 1024, 3, nil)
+	must(err)
+	cat, err := testserver.LoadCatalog(dir)
+	must(err)
+	srv, err := testserver.New(cat, testserver.Options{SpoolDir: filepath.Join(b.dir, "fleet-spool")})
+	must(err)
+	defer srv.Close()
+	clk := &simClock{t: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}
+	srv.SetClock(clk.now)
+	h := srv.Handler()
+	rng := rand.New(rand.NewPCG(7, 7))
+	start := clk.now()
+	q := &queue{}
+	for i := 0; i < n; i++ {
+		d := &device{facts: agent.Facts{}, installed: map[string]string{}}
+		d.facts["cpuarch"] = pick(rng, 0.7, "armv8", "armv7")
+		ch := pick(rng, 0.9, "prod", "beta")
+		d.facts["os"] = ch
+		for attr, p := range map[string]float64{"gamer": 0.4, "camera": 0.3, "cellular": 0.5} {
+			if rng.Float64() < p {
+				d.facts["attr"+attr] = ch
+			}
+		}
+		d.next = start.Add(time.Duration(rng.Int64N(int64(interval))))
+		heap.Push(q, d)
+	}
+	// The fleet before the day: 85% current, 10% one app behind, 5% fresh out of the factory.
+	clk.set(start.Add(-24 * time.Hour))
+	for _, d := range *q {
+		switch r := rng.Float64(); {
+		case r < 0.95:
+			d.poll(h, true, rng)
+			if r >= 0.85 {
+				for app := range d.installed {
+					d.installed[app] = "0123456789abcdef0123456789abcdef" // an older build
+					break
+				}
+			}
+		}
+	}
+	before := srv.Stats()
+	end := start.Add(24 * time.Hour)
+	rolled := false
+	var reqs int64
+	for q.Len() > 0 {
+		d := heap.Pop(q).(*device)
+		if d.next.After(end) {
+			continue
+		}
+		if !rolled && d.next.After(start.Add(12*time.Hour)) {
+			rolled = true
+			r := cat.Rows[5] // scoreboard prod
+			r.Version, r.File = "1.1.0", "blobs/scoreboard_1.1.0"
+			os.WriteFile(filepath.Join(dir, r.File), []byte(strings.Repeat("new scoreboard ", 70)), 0o644)
+			must(srv.SetRow(r))
+		}
+		clk.set(d.next)
+		reqs++
+		d.poll(h, canonical, rng)
+		d.next = d.next.Add(interval + time.Duration(rng.Int64N(int64(30*time.Minute))))
+		heap.Push(q, d)
+	}
+	after := srv.Stats()
+	after.EdgeHits -= before.EdgeHits
+	after.EdgeMisses -= before.EdgeMisses
+	after.OriginRequests -= before.OriginRequests
+	after.OriginBytes -= before.OriginBytes
+	return after, reqs
+}
+
+func pick(rng *rand.Rand, p float64, a, b string) string {
+	if rng.Float64() < p {
+		return a
+	}
+	return b
+}
+
+// poll sends one check through the edge and installs what comes back (bookkeeping only).
+func (d *device) poll(h http.Handler, canonical bool, rng *rand.Rand) {
+	var md5s []string
+	for _, m := range d.installed {
+		md5s = append(md5s, m)
+	}
+	var query, inm string
+	if canonical {
+		query, inm = d.facts.Query("fullpayload"), packaging.SortedMD5s(md5s)
+	} else {
+		// The same facts as a hand-written client sends them: documented case, any order.
+		names := map[string]string{"cpuarch": "cpuArch", "os": "os", "attrgamer": "attrGamer", "attrcamera": "attrCamera", "attrcellular": "attrCellular"}
+		var parts []string
+		for k, v := range d.facts {
+			parts = append(parts, names[k]+"="+v)
+		}
+		rng.Shuffle(len(parts), func(i, j int) { parts[i], parts[j] = parts[j], parts[i] })
+		rng.Shuffle(len(md5s), func(i, j int) { md5s[i], md5s[j] = md5s[j], md5s[i] })
+		query, inm = strings.Join(parts, "&"), strings.Join(md5s, ",")
+	}
+	req := httptest.NewRequest("GET", "/package?"+query, nil)
+	if inm != "" {
+		req.Header.Set("If-None-Match", inm)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		return
+	}
+	pr, err := packaging.NewPayloadReader(rec.Body, packaging.DefaultLimits)
+	if err != nil {
+		return
+	}
+	for {
+		_, _, body, err := pr.Next()
+		if err != nil {
+			break
+		}
+		io.Copy(io.Discard, body)
+	}
+	if det := pr.Details(); det != nil {
+		next := map[string]string{}
+		for _, app := range det.Apps {
+			next[app] = det.Entries[app].MD5
+		}
+		d.installed = next
+	}
+}
+

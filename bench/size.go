@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// hashing: MB/s of sha256-simd vs crypto/sha256, native and (relative only) under QEMU.
+func (b *bench) hashing() {
+	targets := []struct{ goarch, goarm, qemu string }{{"amd64", "", ""}, {"arm64", "", "qemu-aarch64-static"}, {"arm", "7", "qemu-arm-static"}}
+	for _, t := range targets {
+		if t.qemu != "" {
+			if _, err := exec.LookPath(t.qemu); err != nil {
+				b.add(row{"SHA-256 on " + t.goarch, "skipped: " + t.qemu + " not installed", "", "", "", "skipped"})
+				continue
+			}
+		}
+		test := filepath.Join(b.dir, "packaging-"+t.goarch+".test")
+		cmd := exec.Command("go", "test", "-c", "-o", test, "./packaging")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.goarch, "GOARM="+t.goarm)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fail("build %s test: %v %s", t.goarch, err, out)
+		}
+		args := []string{"-test.run", "^$", "-test.bench", "SHA256|Digester", "-test.benchtime", "300ms"}
+		name := test
+		if t.qemu != "" {
+			args = append([]string{test}, args...)
+			name = t.qemu
+		}
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			fail("bench %s: %v %s", t.goarch, err, out)
+		}
+		mbs := parseBench(string(out))
+		label := "native"
+		if t.qemu != "" {
+			label = "under QEMU, relative only"
+		}
+		std, simd := mbs["BenchmarkSHA256/crypto-sha256"], mbs["BenchmarkSHA256/sha256-simd"]
+		b.add(row{fmt.Sprintf("SHA-256 MB/s on %s (%s)", t.goarch, label), fmt.Sprintf("sha256-simd %.0f MB/s; seam (MD5+SHA-256) %.0f MB/s", simd, mbs["BenchmarkDigester"]),
+			fmt.Sprintf("crypto/sha256 %.0f MB/s", std), fmt.Sprintf("%.2f×", simd/std), "seam uses the faster", "see sha256_*.go"})
+	}
+}
+
+func parseBench(out string) map[string]float64 {
+	res := map[string]float64{}
+	re := regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+[\d.]+ ns/op\s+([\d.]+) MB/s`)
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[3], 64)
+			res[m[1]] = v
+		}
+	}
+	return res
+}
+
+// sizes: stripped cross binaries, and what each dependency costs in the armv7 one.
+func (b *bench) sizes() {
+	var armStripped int64
+	for _, t := range []struct{ goarch, goarm string }{{"arm", "7"}, {"arm64", ""}, {"amd64", ""}} {
+		out := filepath.Join(b.dir, "size-"+t.goarch)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.goarch, "GOARM="+t.goarm)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			fail("build %s: %v %s", t.goarch, err, o)
+		}
+		fi, _ := os.Stat(out)
+		if t.goarch == "arm" {
+			armStripped = fi.Size()
+		}
+		target := "info"
+		if t.goarch == "arm" {
+			target = "≤ 8.5 MB"
+		}
+		b.add(row{"stripped ota-agent, linux/" + t.goarch + t.goarm, fmt.Sprintf("%d bytes (%.2f MB)", fi.Size(), float64(fi.Size())/1e6), "", "", target, map[bool]string{true: verdict(fi.Size() <= 8_500_000), false: "info"}[t.goarch == "arm"]})
+	}
+	// Symbol sizes by module in an unstripped armv7 build.
+	full := filepath.Join(b.dir, "size-arm-syms")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", full, "./cmd/ota-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		fail("build: %v %s", err, o)
+	}
+	nm, err := exec.Command("go", "tool", "nm", "-size", full).Output()
+	if err != nil {
+		fail("nm: %v", err)
+	}
+	groups := map[string]int64{}
+	var all int64
+	sc := bufio.NewScanner(bytes.NewReader(nm))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 {
+			continue
+		}
+		if f[2] != "T" && f[2] != "t" {
+			continue // code only: tables and strings are not attributed to a package by nm
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		all += n
+		groups[depGroup(strings.Join(f[3:], " "))] += n
+	}
+	var names []string
+	for g := range groups {
+		names = append(names, g)
+	}
+	sort.Slice(names, func(i, j int) bool { return groups[names[i]] > groups[names[j]] })
+	var parts []string
+	for _, g := range names {
+		parts = append(parts, fmt.Sprintf("%s %.0f KB", g, float64(groups[g])/1e3))
+	}
+	b.add(row{"armv7 machine code by dependency (go tool nm, text symbols)", strings.Join(parts, "; "), fmt.Sprintf("all code %.0f KB of %.0f KB stripped", float64(all)/1e3, float64(armStripped)/1e3), "", "", "info"})
+}
+
+func depGroup(sym string) string {
+	switch {
+	case strings.Contains(sym, "spf13/"), strings.Contains(sym, "fsnotify"), strings.Contains(sym, "mapstructure"), strings.Contains(sym, "go-toml"),
+		strings.Contains(sym, "sagikazarmark"), strings.Contains(sym, "sourcegraph"), strings.Contains(sym, "subosito"), strings.Contains(sym, "yaml"), strings.Contains(sym, "x/text"):
+		return "viper+deps"
+	case strings.Contains(sym, "bbolt"):
+		return "bbolt"
+	case strings.Contains(sym, "grab"):
+		return "grab"
+	case strings.Contains(sym, "go-systemd"):
+		return "go-systemd"
+	case strings.Contains(sym, "sha256-simd"), strings.Contains(sym, "cpuid"):
+		return "sha256-simd"
+	case strings.Contains(sym, "ota-agent/"):
+		return "ota-agent"
+	}
+	return "std+runtime"
+}
