@@ -192,4 +192,3 @@ func (d *device) poll(h http.Handler, canonical bool, rng *rand.Rand) {
 		d.installed = next
 	}
 }
-
