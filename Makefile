@@ -2,7 +2,8 @@
 # (QEMU targets say so and skip when qemu-user-static is missing).
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/ota-agent/ota-agent/agent.Version=$(VERSION)
+BUILDTIME ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+LDFLAGS  := -s -w -X github.com/ota-agent/ota-agent/agent.Version=$(VERSION) -X github.com/ota-agent/ota-agent/agent.BuildTime=$(BUILDTIME)
 CMDS     := ota-agent ota-testserver ota-release
 CROSS    := linux/arm/7 linux/arm64/- linux/amd64/-
 DESTDIR  ?=

@@ -75,12 +75,15 @@ type Agent struct {
 	// Now is the agent's clock (the time floor is applied on top).
 	Now func() time.Time
 	// hook lets crash tests stop the cycle after a named step.
-	hook func(step string)
+	hook  func(step string)
+	clock *clock
 }
 
 // New checks what the configuration names (trust keys, CA file) and builds the client.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
+	a.clock = &clock{now: func() time.Time { return a.Now() }}
+	a.clock.raise(buildFloor())
 	for _, k := range cfg.Trust.Keys {
 		raw, err := os.ReadFile(cfg.Path(k))
 		if err != nil {
@@ -92,11 +95,17 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		}
 		a.keys = append(a.keys, pub)
 	}
-	ca := ""
-	if cfg.Server.CAFile != "" {
-		ca = cfg.Path(cfg.Server.CAFile)
+	path := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		return cfg.Path(p)
 	}
-	c, err := NewHTTPClient(ClientOptions{CAFile: ca, HeaderTimeout: cfg.Server.Timeout})
+	c, err := NewHTTPClient(ClientOptions{
+		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
+		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
+		HeaderTimeout: cfg.Server.Timeout, Now: a.clock.Now, Learn: a.clock.raise,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +154,9 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("reconcile %s: %w", a.slots.Dir, err)
 	}
+	if floor, err := db.TimeFloor(); err == nil {
+		a.clock.raise(floor)
+	}
 	return db, nil
 }
 
@@ -165,16 +177,8 @@ func (a *Agent) Lock() (func(), error) {
 	return lockDir(a.slots.Dir)
 }
 
-// now is the agent's idea of the time: never earlier than the persisted floor.
-func (a *Agent) now(db *store.DB) time.Time {
-	t := a.Now()
-	if db != nil {
-		if floor, err := db.TimeFloor(); err == nil && t.Before(floor) {
-			return floor
-		}
-	}
-	return t
-}
+// now is the agent's idea of the time: never earlier than the time floor.
+func (a *Agent) now(*store.DB) time.Time { return a.clock.Now() }
 
 // CheckOptions of one check.
 type CheckOptions struct {

@@ -49,6 +49,9 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		if rerr := db.RecordCheck(rec); rerr != nil && err == nil {
 			err = rerr
 		}
+		if rerr := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	a.log.Info("check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond), "error", res.Error)
 	return res, err

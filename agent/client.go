@@ -4,13 +4,12 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -37,33 +36,42 @@ const (
 // ClientOptions tune the hardened client; zero values take the defaults above.
 type ClientOptions struct {
 	CAFile        string
+	Pins          []string // SPKI SHA-256 pins (base64), any of the chain
+	ClientCert    string
+	ClientKey     string
+	Proxy         string // explicit proxy URL; else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
 	StallTimeout  time.Duration
 	HeaderTimeout time.Duration    // waiting for the server to start answering
-	Now           func() time.Time // for certificate checks (time floor)
+	Now           func() time.Time // for certificate checks (the time floor applies)
+	Learn         func(time.Time)  // receives the Date of authenticated HTTPS answers
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
 // bounded dial, TLS and header waits, no transparent gzip, a stall timer on every body,
 // https-only redirects (http allowed to loopback, for tests), and a capped redirect chain.
 func NewHTTPClient(o ClientOptions) (*http.Client, error) {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, Time: o.Now}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: server.ca_file: %v", ErrConfig, err)
+	tlsConf, err := tlsConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	proxy := http.ProxyFromEnvironment
+	if o.Proxy != "" {
+		pu, err := url.Parse(o.Proxy)
+		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+			return nil, fmt.Errorf("%w: server.proxy %q is not an http(s)://host:port URL", ErrConfig, o.Proxy)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: server.ca_file %s holds no PEM certificate", ErrConfig, o.CAFile)
-		}
-		tlsConf.RootCAs = pool
+		proxy = http.ProxyURL(pu)
 	}
 	stall := o.StallTimeout
 	if stall == 0 {
 		stall = stallTimeout
 	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
 	tr := &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
+		Proxy:                  proxy,
 		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:    tlsTimeout,
 		ResponseHeaderTimeout:  cmp.Or(o.HeaderTimeout, headerTimeout),
@@ -75,7 +83,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 		MaxIdleConnsPerHost:    2,
 	}
 	return &http.Client{
-		Transport: &stallTransport{next: tr, stall: stall},
+		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
 				return fmt.Errorf("more than %d redirects", maxRedirects)
@@ -104,6 +112,9 @@ var ErrStalled = errors.New("transfer stalled")
 type stallTransport struct {
 	next  http.RoundTripper
 	stall time.Duration
+	proxy func(*http.Request) (*url.URL, error)
+	now   func() time.Time
+	learn func(time.Time)
 }
 
 func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -115,7 +126,13 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		cancel(nil)
-		return nil, err
+		p, _ := t.proxy(req)
+		return nil, explain(err, req.URL, p, t.now())
+	}
+	if resp.TLS != nil && len(resp.TLS.VerifiedChains) > 0 && t.learn != nil {
+		if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			t.learn(d) // an authenticated server's clock
+		}
 	}
 	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now()}
 	w.timer = time.AfterFunc(t.stall, w.fire)

@@ -179,7 +179,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string,
 	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):
 		return n, fmt.Errorf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, redact(src), int(sc))
 	}
-	return n, fmt.Errorf("%w: download %s from %s: %v", ErrUnavailable, member, redact(src), err)
+	return n, netError("download "+member+" from "+redact(src), err)
 }
 
 // watchProgress reports a download's progress once a second until it is done.

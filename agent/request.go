@@ -63,7 +63,7 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 	a.log.Debug("request", "url", u.String(), "etags", strings.Count(inm, ",")+min(len(inm), 1))
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, u.Redacted(), err)
+		return nil, netError(u.Redacted(), err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusNotModified, http.StatusMethodNotAllowed:
@@ -71,6 +71,15 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 	}
 	defer resp.Body.Close()
 	return nil, statusError(resp, u.Redacted())
+}
+
+// netError classes a failed request: trust and configuration errors keep their class,
+// everything else is the network's (try later).
+func netError(what string, err error) error {
+	if errors.Is(err, ErrRejected) || errors.Is(err, ErrConfig) || errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
 }
 
 // statusError turns an unwanted status into an error a person can act on.
@@ -176,5 +185,3 @@ func (a *Agent) firmwareURL(app string, e packaging.Entry, suffix string) (strin
 	}
 	return base + key + suffix, nil
 }
-
-var errTooBig = errors.New("too big")

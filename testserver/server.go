@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -28,6 +29,7 @@ type Options struct {
 	SignedURLKeys map[string]*rsa.PublicKey
 	URLSigner     *URLSigner // signs the entries' download URLs
 	SpoolDir      string     // where the edge keeps large cached bodies (default: a temp dir)
+	TLS           *TLSOptions
 }
 
 // Server is the fake deployment. Use Handler with httptest, or Serve on a listener (which
@@ -257,7 +259,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		defer cancel()
 		hs.Shutdown(sctx)
 	}()
-	err := hs.Serve(&recordingListener{Listener: l})
+	var err error
+	if s.opts.TLS != nil {
+		// Over TLS header case is not recorded: net/http needs the *tls.Conn itself.
+		hs.TLSConfig = s.opts.TLS.Config()
+		err = hs.Serve(tls.NewListener(l, hs.TLSConfig))
+	} else {
+		err = hs.Serve(&recordingListener{Listener: l})
+	}
 	if err == http.ErrServerClosed {
 		return nil
 	}

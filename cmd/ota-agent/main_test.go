@@ -51,6 +51,10 @@ type world struct {
 }
 
 func newWorld(t *testing.T, size int64, extra string) *world {
+	return newWorldWith(t, size, extra, testserver.Options{})
+}
+
+func newWorldWith(t *testing.T, size int64, extra string, opts testserver.Options) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir()}
 	priv, pub, _ := packaging.GenerateKey()
@@ -60,7 +64,8 @@ func newWorld(t *testing.T, size int64, extra string) *world {
 	if w.cat, err = testserver.WriteSample(filepath.Join(w.dir, "cat"), size, 5, priv); err != nil {
 		t.Fatal(err)
 	}
-	if w.srv, err = testserver.New(w.cat, testserver.Options{SpoolDir: t.TempDir()}); err != nil {
+	opts.SpoolDir = t.TempDir()
+	if w.srv, err = testserver.New(w.cat, opts); err != nil {
 		t.Fatal(err)
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -69,6 +74,9 @@ func newWorld(t *testing.T, size int64, extra string) *world {
 	go func() { w.srv.Serve(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; w.srv.Close() })
 	w.base = "http://" + l.Addr().String()
+	if opts.TLS != nil {
+		w.base = "https://" + l.Addr().String()
+	}
 	w.state = filepath.Join(w.dir, "state")
 	w.writeConfig(extra)
 	return w

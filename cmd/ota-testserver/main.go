@@ -5,6 +5,8 @@ package main
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +27,7 @@ const usage = `usage:
   ota-testserver serve --listen 127.0.0.1:PORT --catalog DIR [--origin apprunner|lambda]
                        [--no-edge] [--reference-only] [--signed-urls ID=rsa-public.pem]
                        [--url-signing-key ID=rsa-private.pem] [--url-ttl 1h] [fault flags]
+                       [--tls (--tls-dir DIR | --cert C --key K) [--client-ca CA.pem] [--http2]]
 fault flags (serve): --fault-path PREFIX --latency D --rate BYTES/S --stall-after N
   --close-after N --flip-at N --ignore-range --fail-status CODE --fail-fraction F
   --fail-count N --retry-after S --html-errors --extra-length N
@@ -89,6 +93,13 @@ func runServe(args []string, stdout io.Writer) error {
 	signed := fs.String("signed-urls", "", "demand CloudFront signed URLs on /firmware/: KEYPAIR_ID=rsa-public.pem")
 	signKey := fs.String("url-signing-key", "", "sign the entries' download URLs: KEYPAIR_ID=rsa-private.pem")
 	urlTTL := fs.Duration("url-ttl", time.Hour, "lifetime of signed download URLs")
+	useTLS := fs.Bool("tls", false, "serve HTTPS")
+	tlsDir := fs.String("tls-dir", "", "with --tls and no --cert: generate a CA, write DIR/ca.pem")
+	certFile := fs.String("cert", "", "server certificate (PEM) for --tls")
+	keyFile := fs.String("key", "", "server key (PEM) for --tls")
+	clientCA := fs.String("client-ca", "", "require client certificates issued by this CA (PEM)")
+	http2 := fs.Bool("http2", false, "offer HTTP/2 over TLS (header names arrive lower-case)")
+	hosts := fs.String("hosts", "127.0.0.1,localhost", "names in a generated server certificate")
 	var f testserver.Faults
 	fs.StringVar(&f.PathPrefix, "fault-path", "", "apply faults only to paths with this prefix")
 	fs.DurationVar(&f.Latency, "latency", 0, "added latency before each answer")
@@ -144,6 +155,13 @@ func runServe(args []string, stdout io.Writer) error {
 		}
 		opts.URLSigner = &testserver.URLSigner{KeyPairID: id, Key: priv, TTL: *urlTTL}
 	}
+	if *useTLS {
+		t, err := tlsOptions(*tlsDir, *certFile, *keyFile, *clientCA, *hosts, *http2)
+		if err != nil {
+			return err
+		}
+		opts.TLS = t
+	}
 	srv, err := testserver.New(cat, opts)
 	if err != nil {
 		return err
@@ -155,6 +173,12 @@ func runServe(args []string, stdout io.Writer) error {
 		return err
 	}
 	base := "http://" + l.Addr().String()
+	if *useTLS {
+		base = "https://" + l.Addr().String()
+		if *certFile == "" {
+			fmt.Fprintf(stdout, "ca        %s\n", filepath.Join(*tlsDir, "ca.pem"))
+		}
+	}
 	fmt.Fprintf(stdout, "endpoint  %s/package (origin %s, edge %v)\nfirmware  %s/firmware/  (bucket %s)\nstats     %s/_stats\n",
 		base, *origin, !*noEdge, base, cat.Bucket, base)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -171,6 +195,38 @@ func runServe(args []string, stdout io.Writer) error {
 		}
 	}()
 	return srv.Serve(ctx, l)
+}
+
+func tlsOptions(dir, certFile, keyFile, clientCA, hosts string, http2 bool) (*testserver.TLSOptions, error) {
+	o := &testserver.TLSOptions{HTTP2: http2}
+	switch {
+	case certFile != "" || keyFile != "":
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key: %w", err)
+		}
+		o.Cert = c
+	case dir != "":
+		_, c, err := testserver.GenerateTLS(dir, strings.Split(hosts, ","))
+		if err != nil {
+			return nil, err
+		}
+		o.Cert = c
+	default:
+		return nil, errors.New("--tls needs --tls-dir DIR (a generated CA) or --cert and --key")
+	}
+	if clientCA != "" {
+		raw, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(raw) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificate", clientCA)
+		}
+		o.ClientCA = pool
+	}
+	return o, nil
 }
 
 // loopbackOnly refuses to listen anywhere but loopback: this is a test fixture.
