@@ -121,6 +121,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
+// CloseIdleConnections drops kept-alive connections (TLS sessions stay cached).
+func (a *Agent) CloseIdleConnections() { a.http.CloseIdleConnections() }
+
 // Config returns the agent's configuration.
 func (a *Agent) Config() *Config { return a.cfg }
 

@@ -140,6 +140,13 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport.
+func (t *stallTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 type watchedBody struct {
 	rc     io.ReadCloser
 	cancel context.CancelCauseFunc

@@ -1,7 +1,14 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
 	"fmt"
+	"github.com/ota-agent/ota-agent/agent"
 	"io"
 	"net"
 	"strings"
@@ -58,4 +65,39 @@ func (b *bench) wire() {
 	b.agent("--config", cfg, "--server-url", "http://"+p.l.Addr().String()+"/package", "check", "--once")
 	up, down := p.up.Load(), p.down.Load()
 	b.add(row{"bytes on the wire, one up-to-date check (HTTP/1.1, 3 apps installed)", fmt.Sprintf("%d B (request %d, 304 answer %d)", up+down, up, down), "", "", "≤ 1 KiB without the handshake", verdict(up+down <= 1024)})
+	b.wireTLS(dir, pub)
+}
+
+// wireTLS: the same check over a fresh HTTPS connection, with a full handshake and with a
+// resumed session (the daemon keeps a session cache between checks).
+func (b *bench) wireTLS(catDir, pub string) {
+	tlsDir := filepath.Join(b.dir, "wire-tls")
+	_, cert, err := testserver.GenerateTLS(tlsDir, []string{"127.0.0.1"})
+	must(err)
+	s := b.serve(catDir, testserver.Options{TLS: &testserver.TLSOptions{Cert: cert}})
+	defer s.stop()
+	s.base = strings.Replace(s.base, "http://", "https://", 1)
+	p := newProxy(strings.TrimPrefix(s.base, "https://"))
+	defer p.l.Close()
+	cfgPath, _ := b.config(s, pub, "full", "wire-tls")
+	raw, _ := os.ReadFile(cfgPath)
+	must(os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), "server:\n", "server:\n  ca_file: "+filepath.Join(tlsDir, "ca.pem")+"\n", 1)), 0o644))
+	b.agent("--config", cfgPath, "check", "--once")
+	cfg, err := agent.LoadConfig(cfgPath, "", agent.Overrides{"server.url": "https://" + p.l.Addr().String() + "/package"})
+	must(err)
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(err)
+	var sizes []int64
+	for i := 0; i < 2; i++ {
+		before := p.up.Load() + p.down.Load()
+		res, err := a.Check(context.Background(), agent.CheckOptions{})
+		if err != nil || res.Result != agent.ResultUpToDate {
+			fail("wire TLS check: %+v %v", res, err)
+		}
+		a.CloseIdleConnections()
+		time.Sleep(300 * time.Millisecond) // let the proxy count the closed connection
+		sizes = append(sizes, p.up.Load()+p.down.Load()-before)
+	}
+	b.add(row{"bytes on the wire, one up-to-date check over a fresh HTTPS connection", fmt.Sprintf("resumed session: %d B", sizes[1]), fmt.Sprintf("full handshake: %d B", sizes[0]),
+		fmt.Sprintf("%.2f×", float64(sizes[1])/float64(sizes[0])), "resumption saves the certificate chain", "info"})
 }
