@@ -157,6 +157,10 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("reconcile %s: %w", a.slots.Dir, err)
 	}
+	if err := a.reconcileOS(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reconcile the OS partitions: %w", err)
+	}
 	if floor, err := db.TimeFloor(); err == nil {
 		a.clock.raise(floor)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
@@ -34,6 +35,9 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	start := time.Now()
 	if !opt.DryRun {
 		if err := a.ResumeTrial(ctx, db); err != nil {
+			return failed(err), err
+		}
+		if err := a.osTrial(ctx, db); err != nil {
 			return failed(err), err
 		}
 	}
@@ -68,7 +72,16 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	}
 	installed := map[string]store.App{}
 	if state != nil {
-		installed = state.Apps
+		for app, x := range state.Apps {
+			installed[app] = x
+		}
+	}
+	osApps, trying, err := a.osInstalled(db)
+	if err != nil {
+		return nil, err
+	}
+	for app, x := range osApps {
+		installed[app] = x
 	}
 	facts, err := a.cfg.DeviceFacts()
 	if err != nil {
@@ -83,6 +96,9 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		mode = modeMetadata // the plan without the payload
 	}
 	a.Status("checking " + a.cfg.Server.URL)
+	for _, m := range trying {
+		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again
+	}
 	ans, mode, err := a.fetchAnswer(ctx, db, facts, etags(installed, refused), mode, opt.DryRun)
 	if err != nil {
 		return nil, err
@@ -108,7 +124,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		res.Plan = plan
 		return res, nil
 	}
-	return a.install(ctx, db, state, ans.resp, mode)
+	return a.install(ctx, db, state, installed, ans.resp, mode)
 }
 
 func upToDate(state *store.State) *Result {
@@ -125,7 +141,7 @@ func upToDate(state *store.State) *Result {
 // install receives the answer into the inactive slot, verifies it, seals the slot, switches
 // to it and records the new generation. Until the switch the active slot is never touched;
 // any error leaves the old set active and the database as it was.
-func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, resp *http.Response, mode string) (*Result, error) {
+func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, installed map[string]store.App, resp *http.Response, mode string) (*Result, error) {
 	active, err := a.slots.Active()
 	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
 		return nil, err
@@ -134,10 +150,9 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, r
 	if active != "" {
 		target = installer.Other(active)
 	}
-	installed := map[string]store.App{}
 	var gen int64
 	if state != nil {
-		installed, gen = state.Apps, state.N
+		gen = state.N
 		if state.Previous != nil {
 			gen = max(gen, state.Previous.N) // numbers never repeat, even after a rollback
 		}
@@ -193,6 +208,10 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, r
 	a.Status("verifying")
 	next := &store.Generation{N: gen + 1, Slot: target, Apps: map[string]store.App{}}
 	res := &Result{Result: ResultUpdated, Slot: target, Apps: map[string]AppResult{}, Bytes: bytes}
+	parts, osApp := a.partitions(), a.osApp()
+	var osItem *PlanItem
+	var osRec store.App
+	dirChanged := false
 	for _, item := range plan.Download {
 		var have *store.App
 		if h, ok := installed[item.App]; ok {
@@ -202,25 +221,46 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, r
 		if err != nil {
 			return nil, err
 		}
+		res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5}
+		if item.App == osApp && parts != nil {
+			osItem, osRec = &item, rec // goes to a partition, not into the directory slot
+			continue
+		}
 		if err := st.Rename(incoming(item.Member()), item.App); err != nil {
 			return nil, err
 		}
 		next.Apps[item.App] = rec
-		res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5}
+		dirChanged = true
 		a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
 	}
 	for _, app := range plan.Keep {
+		x := installed[app]
+		res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
+		if app == osApp && parts != nil {
+			continue
+		}
 		if err := st.CarryOver(app, active); err != nil {
 			return nil, err
 		}
-		x := installed[app]
 		next.Apps[app] = x
-		res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
 	}
 	for _, app := range plan.Remove {
+		if app == osApp && parts != nil {
+			continue
+		}
 		a.log.Info("removing: no longer offered", "app", app, "version", installed[app].Version)
+		dirChanged = true
 	}
 	a.step("verified")
+	if osItem != nil {
+		if err := a.installOS(ctx, db, parts, osApp, filepath.Join(st.Dir(), incoming(osItem.Member())), osRec); err != nil {
+			return nil, err
+		}
+	}
+	if !dirChanged {
+		res.Slot = active // only the OS changed: the directory slots stay as they are
+		return res, nil
+	}
 	if err := a.runHook(ctx, "pre_install", a.cfg.Hooks.PreInstall, a.hookEnv(next, active)); err != nil {
 		return nil, fmt.Errorf("hooks.pre_install refused the install: %w", err)
 	}
@@ -232,9 +272,12 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, r
 	if err := a.switchTo(ctx, db, state, next); err != nil {
 		return nil, err
 	}
-	if cur, _ := db.State(); cur != nil && cur.N != next.N {
-		res.Result, res.Slot = ResultFailed, cur.Slot
-		return res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, cur.Slot)
+	if cur, _ := db.State(); cur == nil || cur.N != next.N {
+		res.Result, res.Slot = ResultFailed, ""
+		if cur != nil {
+			res.Slot = cur.Slot
+		}
+		return res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, orNothing(res.Slot))
 	}
 	return res, nil
 }
@@ -254,4 +297,11 @@ func sameMembers(plan *Plan, got map[string]packaging.Digests) error {
 		}
 	}
 	return nil
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "none (first install)"
+	}
+	return s
 }

@@ -62,6 +62,20 @@ type Config struct {
 		Format string // text | json
 		Level  string
 	}
+	Slots struct {
+		OS OSSlots
+	}
+}
+
+// OSSlots configure where the os_<arch> image goes (issue: real A/B partitions).
+type OSSlots struct {
+	Backend     string            // dir (default) | partition
+	Devices     map[string]string // a, b → device or file
+	Bootloader  string            // uboot | grub
+	Grubenv     string
+	FwEnvConfig string
+	BootIDFile  string // changes at every boot
+	Reboot      string // command run after an OS image is set to try ("" = reboot by hand)
 }
 
 // sep is viper's key delimiter: bucket names and attribute names may contain dots.
@@ -69,31 +83,37 @@ const sep = "::"
 
 // known keys and their defaults; map-valued keys accept any sub-key.
 var defaults = map[string]any{
-	"server::url":           "",
-	"server::payload":       "auto",
-	"server::ca_file":       "",
-	"server::pin_sha256":    []string{},
-	"server::client_cert":   "",
-	"server::client_key":    "",
-	"server::proxy":         "",
-	"server::timeout":       "60s",
-	"device::cpu_arch":      "auto",
-	"device::os":            "prod",
-	"state_dir":             "/var/lib/ota-agent",
-	"trust::keys":           []string{},
-	"trust::allow_unsigned": false,
-	"poll::interval":        "6h",
-	"poll::jitter":          "30m",
-	"hooks::health":         "",
-	"hooks::pre_install":    "",
-	"hooks::post_commit":    "",
-	"hooks::timeout":        "2m",
-	"hooks::max_trials":     1,
-	"log::format":           "text",
-	"log::level":            "info",
+	"server::url":              "",
+	"server::payload":          "auto",
+	"server::ca_file":          "",
+	"server::pin_sha256":       []string{},
+	"server::client_cert":      "",
+	"server::client_key":       "",
+	"server::proxy":            "",
+	"server::timeout":          "60s",
+	"device::cpu_arch":         "auto",
+	"device::os":               "prod",
+	"state_dir":                "/var/lib/ota-agent",
+	"trust::keys":              []string{},
+	"trust::allow_unsigned":    false,
+	"poll::interval":           "6h",
+	"poll::jitter":             "30m",
+	"hooks::health":            "",
+	"hooks::pre_install":       "",
+	"hooks::post_commit":       "",
+	"hooks::timeout":           "2m",
+	"hooks::max_trials":        1,
+	"log::format":              "text",
+	"log::level":               "info",
+	"slots::os::backend":       "dir",
+	"slots::os::bootloader":    "",
+	"slots::os::grubenv":       "/boot/grub/grubenv",
+	"slots::os::fw_env_config": "/etc/fw_env.config",
+	"slots::os::boot_id_file":  "/proc/sys/kernel/random/boot_id",
+	"slots::os::reboot":        "",
 }
 
-var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins"}
+var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins", "slots::os::devices"}
 
 // Overrides are command-line values that win over the file and the environment.
 type Overrides map[string]string
@@ -199,6 +219,8 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	c.Hooks.Timeout = dur("hooks::timeout")
 	c.Log.Format = str("log::format")
 	c.Log.Level = str("log::level")
+	c.Slots.OS = OSSlots{Backend: str("slots::os::backend"), Devices: strMap("slots::os::devices"), Bootloader: str("slots::os::bootloader"),
+		Grubenv: str("slots::os::grubenv"), FwEnvConfig: str("slots::os::fw_env_config"), BootIDFile: str("slots::os::boot_id_file"), Reboot: str("slots::os::reboot")}
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +272,18 @@ func (c *Config) validate(bad func(string, error) error) error {
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return bad("state_dir", fmt.Errorf("%q: want an absolute path", c.StateDir))
+	}
+	switch o := c.Slots.OS; o.Backend {
+	case "dir":
+	case "partition":
+		if o.Devices["a"] == "" || o.Devices["b"] == "" || len(o.Devices) != 2 {
+			return bad("slots::os::devices", errors.New("want exactly {a: <device>, b: <device>}"))
+		}
+		if o.Bootloader != "uboot" && o.Bootloader != "grub" {
+			return bad("slots::os::bootloader", fmt.Errorf("%q: want uboot or grub", o.Bootloader))
+		}
+	default:
+		return bad("slots::os::backend", fmt.Errorf("%q: want dir or partition", o.Backend))
 	}
 	switch c.Log.Format {
 	case "text", "json":

@@ -150,8 +150,11 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	if err != nil {
 		return err
 	}
-	if s == nil || s.Previous == nil {
-		return errors.New("nothing to roll back to: no previous generation is recorded")
+	if s == nil {
+		return errors.New("nothing to roll back to: nothing is installed")
+	}
+	if s.Previous == nil {
+		return a.rollbackToNothing(db, s, reason, refuse)
 	}
 	m, err := a.slots.Manifest(s.Previous.Slot)
 	if err != nil || m.Generation != s.Previous.N {
@@ -181,6 +184,40 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	}
 	a.log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", s.N, "reason", reason)
 	return nil
+}
+
+// rollbackToNothing undoes a first install: the device had no generation before it.
+func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, refuse bool) error {
+	if err := db.SetPending(nil); err != nil {
+		return err
+	}
+	if err := os.Remove(a.slots.Current()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := syncDir(a.slots.Dir); err != nil {
+		return err
+	}
+	if refuse {
+		for app, x := range s.Apps {
+			if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := db.SetState(nil); err != nil {
+		return err
+	}
+	a.log.Warn("rolled back the first install: nothing is installed now", "from_generation", s.N, "reason", reason)
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // cleanDownloads removes partial downloads the plan no longer needs.

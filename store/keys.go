@@ -15,6 +15,7 @@ var (
 	keyPending   = []byte("pending")    // Generation being switched to (journal)
 	keyLastCheck = []byte("last_check") // CheckRecord
 	keyTimeFloor = []byte("time_floor") // unix seconds, never decreases
+	keyOS        = []byte("os")         // OSState: partition slots
 )
 
 const schemaVersion = "1"

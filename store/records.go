@@ -65,3 +65,14 @@ type Progress struct {
 	SHA256 string `json:"sha256,omitempty"`
 	MD5    string `json:"md5,omitempty"`
 }
+
+// OSState tracks the OS image on A/B partitions (slots.os.backend: partition).
+type OSState struct {
+	App       string `json:"app"`       // os_<arch>
+	Committed string `json:"committed"` // slot known good
+	Current   App    `json:"current"`   // the image in Committed
+	Try       string `json:"try,omitempty"`
+	Release   App    `json:"release,omitempty"` // the image written to Try
+	BootID    string `json:"boot_id,omitempty"` // boot when Try was set: a different one means the device rebooted
+	EnvSet    bool   `json:"env_set,omitempty"` // the bootloader was told to try
+}

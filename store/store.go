@@ -325,3 +325,11 @@ func (d *DB) RaiseTimeFloor(t time.Time) error {
 		return b.Put(keyTimeFloor, []byte(fmt.Sprint(t.Unix())))
 	})
 }
+
+// OS returns the partition-slot record (nil before the first OS install).
+func (d *DB) OS() (*OSState, error) { return get[OSState](d, bucketAgent, keyOS) }
+
+// SetOS stores the partition-slot record.
+func (d *DB) SetOS(o *OSState) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyOS, o) })
+}

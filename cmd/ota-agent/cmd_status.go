@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ota-agent/ota-agent/agent"
 	"github.com/ota-agent/ota-agent/store"
 	"github.com/spf13/pflag"
 )
@@ -23,6 +24,7 @@ type statusReport struct {
 	Apps       map[string]store.App     `json:"apps"`
 	LastCheck  *store.CheckRecord       `json:"last_check,omitempty"`
 	Refused    map[string]store.Refusal `json:"refused,omitempty"`
+	OS         *agent.OSStatus          `json:"os,omitempty"`
 }
 
 func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
@@ -55,6 +57,7 @@ func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	if rep.Refused, err = db.Refusals(); err != nil {
 		return err
 	}
+	rep.OS = a.OSStatus(db)
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -88,6 +91,19 @@ func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 		fmt.Fprintf(stdout, "last check: %s at %s (%v)", c.Result, c.Time.Format(time.RFC3339), c.Duration.Round(time.Millisecond))
 		if c.Error != "" {
 			fmt.Fprintf(stdout, ": %s", c.Error)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if o := rep.OS; o != nil {
+		fmt.Fprintf(stdout, "OS partitions: booted %s, committed %s", orNone(o.Booted), orNone(o.Committed))
+		if o.Try != "" {
+			fmt.Fprintf(stdout, ", marked to try %s", o.Try)
+		}
+		if o.State != nil && o.State.Try != "" {
+			fmt.Fprintf(stdout, " (%s %s written to slot %s)", o.State.App, o.State.Release.Version, o.State.Try)
+		}
+		if o.Error != "" {
+			fmt.Fprintf(stdout, " (environment: %s)", o.Error)
 		}
 		fmt.Fprintln(stdout)
 	}

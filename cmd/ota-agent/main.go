@@ -25,6 +25,7 @@ commands:
   status [--json]                     active slot, apps, trial, last check
   verify                              re-hash the active slot against the database
   rollback                            switch back to the previous generation
+  mark-good                           commit the OS slot booted after an update (partitions)
   version                             print the version
 
 global flags:
@@ -92,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, *globals, []string, io.Writer, io.Writer) error{
 		"check": runCheck, "run": runDaemon, "status": runStatus, "verify": runVerify,
-		"rollback": runRollback, "version": runVersion,
+		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood,
 	}
 	cmd, ok := cmds[rest[0]]
 	if !ok {

@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// The OS image (the catalog's os_<arch>) on A/B partitions: written to the partition that
+// is not booted, read back, then one atomic bootloader-environment write asks to try it once.
+// After the reboot the new system confirms itself (health hook, mark-good) or the bootloader
+// falls back and the release is refused (docs/bootloader.md).
+
+// partitions is nil with the default directory backend.
+func (a *Agent) partitions() *installer.Partitions {
+	o := a.cfg.Slots.OS
+	if o.Backend != "partition" {
+		return nil
+	}
+	p := &installer.Partitions{Devices: map[string]string{}}
+	for s, d := range o.Devices {
+		p.Devices[s] = a.cfg.Path(d)
+	}
+	if o.Bootloader == "grub" {
+		p.Env = installer.GrubEnv{File: a.cfg.Path(o.Grubenv)}
+	} else {
+		p.Env = installer.UBootEnv{Config: a.cfg.Path(o.FwEnvConfig)}
+	}
+	return p
+}
+
+// osApp is the app that is the OS image, when it lives on partitions.
+func (a *Agent) osApp() string {
+	if a.partitions() == nil {
+		return ""
+	}
+	arch, err := a.cfg.CPUArch()
+	if err != nil {
+		return ""
+	}
+	return "os_" + arch
+}
+
+func (a *Agent) bootID() string {
+	raw, err := os.ReadFile(a.cfg.Path(a.cfg.Slots.OS.BootIDFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// osInstalled is what the partitions hold, as installed apps: the committed image and the
+// one on trial (so the server does not send it again while the device waits for a reboot).
+func (a *Agent) osInstalled(db *store.DB) (map[string]store.App, []string, error) {
+	o, err := db.OS()
+	if err != nil || o == nil {
+		return nil, nil, err
+	}
+	apps := map[string]store.App{}
+	var extra []string
+	if o.Current.MD5 != "" {
+		apps[o.App] = o.Current
+	}
+	if o.Try != "" && o.Release.MD5 != "" {
+		extra = append(extra, o.Release.MD5)
+	}
+	return apps, extra, nil
+}
+
+// installOS writes a verified image (a file in the staging directory) to the inactive
+// partition and sets the bootloader to try it.
+func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partitions, app, file string, rec store.App) error {
+	env, err := p.Env.Read()
+	if err != nil {
+		return err
+	}
+	booted := p.Booted(env)
+	target := installer.Other(booted)
+	o, err := db.OS()
+	if err != nil {
+		return err
+	}
+	if o == nil {
+		o = &store.OSState{App: app, Committed: booted}
+	}
+	if o.Try != "" {
+		// A newer image replaces one still waiting for its reboot: first stop the bootloader
+		// from trying the slot we are about to overwrite.
+		if err := p.Env.Write(map[string]string{installer.VarSlot: booted, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
+			return err
+		}
+		o.Try, o.Release, o.EnvSet = "", store.App{}, false
+		if err := db.SetOS(o); err != nil {
+			return err
+		}
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a.Status(fmt.Sprintf("writing %s %s to OS slot %s", app, rec.Version, target))
+	if err := p.Write(target, booted, f, rec.Size, rec.SHA256); err != nil {
+		return fmt.Errorf("OS slot %s: %w", target, err)
+	}
+	a.step("os-written")
+	o.Try, o.Release, o.BootID, o.EnvSet = target, rec, a.bootID(), false
+	if err := db.SetOS(o); err != nil {
+		return err
+	}
+	a.step("os-pending")
+	if err := p.SetTry(target); err != nil {
+		return fmt.Errorf("%s: %w", p.Env, err)
+	}
+	a.step("os-env")
+	o.EnvSet = true
+	if err := db.SetOS(o); err != nil {
+		return err
+	}
+	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", app, "version", rec.Version, "slot", target, "bytes", rec.Size)
+	if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
+		return a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + target})
+	}
+	a.Status(fmt.Sprintf("reboot to try OS slot %s", target))
+	return nil
+}
+
+// reconcileOS settles an interrupted OS install and notices a bootloader fallback.
+func (a *Agent) reconcileOS(db *store.DB) error {
+	p := a.partitions()
+	if p == nil {
+		return nil
+	}
+	o, err := db.OS()
+	if err != nil || o == nil || o.Try == "" {
+		return err
+	}
+	env, err := p.Env.Read()
+	if err != nil {
+		return err
+	}
+	if !o.EnvSet {
+		if env[installer.VarSlot] == o.Try && env[installer.VarUpgrade] == "1" {
+			o.EnvSet = true // the environment write landed before the crash
+			return db.SetOS(o)
+		}
+		a.log.Info("discarding an OS install interrupted before the bootloader was told", "slot", o.Try)
+		o.Try, o.Release = "", store.App{}
+		return db.SetOS(o)
+	}
+	if a.bootID() == o.BootID || p.Booted(env) == o.Try {
+		return nil // not rebooted yet, or running the new system on trial (osTrial decides)
+	}
+	reason := fmt.Sprintf("the bootloader fell back to slot %s instead of booting slot %s", p.Booted(env), o.Try)
+	a.log.Warn("OS update failed", "app", o.App, "version", o.Release.Version, "reason", reason)
+	if err := db.Refuse(o.Release.MD5, store.Refusal{App: o.App, Version: o.Release.Version, Reason: reason, Time: a.now(db)}); err != nil {
+		return err
+	}
+	if err := p.MarkGood(); err != nil { // clear upgrade_available on the slot we run
+		return err
+	}
+	o.Try, o.Release, o.EnvSet = "", store.App{}, false
+	return db.SetOS(o)
+}
+
+// osTrial runs after a reboot into the new OS: the health hook decides; success commits.
+func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
+	p := a.partitions()
+	if p == nil {
+		return nil
+	}
+	o, err := db.OS()
+	if err != nil || o == nil || o.Try == "" || !o.EnvSet || a.bootID() == o.BootID {
+		return err
+	}
+	if err := a.runHook(ctx, "health", a.cfg.Hooks.Health, []string{"OTA_OS_SLOT=" + o.Try}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		reason := "health check failed on the new OS: " + err.Error()
+		db.Refuse(o.Release.MD5, store.Refusal{App: o.App, Version: o.Release.Version, Reason: reason, Time: a.now(db)})
+		if err := p.Env.Write(map[string]string{installer.VarSlot: o.Committed, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
+			return err
+		}
+		o.Try, o.Release, o.EnvSet = "", store.App{}, false
+		if err := db.SetOS(o); err != nil {
+			return err
+		}
+		a.log.Error("new OS failed its health check; the next boot returns to the committed slot", "slot", o.Committed)
+		if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
+			return a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + o.Committed})
+		}
+		return fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
+	}
+	return a.markGood(db, p, o)
+}
+
+// MarkGood commits the OS slot the device booted into after an update (`ota-agent mark-good`).
+func (a *Agent) MarkGood(db *store.DB) error {
+	p := a.partitions()
+	if p == nil {
+		return fmt.Errorf("%w: mark-good needs slots.os.backend: partition", ErrConfig)
+	}
+	o, err := db.OS()
+	if err != nil {
+		return err
+	}
+	if o == nil || o.Try == "" || !o.EnvSet {
+		return fmt.Errorf("no OS update is waiting to be marked good")
+	}
+	if a.bootID() == o.BootID {
+		return fmt.Errorf("the device has not rebooted since OS slot %s was set to try: reboot first", o.Try)
+	}
+	env, err := p.Env.Read()
+	if err != nil {
+		return err
+	}
+	if b := p.Booted(env); b != o.Try {
+		return fmt.Errorf("booted OS slot %s, not the updated slot %s: the bootloader fell back", b, o.Try)
+	}
+	return a.markGood(db, p, o)
+}
+
+func (a *Agent) markGood(db *store.DB, p *installer.Partitions, o *store.OSState) error {
+	if err := p.MarkGood(); err != nil {
+		return err
+	}
+	o.Committed, o.Current = o.Try, o.Release
+	o.Try, o.Release, o.EnvSet, o.BootID = "", store.App{}, false, ""
+	if err := db.SetOS(o); err != nil {
+		return err
+	}
+	a.log.Info("OS committed", "app", o.App, "version", o.Current.Version, "slot", o.Committed)
+	return nil
+}
+
+// OSStatus is what `status` shows of the partitions.
+type OSStatus struct {
+	Booted    string            `json:"booted"`
+	Try       string            `json:"try,omitempty"`
+	Committed string            `json:"committed"`
+	Env       map[string]string `json:"env"`
+	State     *store.OSState    `json:"state,omitempty"`
+	Error     string            `json:"error,omitempty"`
+}
+
+// OSStatus reads the bootloader environment and the record.
+func (a *Agent) OSStatus(db *store.DB) *OSStatus {
+	p := a.partitions()
+	if p == nil {
+		return nil
+	}
+	st := &OSStatus{}
+	env, err := p.Env.Read()
+	if err != nil {
+		st.Error = err.Error()
+	} else {
+		st.Booted = p.Booted(env)
+		st.Env = map[string]string{}
+		for _, k := range []string{installer.VarSlot, installer.VarUpgrade, installer.VarBootcount, "bootlimit"} {
+			if v, ok := env[k]; ok {
+				st.Env[k] = v
+			}
+		}
+		if env[installer.VarUpgrade] == "1" {
+			st.Try = env[installer.VarSlot]
+		}
+	}
+	st.State, _ = db.OS()
+	st.Committed = st.Booted
+	if st.State != nil {
+		st.Committed = st.State.Committed
+	}
+	return st
+}

@@ -1,0 +1,166 @@
+package installer
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"golang.org/x/sys/unix"
+)
+
+// Partitions are the OS's A/B partitions (block devices, or regular files in tests) and the
+// bootloader environment that says which one to boot.
+type Partitions struct {
+	Devices   map[string]string // slot → device path
+	Env       BootEnv
+	MountInfo string // default /proc/self/mountinfo
+}
+
+// Booted is the slot the bootloader environment names (a when unset: a fresh image).
+func (p Partitions) Booted(env map[string]string) string {
+	if s := env[VarSlot]; s == SlotA || s == SlotB {
+		return s
+	}
+	return SlotA
+}
+
+// CheckTarget refuses, before any byte is written, a device that is missing, the booted
+// one, mounted, or smaller than size.
+func (p Partitions) CheckTarget(slot, booted string, size int64) error {
+	dev, ok := p.Devices[slot]
+	if !ok || dev == "" {
+		return fmt.Errorf("slots.os.devices.%s is not configured", slot)
+	}
+	if slot == booted {
+		return fmt.Errorf("refusing to write %s: it is the booted slot %s", dev, slot)
+	}
+	if other := p.Devices[booted]; other != "" && sameFile(dev, other) {
+		return fmt.Errorf("refusing to write %s: it is the same device as the booted slot %s (%s)", dev, booted, other)
+	}
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return fmt.Errorf("OS partition for slot %s: %w", slot, err)
+	}
+	if mounted, where := p.mounted(dev, fi); mounted {
+		return fmt.Errorf("refusing to write %s: it is mounted on %s", dev, where)
+	}
+	have, err := deviceSize(dev, fi)
+	if err != nil {
+		return err
+	}
+	if have < size {
+		return fmt.Errorf("OS partition %s holds %d bytes, the image needs %d", dev, have, size)
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+func deviceSize(dev string, fi os.FileInfo) (int64, error) {
+	if fi.Mode().IsRegular() {
+		return fi.Size(), nil
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, io.SeekEnd)
+}
+
+// mounted looks the device up in mountinfo: by device number for block devices, by path
+// for anything else.
+func (p Partitions) mounted(dev string, fi os.FileInfo) (bool, string) {
+	mi := p.MountInfo
+	if mi == "" {
+		mi = "/proc/self/mountinfo"
+	}
+	f, err := os.Open(mi)
+	if err != nil {
+		return false, ""
+	}
+	defer f.Close()
+	var majmin string
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode()&os.ModeDevice != 0 {
+		majmin = fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	}
+	abs, _ := filepath.EvalSymlinks(dev)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 {
+			continue
+		}
+		sep := 6
+		for sep < len(fields) && fields[sep] != "-" {
+			sep++
+		}
+		if sep+2 >= len(fields) {
+			continue
+		}
+		source := fields[sep+2]
+		if (majmin != "" && fields[2] == majmin) || source == dev || (abs != "" && source == abs) {
+			return true, fields[4]
+		}
+	}
+	return false, ""
+}
+
+// Write streams the image into slot's device, fsyncs it, reads it back and compares the
+// SHA-256 before anything points at it. The booted slot's device is never opened for writing.
+func (p Partitions) Write(slot, booted string, r io.Reader, size int64, wantSHA string) error {
+	if err := p.CheckTarget(slot, booted, size); err != nil {
+		return err
+	}
+	dev := p.Devices[slot]
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	n, err := io.CopyBuffer(f, io.LimitReader(r, size), buf)
+	if err == nil && n != size {
+		err = fmt.Errorf("image is %d bytes, expected %d", n, size)
+	}
+	if err == nil {
+		err = f.Sync() // a failed fsync fails the install (no retry)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dev, err)
+	}
+	rf, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer rf.Close()
+	d, err := packaging.DigestReader(io.LimitReader(rf, size))
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", dev, err)
+	}
+	if d.SHA256 != wantSHA || d.Size != size {
+		return fmt.Errorf("read back %s: sha256 %s, wrote %s", dev, d.SHA256, wantSHA)
+	}
+	return nil
+}
+
+// SetTry tells the bootloader to try slot once: one atomic write of the three variables.
+func (p Partitions) SetTry(slot string) error {
+	return p.Env.Write(map[string]string{VarSlot: slot, VarUpgrade: "1", VarBootcount: "0"})
+}
+
+// MarkGood ends the trial: the booted slot stays.
+func (p Partitions) MarkGood() error {
+	return p.Env.Write(map[string]string{VarUpgrade: "0", VarBootcount: "0"})
+}
