@@ -131,7 +131,7 @@ func TestThroughConnectProxy(t *testing.T) {
 	if proxy.Connects.Load() < 1 || e.srv.Stats().BytesByPath["/firmware"] == 0 {
 		t.Fatalf("%d CONNECTs, %d firmware bytes", proxy.Connects.Load(), e.srv.Stats().BytesByPath["/firmware"])
 	}
-	proxy.Refuse = true
+	proxy.Refuse.Store(true)
 	cfg.Server.Proxy = proxy.URL()
 	cfg.StateDir = filepath.Join(e.dir, "state2")
 	if _, err := e.check(cfg); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "proxy") {

@@ -14,7 +14,7 @@ import (
 type ConnectProxy struct {
 	l        net.Listener
 	Connects atomic.Int64
-	Refuse   bool // answer 403 to every CONNECT
+	Refuse   atomic.Bool // answer 403 to every CONNECT
 }
 
 // NewConnectProxy listens on loopback and tunnels to target ("127.0.0.1:port").
@@ -51,7 +51,7 @@ func (p *ConnectProxy) handle(c net.Conn, target string) {
 		return
 	}
 	p.Connects.Add(1)
-	if p.Refuse {
+	if p.Refuse.Load() {
 		io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 		return
 	}

@@ -35,7 +35,7 @@ func TestHTTPSProxyFromEnvironment(t *testing.T) {
 	if proxy.Connects.Load() == 0 {
 		t.Fatal("HTTPS_PROXY not used")
 	}
-	proxy.Refuse = true
+	proxy.Refuse.Store(true)
 	if r := w.agent([]string{"HTTPS_PROXY=" + proxy.URL()}, "check", "--once"); r.code != 3 || !strings.Contains(r.stderr, "proxy") {
 		t.Fatalf("refusing proxy: exit %d %s", r.code, r.stderr)
 	}
@@ -43,7 +43,7 @@ func TestHTTPSProxyFromEnvironment(t *testing.T) {
 	other := t.TempDir()
 	testserver.GenerateTLS(other, []string{"127.0.0.1"})
 	os.WriteFile(w.cfg, []byte(strings.Replace(cfg, filepath.Join(tlsDir, "ca.pem"), filepath.Join(other, "ca.pem"), 1)), 0o644)
-	proxy.Refuse = false
+	proxy.Refuse.Store(false)
 	if r := w.agent([]string{"HTTPS_PROXY=" + proxy.URL()}, "check", "--once"); r.code != 4 || !strings.Contains(r.stderr, "unknown CA") {
 		t.Fatalf("wrong CA: exit %d %s", r.code, r.stderr)
 	}
