@@ -5,6 +5,7 @@
 package testserver
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,9 +125,7 @@ func (c *Catalog) SignRows(privPEM []byte) error {
 			top[r.App]++
 			r.Serial = top[r.App]
 		}
-		r.Sig, r.KeyID = c.Statement(i).Sign(priv)
-		rel, _ := json.MarshalIndent(c.releaseFile(i), "", " ")
-		if err := os.WriteFile(r.path+".release", append(rel, '\n'), 0o644); err != nil {
+		if err := signRow(r, priv); err != nil {
 			return err
 		}
 	}
@@ -143,16 +142,15 @@ func (c *Catalog) SignRow(r Row, privPEM []byte) (Row, error) {
 	if err := r.load(c.dir); err != nil {
 		return r, err
 	}
-	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
-	r.Sig, r.KeyID = st.Sign(priv)
-	tmp := &Catalog{Rows: []Row{r}}
-	rel, _ := json.MarshalIndent(tmp.releaseFile(0), "", " ")
-	return r, os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
+	return r, signRow(&r, priv)
 }
 
-func (c *Catalog) releaseFile(i int) packaging.ReleaseFile {
-	r := c.Rows[i]
-	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}
+// signRow signs r's statement and writes it as <binary>.release.
+func signRow(r *Row, priv ed25519.PrivateKey) error {
+	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
+	r.Sig, r.KeyID = st.Sign(priv)
+	rel, _ := json.MarshalIndent(releaseOf(*r), "", " ")
+	return os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
 }
 
 // SampleRows are the nine rows of PROTOCOL 1.1, in the reference init.py's order.

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // serveFirmware is the firmware CDN: a CloudFront distribution in front of the S3 bucket
@@ -38,7 +40,7 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 			xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
 			return
 		}
-		body, _ := json.Marshal(s.releaseOf(*row))
+		body, _ := json.Marshal(releaseOf(*row))
 		hdr.Set("Content-Type", "application/json")
 		hdr.Set("ETag", `"`+md5hex(body)+`"`)
 		http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
@@ -69,17 +71,9 @@ func (s *Server) findObject(key string) (*Row, bool) {
 	return nil, false
 }
 
-func (s *Server) releaseOf(r Row) any {
-	return struct {
-		App     string `json:"app"`
-		Version string `json:"version"`
-		MD5     string `json:"md5"`
-		SHA256  string `json:"sha256"`
-		Size    int64  `json:"size"`
-		Serial  int64  `json:"serial"`
-		Sig     string `json:"sig"`
-		KeyID   string `json:"keyid"`
-	}{r.App, r.Version, r.MD5, r.SHA256, r.Size, r.Serial, r.Sig, r.KeyID}
+// releaseOf is the statement published beside the row's binary.
+func releaseOf(r Row) packaging.ReleaseFile {
+	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}
 }
 
 // xmlError is the S3 / CloudFront error document.

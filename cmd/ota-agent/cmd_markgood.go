@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/ota-agent/ota-agent/agent"
+	"github.com/ota-agent/ota-agent/store"
 )
 
 // runMarkGood commits the OS slot the device booted into after an update.
@@ -11,24 +14,11 @@ func runMarkGood(ctx context.Context, g *globals, args []string, stdout, stderr 
 	if err := subFlags("mark-good", g, args, nil); err != nil {
 		return err
 	}
-	a, err := load(g, stderr)
-	if err != nil {
-		return err
-	}
-	unlock, err := a.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	db, err := a.OpenDB()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := a.MarkGood(db); err != nil {
-		return err
-	}
-	st := a.OSStatus(db)
-	fmt.Fprintf(stdout, "OS slot %s committed\n", st.Committed)
-	return nil
+	return withState(g, stderr, func(a *agent.Agent, db *store.DB) error {
+		if err := a.MarkGood(db); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "OS slot %s committed\n", a.OSStatus(db).Committed)
+		return nil
+	})
 }

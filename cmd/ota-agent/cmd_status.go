@@ -34,15 +34,10 @@ func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	}); err != nil {
 		return err
 	}
-	a, err := load(g, stderr)
-	if err != nil {
-		return err
-	}
-	db, err := a.OpenDBReadOnly()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	return readState(g, stderr, func(a *agent.Agent, db *store.DB) error { return printStatus(a, db, asJSON, stdout) })
+}
+
+func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) error {
 	rep := statusReport{Apps: map[string]store.App{}}
 	s, err := db.State()
 	if err != nil {
