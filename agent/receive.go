@@ -63,14 +63,35 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		if err != nil {
 			return fail(err)
 		}
-		a.Status(fmt.Sprintf("downloading %s (%s)", name, humanBytes(size)))
-		d, err := st.WriteFile(incoming(name), r)
+		a.Status(fmt.Sprintf("downloading %s: 0%% of %s", name, humanBytes(size)))
+		d, err := st.WriteFile(incoming(name), &progressReader{r: r, total: size, report: func(p int) {
+			a.Status(fmt.Sprintf("downloading %s: %d%% of %s", name, p, humanBytes(size)))
+		}})
 		if err != nil {
 			return fail(err)
 		}
 		got[name] = d
 	}
 	return pr.Details(), got, body.n, nil
+}
+
+// progressReader reports how far a member has come, at most once a second.
+type progressReader struct {
+	r      io.Reader
+	total  int64
+	n      int64
+	last   time.Time
+	report func(percent int)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); p.total > 0 && now.Sub(p.last) >= time.Second {
+		p.last = now
+		p.report(int(100 * p.n / p.total))
+	}
+	return n, err
 }
 
 var errRestart = errors.New("server ignored the resume request")
