@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,5 +164,29 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	}
 	if e.srv.Stats().BytesByPath["/firmware"] != 0 {
 		t.Fatal("dry run downloaded binaries")
+	}
+}
+
+// TestInstallHooks: pre_install sees the staged slot and can refuse the install (nothing
+// changes); post_commit runs after the commit with the slot and versions in its environment.
+func TestInstallHooks(t *testing.T) {
+	e := newEnv(t, testserver.Options{})
+	log := filepath.Join(e.dir, "hooks.log")
+	cfg := e.config("hooks:\n  pre_install: test -f \"$OTA_STAGING_DIR/scoreboard\" && echo pre $OTA_SLOT $OTA_APP_SCOREBOARD >> " + log + "\n  post_commit: echo post $OTA_SLOT $OTA_GENERATION $OTA_APP_SCOREBOARD >> " + log + "\n")
+	if _, err := e.check(cfg); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(log)
+	if string(got) != "pre a 1.0.0\npost a 1 1.0.0\n" {
+		t.Fatalf("hooks saw:\n%s", got)
+	}
+	e.release("scoreboard", "prod", "1.9.0", []byte("nineteen"), 19)
+	refuse := e.config("hooks:\n  pre_install: exit 3\n")
+	snap := takeSnapshot(t, refuse.StateDir)
+	if _, err := e.check(refuse); err == nil || !strings.Contains(err.Error(), "pre_install refused") {
+		t.Fatalf("pre_install exit 3: %v", err)
+	}
+	if d := snap.equal(takeSnapshot(t, refuse.StateDir)); d != "" {
+		t.Fatal(d)
 	}
 }
