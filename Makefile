@@ -8,6 +8,8 @@ CMDS     := ota-agent ota-testserver ota-release
 CROSS    := linux/arm/7 linux/arm64/- linux/amd64/-
 DESTDIR  ?=
 PREFIX   ?= /usr
+# make install INSTALL_BIN=bin/linux-armv7/ota-agent (after make cross) for a target rootfs
+INSTALL_BIN ?= bin/ota-agent
 export CGO_ENABLED := 0
 
 .PHONY: all build cross test test-native test-qemu demo bench install sizes fuzz lint clean
@@ -59,8 +61,8 @@ fuzz:
 	@for f in FuzzDecodeDetails FuzzPayloadReader FuzzParseReleaseFile; do \
 	  $(GO) test ./packaging -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
 
-install: build
-	install -D -m 0755 bin/ota-agent $(DESTDIR)$(PREFIX)/bin/ota-agent
+install: $(if $(filter bin/ota-agent,$(INSTALL_BIN)),build)
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/ota-agent
 	install -D -m 0644 dist/ota-agent.service $(DESTDIR)/lib/systemd/system/ota-agent.service
 	install -D -m 0640 dist/config.yaml $(DESTDIR)/etc/ota-agent/config.yaml
 	install -d -m 0755 $(DESTDIR)/etc/systemd/system/multi-user.target.wants
