@@ -161,10 +161,16 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 	if err != nil {
 		return nil, err
 	}
-	sealed := false
+	sealed, done := false, false
+	var plan *Plan
 	defer func() {
 		if !sealed {
 			st.Abort()
+		}
+		if done && mode == modeMetadata && plan != nil {
+			for _, item := range plan.Download {
+				a.dropDownload(db, item.Member())
+			}
 		}
 	}()
 	var details *packaging.Details
@@ -182,7 +188,7 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 		return nil, err
 	}
 	a.step("received")
-	plan, err := makePlan(details, installed)
+	plan, err = makePlan(details, installed)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +225,9 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 		}
 		rec, err := a.verify(ctx, item.App, details.Entries[item.App], got[item.Member()], have)
 		if err != nil {
+			if mode == modeMetadata {
+				a.dropDownload(db, item.Member()) // never resume from bytes that failed verification
+			}
 			return nil, err
 		}
 		res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5}
@@ -258,7 +267,7 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 		}
 	}
 	if !dirChanged {
-		res.Slot = active // only the OS changed: the directory slots stay as they are
+		res.Slot, done = active, true // only the OS changed: the directory slots stay as they are
 		return res, nil
 	}
 	if err := a.runHook(ctx, "pre_install", a.cfg.Hooks.PreInstall, a.hookEnv(next, active)); err != nil {
@@ -272,6 +281,8 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 	if err := a.switchTo(ctx, db, state, next); err != nil {
 		return nil, err
 	}
+	done = true
+
 	if cur, _ := db.State(); cur == nil || cur.N != next.N {
 		res.Result, res.Slot = ResultFailed, ""
 		if cur != nil {

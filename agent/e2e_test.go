@@ -42,6 +42,9 @@ func TestEndToEnd(t *testing.T) {
 					t.Fatalf("%s: md5 %s, want %s", app, got, want)
 				}
 			}
+			if left, _ := os.ReadDir(filepath.Join(cfg.StateDir, "downloads")); len(left) > 0 {
+				t.Fatalf("downloads left behind after the install: %v", left)
+			}
 			before := e.srv.Stats()
 			res, err = e.check(cfg)
 			if err != nil || res.Result != ResultUpToDate {

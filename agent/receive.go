@@ -134,8 +134,13 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	if err := st.Adopt(dst, incoming(member)); err != nil {
 		return packaging.Digests{}, n, err
 	}
-	db.SetProgress(member, nil)
 	return d, n, nil
+}
+
+// dropDownload forgets a finished (installed, or refused) download and its resume record.
+func (a *Agent) dropDownload(db *store.DB, member string) {
+	os.Remove(filepath.Join(a.slots.Dir, "downloads", member))
+	db.SetProgress(member, nil)
 }
 
 // Progress is the resume record kept in bbolt (an alias keeps the agent's code readable).

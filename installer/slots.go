@@ -223,13 +223,23 @@ func (st *Staging) Rename(from, to string) error {
 	return st.root.Rename(from, to)
 }
 
-// Adopt moves a complete file from elsewhere on the same filesystem (a finished download)
-// into the staging directory as name.
+// Adopt links a complete file from elsewhere on the same filesystem (a finished download)
+// into the staging directory as name; the original stays until the install is done, so an
+// interrupted install does not download it again. Without hard links it is copied.
 func (st *Staging) Adopt(path, name string) error {
 	if err := packaging.ValidFileName(name); err != nil {
 		return err
 	}
-	return os.Rename(path, filepath.Join(st.dir, name))
+	if err := os.Link(path, filepath.Join(st.dir, name)); err == nil {
+		return nil
+	}
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	_, err = st.WriteFile(name, in)
+	return err
 }
 
 // CarryOver puts the active slot's copy of app into the new slot: a hard link where the

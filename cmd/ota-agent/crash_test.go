@@ -32,7 +32,11 @@ func TestCrashChains(t *testing.T) {
 				if (slot == "slots/b") != switchedAlready {
 					t.Fatalf("after a crash at %s the active slot is %s", step, slot)
 				}
+				fetched := w.srv.Stats().BytesByPath["/firmware"]
 				r = w.mustAgent("check", "--once", "--json")
+				if mode != "" && step != "received" && w.srv.Stats().BytesByPath["/firmware"] != fetched {
+					t.Fatalf("after a crash at %s the restart downloaded the binary again", step)
+				}
 				w.mustAgent("verify")
 				st := w.mustAgent("status")
 				if !strings.Contains(st.stdout, "1.5.0") {
