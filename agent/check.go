@@ -163,13 +163,18 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 	}
 	sealed, done := false, false
 	var plan *Plan
+	var res *Result
 	defer func() {
 		if !sealed {
 			st.Abort()
 		}
-		if done && mode == modeMetadata && plan != nil {
+		if done && plan != nil {
 			for _, item := range plan.Download {
-				a.dropDownload(db, item.Member())
+				if mode == modeMetadata {
+					a.dropDownload(db, item.Member())
+				}
+				// The server offered something else for this app: earlier refusals end.
+				db.ForgetRefusals(item.App, res.Apps[item.App].MD5)
 			}
 		}
 	}()
@@ -213,7 +218,7 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 	a.step("downloaded")
 	a.Status("verifying")
 	next := &store.Generation{N: gen + 1, Slot: target, Apps: map[string]store.App{}}
-	res := &Result{Result: ResultUpdated, Slot: target, Apps: map[string]AppResult{}, Bytes: bytes}
+	res = &Result{Result: ResultUpdated, Slot: target, Apps: map[string]AppResult{}, Bytes: bytes}
 	parts, osApp := a.partitions(), a.osApp()
 	var osItem *PlanItem
 	var osRec store.App
@@ -263,6 +268,9 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 	a.step("verified")
 	if osItem != nil {
 		if err := a.installOS(ctx, db, parts, osApp, filepath.Join(st.Dir(), incoming(osItem.Member())), osRec); err != nil {
+			return nil, err
+		}
+		if err := st.Remove(incoming(osItem.Member())); err != nil { // on its partition now
 			return nil, err
 		}
 	}

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -276,4 +278,30 @@ func (a *Agent) OSStatus(db *store.DB) *OSStatus {
 		st.Committed = st.State.Committed
 	}
 	return st
+}
+
+// VerifyOS re-reads the committed OS partition against the record (`ota-agent verify`).
+func (a *Agent) VerifyOS(db *store.DB) (string, error) {
+	p := a.partitions()
+	if p == nil {
+		return "", nil
+	}
+	o, err := db.OS()
+	if err != nil || o == nil || o.Current.MD5 == "" {
+		return "", err
+	}
+	dev := p.Devices[o.Committed]
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	d, err := packaging.DigestReader(io.LimitReader(f, o.Current.Size))
+	if err != nil {
+		return "", err
+	}
+	if d.Size != o.Current.Size || d.SHA256 != o.Current.SHA256 || d.MD5 != o.Current.MD5 {
+		return "", fmt.Errorf("OS slot %s (%s) differs from %s %s: sha256 %s, want %s", o.Committed, dev, o.App, o.Current.Version, d.SHA256, o.Current.SHA256)
+	}
+	return fmt.Sprintf("OS slot %s holds %s %s", o.Committed, o.App, o.Current.Version), nil
 }

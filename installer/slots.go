@@ -268,6 +268,18 @@ func (st *Staging) Remove(name string) error { return st.root.Remove(name) }
 // Seal writes the manifest atomically, syncs the directory, replaces the old inactive slot
 // with the staging directory and syncs slots/. After Seal the slot is complete on disk.
 func (st *Staging) Seal(m Manifest) error {
+	entries, err := os.ReadDir(st.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := m.Apps[e.Name()]; !ok || !e.Type().IsRegular() {
+			return fmt.Errorf("seal slot %s: %s is not an app of the manifest", st.slot, e.Name())
+		}
+	}
+	if len(entries) != len(m.Apps) {
+		return fmt.Errorf("seal slot %s: %d files for %d apps", st.slot, len(entries), len(m.Apps))
+	}
 	raw, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return err

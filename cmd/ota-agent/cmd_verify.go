@@ -15,11 +15,21 @@ func runVerify(ctx context.Context, g *globals, args []string, stdout, stderr io
 		return err
 	}
 	return readState(g, stderr, func(a *agent.Agent, db *store.DB) error {
+		osLine, err := a.VerifyOS(db)
+		if err != nil {
+			return err
+		}
+		if osLine != "" {
+			fmt.Fprintf(stdout, "ok: %s\n", osLine)
+		}
 		s, err := db.State()
 		if err != nil {
 			return err
 		}
 		if s == nil {
+			if osLine != "" {
+				return nil
+			}
 			return errors.New("nothing installed: no generation in the database")
 		}
 		active, err := a.Slots().Active()

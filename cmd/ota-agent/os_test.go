@@ -51,6 +51,15 @@ func TestOSCrashChains(t *testing.T) {
 			if st := w.mustAgent("status"); !strings.Contains(st.stdout, "booted b, committed b") {
 				t.Fatalf("after mark-good:\n%s", st.stdout)
 			}
+			if v := w.mustAgent("verify"); !strings.Contains(v.stdout, "OS slot b holds os_armv8 1.1.0") {
+				t.Fatalf("verify: %s", v.stdout)
+			}
+			f, _ := os.OpenFile(pb, os.O_WRONLY, 0)
+			f.WriteAt([]byte("X"), 10)
+			f.Close()
+			if r := w.agent(nil, "verify"); r.code != 1 || !strings.Contains(r.stderr, "differs") {
+				t.Fatalf("verify of a damaged OS partition: %d %s", r.code, r.stderr)
+			}
 		})
 	}
 }
