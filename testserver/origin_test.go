@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -207,4 +209,27 @@ func TestParseQuery(t *testing.T) {
 
 func decodeDetailsString(s string) (*packaging.Details, error) {
 	return packaging.DecodeDetails(strings.NewReader(s))
+}
+
+// TestReloadReadsTheCatalogAgain: what SIGHUP does in ota-testserver.
+func TestReloadReadsTheCatalogAgain(t *testing.T) {
+	s, base, _ := newSample(t, Options{NoEdge: true})
+	dir := s.Catalog().Dir()
+	raw, _ := os.ReadFile(filepath.Join(dir, "catalog.json"))
+	os.Rename(filepath.Join(dir, "blobs/os_armv8_1.1.0"), filepath.Join(dir, "blobs/os_armv8_1.1.1"))
+	os.WriteFile(filepath.Join(dir, "catalog.json"), []byte(strings.Replace(strings.Replace(string(raw), `"version": "1.1.0"`, `"version": "1.1.1"`, 1), "blobs/os_armv8_1.1.0", "blobs/os_armv8_1.1.1", 1)), 0o644)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, body := rawGet(t, base, "GET", "/package?cpuArch=armv8&payloadType=metadataOnly", nil)
+	if !strings.Contains(string(body), `"latestVersion": "1.1.1"`) {
+		t.Fatalf("reload not served: %s", body)
+	}
+	os.WriteFile(filepath.Join(dir, "catalog.json"), []byte("{broken"), 0o644)
+	if err := s.Reload(); err == nil {
+		t.Fatal("a broken catalog was accepted")
+	}
+	if _, body := rawGet(t, base, "GET", "/package?cpuArch=armv8&payloadType=metadataOnly", nil); !strings.Contains(string(body), "1.1.1") {
+		t.Fatal("a failed reload lost the old catalog")
+	}
 }

@@ -34,13 +34,15 @@ fault flags (serve): --fault-path PREFIX --latency D --rate BYTES/S --stall-afte
 `
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "ota-testserver:", err)
 		os.Exit(2)
 	}
 }
 
-func run(args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("no command\n" + usage)
 	}
@@ -48,7 +50,7 @@ func run(args []string, stdout io.Writer) error {
 	case "sample":
 		return runSample(args[1:], stdout)
 	case "serve":
-		return runServe(args[1:], stdout)
+		return runServe(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -83,7 +85,7 @@ func runSample(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func runServe(args []string, stdout io.Writer) error {
+func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to listen on")
 	catDir := fs.String("catalog", "", "catalog directory (holds catalog.json)")
@@ -181,10 +183,9 @@ func runServe(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "endpoint  %s/package (origin %s, edge %v)\nfirmware  %s/firmware/  (bucket %s)\nstats     %s/_stats\n",
 		base, *origin, !*noEdge, base, cat.Bucket, base)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			if err := srv.Reload(); err != nil {

@@ -2,18 +2,25 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestSampleIsDeterministicAndSigned(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	for _, d := range []string{"a", "b"} {
-		if err := run([]string{"sample", "--out", filepath.Join(dir, d), "--size", "1000", "--seed", "4"}, &out); err != nil {
+		if err := run(context.Background(), []string{"sample", "--out", filepath.Join(dir, d), "--size", "1000", "--seed", "4"}, &out); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,14 +41,73 @@ func TestSampleIsDeterministicAndSigned(t *testing.T) {
 
 func TestServeRefusesNonLoopback(t *testing.T) {
 	var out bytes.Buffer
-	err := run([]string{"serve", "--listen", "0.0.0.0:0", "--catalog", t.TempDir()}, &out)
+	err := run(context.Background(), []string{"serve", "--listen", "0.0.0.0:0", "--catalog", t.TempDir()}, &out)
 	if err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("non-loopback listen: %v", err)
 	}
-	if err := run([]string{"serve"}, &out); err == nil || !strings.Contains(err.Error(), "--catalog") {
+	if err := run(context.Background(), []string{"serve"}, &out); err == nil || !strings.Contains(err.Error(), "--catalog") {
 		t.Fatalf("missing --catalog: %v", err)
 	}
-	if err := run([]string{"bogus"}, &out); err == nil {
+	if err := run(context.Background(), []string{"bogus"}, &out); err == nil {
 		t.Fatal("unknown command accepted")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestServeTLS: --tls with --tls-dir writes ca.pem and serves HTTPS with it.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"sample", "--out", filepath.Join(dir, "cat"), "--size", "100"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var so syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--catalog", filepath.Join(dir, "cat"), "--tls", "--tls-dir", filepath.Join(dir, "tls")}, &so)
+	}()
+	var base string
+	for i := 0; i < 100 && base == ""; i++ {
+		time.Sleep(20 * time.Millisecond)
+		for _, l := range strings.Split(so.String(), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "endpoint" {
+				base = strings.TrimSuffix(f[1], "/package")
+			}
+		}
+	}
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("no https endpoint printed: %q", so.String())
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "Hello World" {
+		t.Fatalf("GET / over TLS: %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
