@@ -53,7 +53,7 @@ func main() {
 	}
 	table := b.table(time.Since(start))
 	fmt.Print(table)
-	if *out != "" && !*quick {
+	if *out != "" && !*quick && *only == "" {
 		must(os.WriteFile(*out, []byte(table), 0o644))
 	}
 }
@@ -78,8 +78,9 @@ func (b *bench) table(took time.Duration) string {
 	fmt.Fprintf(&s, "# ota-agent bench results\n\n`make bench` on %s: %s, %d cores, %s, %s; took %v.\n", host, cpu, runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
 	fmt.Fprintf(&s, "Every ratio is against a baseline measured in the same run. QEMU figures are relative only.\n\n")
 	s.WriteString("| measure | ota-agent | baseline | ratio | target | verdict |\n|---|---|---|---|---|---|\n")
+	cell := strings.NewReplacer("|", `\|`).Replace // a shell pipe inside a cell
 	for _, r := range b.rows {
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s |\n", r.what, r.figure, r.baseline, r.ratio, r.target, r.verdict)
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s |\n", cell(r.what), cell(r.figure), cell(r.baseline), cell(r.ratio), cell(r.target), cell(r.verdict))
 	}
 	return s.String()
 }
