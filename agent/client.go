@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,6 +45,7 @@ type ClientOptions struct {
 	HeaderTimeout time.Duration    // waiting for the server to start answering
 	Now           func() time.Time // for certificate checks (the time floor applies)
 	Learn         func(time.Time)  // receives the Date of authenticated HTTPS answers
+	RedirectHosts []string         // hosts a redirect may lead to, besides the original one
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
@@ -90,6 +92,9 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 			}
 			if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
 				return fmt.Errorf("refusing redirect to %s: not https", req.URL.Redacted())
+			}
+			if req.URL.Host != via[0].URL.Host && !slices.Contains(o.RedirectHosts, req.URL.Host) {
+				return fmt.Errorf("refusing redirect to %s: not the server's or a firmware CDN's host", req.URL.Redacted())
 			}
 			return nil
 		},

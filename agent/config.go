@@ -402,3 +402,22 @@ func InRoot(root, p string) string {
 
 // Path maps a configured path into the sysroot.
 func (c *Config) Path(p string) string { return InRoot(c.Root, p) }
+
+// hosts are the endpoint's and the firmware CDNs' host:port, where redirects may lead.
+func (c *Config) hosts() []string {
+	var out []string
+	for _, raw := range append([]string{c.Server.URL}, mapValues(c.Server.Firmware)...) {
+		if u, err := url.Parse(raw); err == nil {
+			out = append(out, u.Host)
+		}
+	}
+	return out
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}

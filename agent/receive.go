@@ -115,13 +115,14 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 		os.Remove(dst) // a partial file nobody vouches for is not resumed
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
-	n, err := a.grab(ctx, db, member, src, dst, prog)
+	label := item.App + " " + item.Version
+	n, err := a.grab(ctx, db, member, label, src, dst, prog)
 	if errors.Is(err, errRestart) {
 		a.log.Warn("resume refused by the server; downloading again from zero", "app", item.App, "version", item.Version, "error", err)
 		os.Remove(dst)
 		prog.ETag = ""
 		var n2 int64
-		n2, err = a.grab(ctx, db, member, src, dst, prog)
+		n2, err = a.grab(ctx, db, member, label, src, dst, prog)
 		n += n2
 	}
 	if err != nil {
@@ -150,7 +151,7 @@ func strongETag(t string) bool {
 	return len(t) > 2 && strings.HasPrefix(t, `"`) && strings.HasSuffix(t, `"`)
 }
 
-func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string, prog *Progress) (int64, error) {
+func (a *Agent) grab(ctx context.Context, db *store.DB, member, label, src, dst string, prog *Progress) (int64, error) {
 	req, err := grab.NewRequest(dst, src)
 	if err != nil {
 		return 0, fmt.Errorf("download %s: %w", member, err)
@@ -184,7 +185,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string,
 	}
 	c := &grab.Client{HTTPClient: a.http, UserAgent: UserAgent(), BufferSize: 256 << 10}
 	resp := c.Do(req)
-	a.watchProgress(member, resp)
+	a.watchProgress(label, resp)
 	err = resp.Err()
 	n := resp.BytesComplete() - offset
 	if n < 0 || err == nil && resp.DidResume && offset > 0 && resp.HTTPResponse == nil {
@@ -209,7 +210,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, src, dst string,
 }
 
 // watchProgress reports a download's progress once a second until it is done.
-func (a *Agent) watchProgress(member string, resp *grab.Response) {
+func (a *Agent) watchProgress(label string, resp *grab.Response) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -218,7 +219,7 @@ func (a *Agent) watchProgress(member string, resp *grab.Response) {
 			return
 		case <-t.C:
 			if size := resp.Size(); size > 0 {
-				a.Status(fmt.Sprintf("downloading %s: %d%% of %s", member, int(100*resp.Progress()), humanBytes(size)))
+				a.Status(fmt.Sprintf("downloading %s: %d%% of %s", label, int(100*resp.Progress()), humanBytes(size)))
 			}
 		}
 	}
