@@ -42,6 +42,8 @@ const (
 	ResultUpToDate = "up-to-date"
 	ResultUpdated  = "updated"
 	ResultFailed   = "failed"
+	// ResultAvailable: a --dry-run found something to install (nothing was changed).
+	ResultAvailable = "update-available"
 )
 
 // AppResult is one app of a check's answer.

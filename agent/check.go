@@ -53,7 +53,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 			err = rerr
 		}
 	}
-	a.log.Info("check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond), "error", res.Error)
+	a.log.Info("check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond).String(), "error", res.Error)
 	return res, err
 }
 
@@ -118,6 +118,9 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		}
 		res := upToDate(state)
 		res.Plan = plan
+		if len(plan.Download)+len(plan.Remove) > 0 {
+			res.Result = ResultAvailable
+		}
 		return res, nil
 	}
 	return a.install(ctx, db, state, installed, ans.resp, mode)

@@ -159,7 +159,7 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	e := newEnv(t, testserver.Options{})
 	cfg := e.config("")
 	res, err := e.agent(cfg).Check(context.Background(), CheckOptions{DryRun: true})
-	if err != nil || res.Plan == nil || len(res.Plan.Download) != 4 {
+	if err != nil || res.Plan == nil || len(res.Plan.Download) != 4 || res.Result != ResultAvailable {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
 	if _, err := e.agent(cfg).Slots().Active(); err == nil {
