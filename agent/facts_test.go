@@ -2,9 +2,9 @@ package agent
 
 import (
 	"net/url"
-	"runtime"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
