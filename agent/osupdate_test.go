@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,18 +77,13 @@ func (r *bootRig) vars() map[string]string {
 	return v
 }
 
-// boot plays the bootloader: count a trial boot, fall back past bootlimit, new boot id.
+// boot plays the bootloader with bootlimit=1: a first boot on trial counts, a second one
+// falls back to the other slot; then a new boot id.
 func (r *bootRig) boot(n int) {
 	v := r.vars()
 	if v["upgrade_available"] == "1" {
-		count := len(v["bootcount"]) // "0" → 1 ...: the test only needs 0, 1, 2
-		if v["bootcount"] == "0" {
-			count = 1
-		} else {
-			count = 2
-		}
-		set := map[string]string{"bootcount": map[int]string{1: "1", 2: "2"}[count]}
-		if count > 1 { // past bootlimit=1: fall back to the other slot
+		set := map[string]string{"bootcount": "1"}
+		if v["bootcount"] != "0" { // past bootlimit: fall back
 			other := map[string]string{"a": "b", "b": "a"}[v["ota_slot"]]
 			set = map[string]string{"ota_slot": other, "upgrade_available": "0", "bootcount": "0"}
 		}
@@ -95,7 +91,7 @@ func (r *bootRig) boot(n int) {
 			r.t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(r.dir, "boot_id"), []byte("boot-"+string(rune('1'+n))+"\n"), 0o644)
+	os.WriteFile(filepath.Join(r.dir, "boot_id"), []byte(fmt.Sprintf("boot-%d\n", n+1)), 0o644)
 }
 
 func (r *bootRig) partition(slot string, n int) []byte {

@@ -157,7 +157,7 @@ func (p *PayloadReader) Next() (name string, size int64, body io.Reader, err err
 func (p *PayloadReader) Details() *Details { return p.details }
 
 func (p *PayloadReader) checkHeader(hdr *tar.Header) error {
-	if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+	if hdr.Typeflag != tar.TypeReg { // archive/tar reports the old '\x00' type as TypeReg
 		return fmt.Errorf("%w: member %q is not a regular file (type %q)", ErrBadPayload, hdr.Name, hdr.Typeflag)
 	}
 	if err := ValidFileName(hdr.Name); err != nil {

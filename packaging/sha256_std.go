@@ -10,5 +10,3 @@ import (
 // On 32-bit ARM sha256-simd has no assembly and falls back to crypto/sha256 anyway, so the
 // standard library is used directly (BenchmarkSHA256 under qemu-arm shows them equal).
 func newSHA256() hash.Hash { return sha256.New() }
-
-const sha256Impl = "crypto/sha256"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrLocked: another process has the database open.
@@ -87,7 +88,7 @@ func (d *DB) update(fn func(*bolt.Tx) error) error {
 
 func open(path string, o Options) (*bolt.DB, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (waited %v)", path, ErrLocked, o.Timeout)
 	}
 	if err != nil {

@@ -28,7 +28,8 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("no command\n" + usage)
+		fmt.Fprint(stdout, usage)
+		return errors.New("no command given")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	switch args[0] {
@@ -79,5 +80,6 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	fmt.Fprint(stdout, usage)
+	return fmt.Errorf("unknown command %q", args[0])
 }

@@ -44,7 +44,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("no command\n" + usage)
+		fmt.Fprint(stdout, usage)
+		return errors.New("no command given")
 	}
 	switch args[0] {
 	case "sample":
@@ -55,7 +56,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	fmt.Fprint(stdout, usage)
+	return fmt.Errorf("unknown command %q", args[0])
 }
 
 func runSample(args []string, stdout io.Writer) error {
