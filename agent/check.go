@@ -61,15 +61,24 @@ func failed(err error) *Result {
 	return &Result{Result: ResultFailed, Error: err.Error(), Apps: map[string]AppResult{}}
 }
 
-func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
+// current is what the device has and says: the installed set (directory slots and OS
+// partitions), its facts, and the If-None-Match it sends.
+type current struct {
+	state     *store.State
+	installed map[string]store.App
+	facts     Facts
+	inm       string
+}
+
+func (a *Agent) current(db *store.DB) (*current, error) {
 	state, err := db.State()
 	if err != nil {
 		return nil, err
 	}
-	installed := map[string]store.App{}
+	c := &current{state: state, installed: map[string]store.App{}}
 	if state != nil {
 		for app, x := range state.Apps {
-			installed[app] = x
+			c.installed[app] = x
 		}
 	}
 	osApps, trying, err := a.osInstalled(db)
@@ -77,25 +86,43 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		return nil, err
 	}
 	for app, x := range osApps {
-		installed[app] = x
+		c.installed[app] = x
 	}
-	facts, err := a.cfg.DeviceFacts()
-	if err != nil {
+	if c.facts, err = a.cfg.DeviceFacts(); err != nil {
 		return nil, err
 	}
 	refused, err := db.Refusals()
 	if err != nil {
 		return nil, err
 	}
+	for _, m := range trying {
+		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again
+	}
+	c.inm = etags(c.installed, refused)
+	return c, nil
+}
+
+// RequestKey is what the edge caches the device's next check under (for NextCheck).
+func (a *Agent) RequestKey(db *store.DB) string {
+	c, err := a.current(db)
+	if err != nil {
+		return ""
+	}
+	return c.facts.Query(payloadParam(a.payloadMode(db))) + "\x00" + c.inm
+}
+
+func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
+	c, err := a.current(db)
+	if err != nil {
+		return nil, err
+	}
+	state, installed, facts := c.state, c.installed, c.facts
 	mode := a.payloadMode(db)
 	if opt.DryRun {
 		mode = modeMetadata // the plan without the payload
 	}
 	a.Status("checking " + a.cfg.Server.URL)
-	for _, m := range trying {
-		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again
-	}
-	ans, mode, err := a.fetchAnswer(ctx, db, facts, etags(installed, refused), mode, opt.DryRun)
+	ans, mode, err := a.fetchAnswer(ctx, db, facts, c.inm, mode, opt.DryRun)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,7 @@ type Config struct {
 	Poll struct {
 		Interval time.Duration
 		Jitter   time.Duration
+		Align    bool // devices sending the same request check in the same minute (NextCheck)
 	}
 	Hooks struct {
 		Health     string
@@ -98,6 +99,7 @@ var defaults = map[string]any{
 	"trust::allow_unsigned":    false,
 	"poll::interval":           "6h",
 	"poll::jitter":             "30m",
+	"poll::align":              true,
 	"hooks::health":            "",
 	"hooks::pre_install":       "",
 	"hooks::post_commit":       "",
@@ -223,6 +225,11 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 		Grubenv: str("slots::os::grubenv"), FwEnvConfig: str("slots::os::fw_env_config"), BootIDFile: str("slots::os::boot_id_file"), Reboot: str("slots::os::reboot")}
 	if err != nil {
 		return nil, err
+	}
+	if b, e := boolValue(v.Get("poll::align")); e != nil {
+		return nil, bad("poll::align", e)
+	} else {
+		c.Poll.Align = b
 	}
 	if b, e := boolValue(v.Get("trust::allow_unsigned")); e != nil {
 		return nil, bad("trust::allow_unsigned", e)

@@ -69,10 +69,15 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 
 	timer := time.NewTimer(0) // check at start
 	defer timer.Stop()
+	type outcome struct {
+		key string // the next request's cache key
+		err error
+	}
 	var (
 		running  context.CancelFunc
-		done     = make(chan error, 1)
+		done     = make(chan outcome, 1)
 		failures int
+		rng      = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	)
 	start := func() {
 		if running != nil {
@@ -82,7 +87,10 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		running = cancel
 		ag := a
 		ag.Status = func(s string) { n.status(s) }
-		go func() { done <- ag.runOnce(cctx) }()
+		go func() {
+			key, err := ag.runOnce(cctx)
+			done <- outcome{key, err}
+		}()
 	}
 	for {
 		select {
@@ -115,15 +123,17 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 				a = na
 				a.log.Info("SIGHUP: configuration reloaded")
 			}
-		case err := <-done:
+		case out := <-done:
 			running = nil
+			err := out.err
 			if o.Checked != nil {
 				o.Checked(err)
 			}
 			var wait time.Duration
 			if err == nil {
 				failures = 0
-				wait = a.cfg.Poll.Interval + jitter(a.cfg.Poll.Jitter)
+				now := a.clock.Now()
+				wait = NextCheck(now, out.key, a.cfg.Poll.Interval, a.cfg.Poll.Jitter, a.cfg.Poll.Align, rng).Sub(now)
 				n.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
 			} else {
 				failures++
@@ -137,22 +147,18 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 	}
 }
 
-// runOnce opens the database for one check (so `status` can read between checks).
-func (a *Agent) runOnce(ctx context.Context) error {
+// runOnce opens the database for one check (so `status` can read between checks) and
+// returns the cache key of the next one.
+func (a *Agent) runOnce(ctx context.Context) (string, error) {
 	db, err := a.OpenDB()
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer db.Close()
-	_, err = a.CheckWith(ctx, db, CheckOptions{})
-	return err
-}
-
-func jitter(max time.Duration) time.Duration {
-	if max <= 0 {
-		return 0
+	if _, err = a.CheckWith(ctx, db, CheckOptions{}); err != nil {
+		return "", err
 	}
-	return rand.N(max)
+	return a.RequestKey(db), nil
 }
 
 // backoff is the wait after the nth consecutive failure; a Retry-After is honoured up to
