@@ -4,6 +4,7 @@
 package installer
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -166,6 +168,10 @@ type Staging struct {
 	slot string
 	dir  string
 	root *os.Root
+	// fsyncs run in the background while the next file streams in; Seal waits for them.
+	syncs   sync.WaitGroup
+	syncMu  sync.Mutex
+	syncErr error
 }
 
 // Stage starts building slot s: slots/<s>.tmp, emptied first.
@@ -190,8 +196,9 @@ func (st *Staging) Slot() string { return st.slot }
 // Dir is the staging directory.
 func (st *Staging) Dir() string { return st.dir }
 
-// WriteFile creates name (a flat name, never existing before) from r, hashing as it writes,
-// and fsyncs it. A failed fsync is fatal for the install (no retry: fsyncgate).
+// WriteFile creates name (a flat name, never existing before) from r, hashing as it writes.
+// Its fsync runs in the background while the caller goes on; Seal fails if any fsync failed
+// (no retry: fsyncgate).
 func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error) {
 	if err := packaging.ValidFileName(name); err != nil {
 		return packaging.Digests{}, err
@@ -203,16 +210,33 @@ func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error
 	d := packaging.NewDigester()
 	buf := make([]byte, 256<<10)
 	_, err = io.CopyBuffer(io.MultiWriter(f, d), r, buf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	sum := d.Sum()
 	if err != nil {
+		f.Close()
 		return packaging.Digests{}, fmt.Errorf("write %s: %w", name, err)
 	}
-	return d.Sum(), nil
+	st.syncs.Add(1)
+	go func() {
+		defer st.syncs.Done()
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			st.syncMu.Lock()
+			st.syncErr = cmp.Or(st.syncErr, fmt.Errorf("fsync %s: %w", name, err))
+			st.syncMu.Unlock()
+		}
+	}()
+	return sum, nil
+}
+
+// synced waits for the background fsyncs and reports the first failure.
+func (st *Staging) synced() error {
+	st.syncs.Wait()
+	st.syncMu.Lock()
+	defer st.syncMu.Unlock()
+	return st.syncErr
 }
 
 // Rename moves a staged file to another flat name.
@@ -268,6 +292,9 @@ func (st *Staging) Remove(name string) error { return st.root.Remove(name) }
 // Seal writes the manifest atomically, syncs the directory, replaces the old inactive slot
 // with the staging directory and syncs slots/. After Seal the slot is complete on disk.
 func (st *Staging) Seal(m Manifest) error {
+	if err := st.synced(); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(st.dir)
 	if err != nil {
 		return err
@@ -285,6 +312,9 @@ func (st *Staging) Seal(m Manifest) error {
 		return err
 	}
 	if _, err := st.WriteFile(ManifestName+".tmp", strings.NewReader(string(raw))); err != nil {
+		return err
+	}
+	if err := st.synced(); err != nil {
 		return err
 	}
 	if err := st.root.Rename(ManifestName+".tmp", ManifestName); err != nil {
@@ -306,6 +336,7 @@ func (st *Staging) Seal(m Manifest) error {
 
 // Abort removes the staging directory.
 func (st *Staging) Abort() {
+	st.syncs.Wait()
 	st.root.Close()
 	os.RemoveAll(st.dir)
 }

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
 )
 
 // Digests are the hashes the protocol uses to name and check a binary.
@@ -24,23 +25,65 @@ type Digester struct {
 	md5 hash.Hash
 	sha hash.Hash
 	n   int64
+	// With more than one CPU, MD5 runs on a second goroutine over batches of 256 KiB
+	// copies, so the two hashes (MD5 is the slower) overlap with each other and with I/O.
+	batch []byte
+	work  chan []byte
+	free  chan []byte
+	done  chan struct{}
 }
+
+const batchSize = 256 << 10
 
 // NewDigester returns an empty Digester.
 func NewDigester() *Digester {
-	return &Digester{md5: md5.New(), sha: newSHA256()}
+	d := &Digester{md5: md5.New(), sha: newSHA256()}
+	if runtime.GOMAXPROCS(0) > 1 {
+		d.work, d.free, d.done = make(chan []byte, 2), make(chan []byte, 3), make(chan struct{})
+		for i := 0; i < 3; i++ {
+			d.free <- make([]byte, 0, batchSize)
+		}
+		d.batch = <-d.free
+		go func() {
+			for b := range d.work {
+				d.md5.Write(b)
+				d.free <- b[:0]
+			}
+			close(d.done)
+		}()
+	}
+	return d
 }
 
 // Write hashes p; it never fails.
 func (d *Digester) Write(p []byte) (int, error) {
-	d.md5.Write(p)
 	d.sha.Write(p)
 	d.n += int64(len(p))
+	if d.work == nil {
+		d.md5.Write(p)
+		return len(p), nil
+	}
+	for rest := p; len(rest) > 0; {
+		n := copy(d.batch[len(d.batch):cap(d.batch)], rest)
+		d.batch, rest = d.batch[:len(d.batch)+n], rest[n:]
+		if len(d.batch) == cap(d.batch) {
+			d.work <- d.batch
+			d.batch = <-d.free
+		}
+	}
 	return len(p), nil
 }
 
-// Sum returns the digests of what was written so far.
+// Sum returns the digests of everything written; the Digester takes no more writes after.
 func (d *Digester) Sum() Digests {
+	if d.work != nil {
+		if len(d.batch) > 0 {
+			d.work <- d.batch
+		}
+		close(d.work)
+		<-d.done
+		d.work = nil
+	}
 	return Digests{
 		MD5:    hex.EncodeToString(d.md5.Sum(nil)),
 		SHA256: hex.EncodeToString(d.sha.Sum(nil)),
@@ -52,10 +95,12 @@ func (d *Digester) Sum() Digests {
 func DigestReader(r io.Reader) (Digests, error) {
 	d := NewDigester()
 	buf := make([]byte, 256<<10)
-	if _, err := io.CopyBuffer(d, r, buf); err != nil {
+	_, err := io.CopyBuffer(d, r, buf)
+	sum := d.Sum() // also ends the MD5 goroutine
+	if err != nil {
 		return Digests{}, err
 	}
-	return d.Sum(), nil
+	return sum, nil
 }
 
 // DigestFile hashes the file at path.

@@ -24,6 +24,27 @@ func TestDigestReaderMatchesStdlib(t *testing.T) {
 	}
 }
 
+// TestDigesterWriteSizes: the batched MD5 goroutine sees exactly the bytes written, in
+// order, whatever the write sizes around its 256 KiB batches.
+func TestDigesterWriteSizes(t *testing.T) {
+	data := make([]byte, 3*batchSize+12345)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	m := md5.Sum(data)
+	s := sha256.Sum256(data)
+	for _, step := range []int{1, 1000, batchSize - 1, batchSize, batchSize + 1, len(data)} {
+		d := NewDigester()
+		for off := 0; off < len(data); off += step {
+			d.Write(data[off:min(off+step, len(data))])
+		}
+		got := d.Sum()
+		if got.MD5 != hex.EncodeToString(m[:]) || got.SHA256 != hex.EncodeToString(s[:]) || got.Size != int64(len(data)) {
+			t.Fatalf("writes of %d: %+v", step, got)
+		}
+	}
+}
+
 // BenchmarkSHA256 compares the two SHA-256 implementations the seam can use; run it on every
 // target (make bench does, under QEMU for ARM) before changing sha256_*.go.
 func BenchmarkSHA256(b *testing.B) {
