@@ -101,6 +101,7 @@ func TestBadInput(t *testing.T) {
 		{name: "404 nothing released", reply: &reply{status: 404, body: []byte(`{"error": "No deployment package found"}`)}, msg: "check device.cpu_arch"},
 		{name: "400 refused facts", reply: &reply{status: 400, body: []byte(`{"error": "Missing cpuArch query param"}`)}, msg: "Missing cpuArch"},
 		{name: "redirect to another host", reply: &reply{status: 302, header: map[string]string{"Location": "http://127.0.0.2:9/evil"}}, want: ErrUnavailable, msg: "refusing redirect"},
+		{name: "download URL not https (file:)", reply: &reply{status: 200, header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"scoreboard": {"latestVersion": "9", "url": "s3://nobucket/scoreboard_9", "status_code": 200, "download": "file:///etc/shadow"}}`)}, setup: func(*env) string { return "server:\n  url: URL\n  payload: metadata\n" }, want: ErrConfig, msg: "server.firmware maps only"},
 		{name: "418 unexpected status", reply: &reply{status: 418}, msg: "418"},
 		{name: "not gzip", reply: &reply{status: 200, header: gz, body: []byte("<html>captive portal</html>")}, want: ErrRejected, msg: "1f 8b"},
 		{name: "path traversal", reply: &reply{status: 200, header: gz, body: tgz(member{name: "../../etc/passwd", body: "x"}, member{name: "package_details.json", body: good})}, want: ErrRejected, msg: "path separator"},

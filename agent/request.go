@@ -167,7 +167,13 @@ func (a *Agent) fetchAnswer(ctx context.Context, db *store.DB, facts Facts, inm,
 // the entry's download URL, else server.firmware[bucket] + key (PROTOCOL 3.4).
 func (a *Agent) firmwareURL(app string, e packaging.Entry, suffix string) (string, error) {
 	if e.Download != "" && suffix == "" {
-		return e.Download, nil
+		// The field is not signed: only https (http to loopback, for tests) is followed, so a
+		// hostile answer cannot make the device fetch from its local network in the clear.
+		u, err := url.Parse(e.Download)
+		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) && u.Host != "" {
+			return e.Download, nil
+		}
+		a.log.Warn("ignoring a download URL that is not https", "app", app, "url", redact(e.Download))
 	}
 	rest, ok := strings.CutPrefix(e.URL, "s3://")
 	bucket, key, ok2 := strings.Cut(rest, "/")
