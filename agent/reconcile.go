@@ -43,8 +43,12 @@ func (a *Agent) reconcile(db *store.DB) error {
 	}
 	if pending != nil {
 		if pending.Slot == active && pending.N == m.Generation {
-			a.log.Info("finishing an interrupted switch", "slot", active, "generation", m.Generation)
-			return db.SetState(a.newState(state, pending))
+			a.log.Info("finishing an interrupted switch", "slot", active, "generation", m.Generation, "rollback", pending.Rollback)
+			ns := a.newState(state, pending)
+			if pending.Rollback {
+				ns.Status, ns.Rollback = store.StatusCommitted, false
+			}
+			return db.SetState(ns)
 		}
 		a.log.Info("discarding an install interrupted before its switch", "slot", pending.Slot, "generation", pending.N)
 		if err := db.SetPending(nil); err != nil {
@@ -160,24 +164,30 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	if err != nil || m.Generation != s.Previous.N {
 		return fmt.Errorf("cannot roll back: slot %s no longer holds generation %d", s.Previous.Slot, s.Previous.N)
 	}
-	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps}
+	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps, Rollback: true}
 	a.Status("rolling back to slot " + back.Slot)
-	if err := db.SetPending(back); err != nil {
-		return err
-	}
-	if err := a.slots.Switch(back.Slot); err != nil {
-		return err
-	}
-	if refuse {
+	if refuse { // first: a crash later in the rollback must not let the release back in
 		for app, x := range s.Apps {
 			if old, ok := m.Apps[app]; ok && old.MD5 == x.MD5 {
 				continue
+			}
+			if r, _ := db.Refused(x.MD5); r != nil {
+				continue // keep the first reason
 			}
 			if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
 				return err
 			}
 		}
 	}
+	if err := db.SetPending(back); err != nil {
+		return err
+	}
+	a.step("rollback-pending")
+	if err := a.slots.Switch(back.Slot); err != nil {
+		return err
+	}
+	a.step("rollback-switched")
+	back.Rollback = false
 	ns := &store.State{Generation: *back, Status: store.StatusCommitted, Since: a.now(db), Previous: &store.Reference{N: s.N, Slot: s.Slot}}
 	if err := db.SetState(ns); err != nil {
 		return err

@@ -17,6 +17,9 @@ type Generation struct {
 	N    int64          `json:"n"`
 	Slot string         `json:"slot"`
 	Apps map[string]App `json:"apps"`
+	// Rollback marks a pending switch back to a known-good generation: finished as
+	// committed, never put on trial.
+	Rollback bool `json:"rollback,omitempty"`
 }
 
 // Status of the active generation.

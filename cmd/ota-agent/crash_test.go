@@ -99,3 +99,32 @@ func TestSecondInstanceRefused(t *testing.T) {
 	// status reads while the daemon runs.
 	w.mustAgent("status")
 }
+
+// TestRollbackCrashChains: the process stops in the middle of a health-check rollback; the
+// restart finishes it (old generation committed, never put on trial) and the release stays
+// refused.
+func TestRollbackCrashChains(t *testing.T) {
+	for _, step := range []string{"rollback-pending", "rollback-switched"} {
+		t.Run(step, func(t *testing.T) {
+			w := newWorld(t, 4096, "hooks:\n  health: \"! grep -q BAD $OTA_SLOT_DIR/scoreboard\"\n")
+			w.mustAgent("check", "--once")
+			w.release("scoreboard", "6.0.0", []byte("BAD six"), 90)
+			if r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=" + step}, "check", "--once"); r.code != 99 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			w.wholeSlot()
+			r := w.mustAgent("check", "--once")
+			if !strings.Contains(r.stdout, "up-to-date") {
+				t.Fatalf("after the restart the refused release came back:\n%s%s", r.stdout, r.stderr)
+			}
+			if w.wholeSlot() != "slots/a" {
+				t.Fatal("not back on slot a")
+			}
+			w.mustAgent("verify")
+			st := w.mustAgent("status")
+			if !strings.Contains(st.stdout, "committed") || strings.Contains(st.stdout, "  on trial:") || !strings.Contains(st.stdout, "refused: scoreboard 6.0.0 (md5") {
+				t.Fatalf("status:\n%s", st.stdout)
+			}
+		})
+	}
+}
