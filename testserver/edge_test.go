@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -159,5 +160,28 @@ func TestLambdaEdge(t *testing.T) {
 	r, _ := rawGet(t, base, "GET", "/package?cpuArch=armv8", nil)
 	if r.StatusCode != 405 || r.Header.Get("X-Cache") != "Error from cloudfront" {
 		t.Fatalf("full payload via the Lambda edge: %d %s", r.StatusCode, r.Header.Get("X-Cache"))
+	}
+}
+
+// TestLambdaResponseLimit: a Lambda@Edge answer over 1 MB becomes a 502 at the edge.
+func TestLambdaResponseLimit(t *testing.T) {
+	s, base, _ := newSample(t, Options{Origin: OriginLambda})
+	c := s.Catalog()
+	big := &Catalog{Bucket: c.Bucket, Rows: append([]Row(nil), c.Rows...), dir: c.Dir()}
+	for i := 0; i < 3500; i++ { // ~350 bytes of JSON each with the extension fields
+		big.Rows = append(big.Rows, Row{App: fmt.Sprintf("app%05d_with_a_long_name", i), Env: "prod", Version: "1.0.0", File: c.Rows[0].File, DeviceAttr: map[string]bool{"big": true}})
+	}
+	if err := big.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := rawGet(t, base, "GET", "/package?cpuArch=armv8&attrBig=prod&payloadType=metadataOnly", nil)
+	if r.StatusCode != 502 {
+		t.Fatalf("a %d-row answer from Lambda: %d, want 502", 3500, r.StatusCode)
+	}
+	if r, _ := rawGet(t, base, "GET", "/package?cpuArch=armv8&payloadType=metadataOnly", nil); r.StatusCode != 200 {
+		t.Fatalf("a small answer: %d", r.StatusCode)
 	}
 }
