@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 
 	"github.com/ota-agent/ota-agent/agent"
 	"github.com/spf13/pflag"
@@ -61,12 +62,7 @@ func printResult(w io.Writer, res *agent.Result, dry bool) {
 	default:
 		fmt.Fprintf(w, "updated: installed into slot %s and switched (%d bytes downloaded)\n", res.Slot, res.Bytes)
 	}
-	apps := make([]string, 0, len(res.Apps))
-	for a := range res.Apps {
-		apps = append(apps, a)
-	}
-	sort.Strings(apps)
-	for _, name := range apps {
+	for _, name := range slices.Sorted(maps.Keys(res.Apps)) {
 		x := res.Apps[name]
 		what := "unchanged"
 		if x.Changed {

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ota-agent/ota-agent/agent"
@@ -69,12 +70,7 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 			fmt.Fprintf(stdout, "previous: slot %s, generation %d (ota-agent rollback)\n", rep.Previous.Slot, rep.Previous.N)
 		}
 	}
-	apps := make([]string, 0, len(rep.Apps))
-	for name := range rep.Apps {
-		apps = append(apps, name)
-	}
-	sort.Strings(apps)
-	for _, name := range apps {
+	for _, name := range slices.Sorted(maps.Keys(rep.Apps)) {
 		x := rep.Apps[name]
 		signed := "unsigned"
 		if x.Signed {
