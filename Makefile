@@ -14,7 +14,7 @@ export CGO_ENABLED := 0
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build cross test test-native test-qemu demo bench install sizes fuzz lint clean
+.PHONY: all build cross test test-native test-qemu test-system demo bench install sizes fuzz lint clean
 
 all: build
 
@@ -66,6 +66,12 @@ test-qemu:
 	else \
 	  echo "SKIPPED: QEMU tests (qemu-arm-static / qemu-aarch64-static not installed; apt-get install qemu-user-static)"; \
 	fi
+
+# Boots A/B arm64 images under qemu-system with U-Boot and systemd (root; installs its Debian
+# packages; builds the rootfs once per dist/image/mkrootfs.sh into .system-build/).
+# POWER_CUTS=N chains more power cuts (default 10); serial logs stay in .system-build/run-*/.
+test-system: build cross
+	@./systemtest/run.sh
 
 demo:
 	@./dist/demo.sh

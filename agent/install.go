@@ -125,6 +125,13 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 		if err := j.a.cleanDownloads(j.plan); err != nil {
 			return err
 		}
+		sizes := map[string]int64{}
+		for app, e := range j.details.Entries {
+			sizes[app] = e.Size
+		}
+		if err := j.a.checkSpace(j.plan, sizes); err != nil {
+			return err
+		}
 		for _, item := range j.plan.Download {
 			d, n, err := j.a.download(ctx, j.db, item, j.details.Entries[item.App], j.st)
 			bytes += n

@@ -45,6 +45,9 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 	}
 	body := &transportReader{r: resp.Body}
 	fail := func(err error) (*packaging.Details, map[string]packaging.Digests, int64, error) {
+		if le := localError("receiving the payload", err); le != nil {
+			return nil, nil, body.n, le
+		}
 		if body.err != nil {
 			return nil, nil, body.n, fmt.Errorf("%w: receiving the payload: %v", ErrUnavailable, body.err)
 		}

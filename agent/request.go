@@ -76,6 +76,9 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 // netError classes a failed request: trust and configuration errors keep their class,
 // everything else is the network's (try later).
 func netError(what string, err error) error {
+	if le := localError(what, err); le != nil {
+		return le
+	}
 	if errors.Is(err, ErrRejected) || errors.Is(err, ErrConfig) || errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -37,9 +38,13 @@ func (g GrubEnv) Read() (map[string]string, error) {
 	return parseVars(out), nil
 }
 
+// Write sets the variables with one grub-editenv and makes the block durable before it
+// returns: the caller records "the bootloader was told" right after.
 func (g GrubEnv) Write(vars map[string]string) error {
-	_, err := run("grub-editenv", append([]string{g.File, "set"}, assignments(vars)...)...)
-	return err
+	if _, err := run("grub-editenv", append([]string{g.File, "set"}, assignments(vars)...)...); err != nil {
+		return err
+	}
+	return syncStorage(g.File)
 }
 
 // UBootEnv is a U-Boot environment accessed with libubootenv's fw_printenv / fw_setenv.
@@ -65,8 +70,58 @@ func (u UBootEnv) Write(vars map[string]string) error {
 	defer os.Remove(f.Name())
 	f.WriteString(strings.Join(assignments(vars), "\n") + "\n")
 	f.Close()
-	_, err = run("fw_setenv", "-c", u.Config, "-s", f.Name())
-	return err
+	if _, err = run("fw_setenv", "-c", u.Config, "-s", f.Name()); err != nil {
+		return err
+	}
+	// fw_setenv may return with the new environment still in the page cache (a file on a
+	// FAT partition is the common case): a power cut would then lose a write the agent has
+	// already recorded, and the next boot would look like a bootloader fallback.
+	paths, err := envStorage(u.Config)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := syncStorage(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// envStorage lists the devices or files an fw_env.config names (first field of each line).
+func envStorage(config string) ([]string, error) {
+	raw, err := os.ReadFile(config)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			out = append(out, f[0])
+		}
+	}
+	return out, nil
+}
+
+// syncStorage flushes an environment's device or file, and a file's directory entry.
+func syncStorage(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if st.Mode().IsRegular() {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
 }
 
 func assignments(vars map[string]string) []string {

@@ -215,6 +215,12 @@ func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error
 		f.Close()
 		return packaging.Digests{}, fmt.Errorf("write %s: %w", name, err)
 	}
+	st.syncLater(f, name)
+	return sum, nil
+}
+
+// syncLater fsyncs and closes f in the background; Seal waits for it.
+func (st *Staging) syncLater(f *os.File, name string) {
 	st.syncs.Add(1)
 	go func() {
 		defer st.syncs.Done()
@@ -228,7 +234,18 @@ func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error
 			st.syncMu.Unlock()
 		}
 	}()
-	return sum, nil
+}
+
+// linked makes a file hard-linked into staging durable like a written one: its bytes may
+// still be in the page cache (a download that just finished), and the switch must not expose
+// them before they are on disk.
+func (st *Staging) linked(name string) error {
+	f, err := st.root.Open(name)
+	if err != nil {
+		return err
+	}
+	st.syncLater(f, name)
+	return nil
 }
 
 // synced waits for the background fsyncs and reports the first failure.
@@ -249,13 +266,14 @@ func (st *Staging) Rename(from, to string) error {
 
 // Adopt links a complete file from elsewhere on the same filesystem (a finished download)
 // into the staging directory as name; the original stays until the install is done, so an
-// interrupted install does not download it again. Without hard links it is copied.
+// interrupted install does not download it again. Without hard links it is copied. Either
+// way its bytes are fsync'd before Seal returns.
 func (st *Staging) Adopt(path, name string) error {
 	if err := packaging.ValidFileName(name); err != nil {
 		return err
 	}
 	if err := os.Link(path, filepath.Join(st.dir, name)); err == nil {
-		return nil
+		return st.linked(name)
 	}
 	in, err := os.Open(path)
 	if err != nil {
@@ -275,7 +293,7 @@ func (st *Staging) CarryOver(app, fromSlot string) error {
 	src := filepath.Join(st.l.Path(fromSlot), app)
 	dst := filepath.Join(st.dir, app)
 	if err := os.Link(src, dst); err == nil {
-		return nil
+		return st.linked(app)
 	}
 	in, err := os.Open(src)
 	if err != nil {

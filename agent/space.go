@@ -1,0 +1,51 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// spaceMargin is kept free beyond what an update needs: bbolt, manifests, logs of others.
+const spaceMargin = 16 << 20
+
+// checkSpace refuses, before a byte is fetched, a metadata-mode update whose downloads cannot
+// fit in the state directory's filesystem (a partial download already there counts as had).
+// A download that fills the disk would otherwise fail late and leave the disk full.
+func (a *Agent) checkSpace(plan *Plan, sizes map[string]int64) error {
+	var need int64
+	for _, item := range plan.Download {
+		n := sizes[item.App]
+		if fi, err := os.Stat(filepath.Join(a.slots.Dir, "downloads", item.Member())); err == nil {
+			n -= fi.Size()
+		}
+		need += max(n, 0)
+	}
+	if need == 0 {
+		return nil
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(a.slots.Dir, &fs); err != nil {
+		return fmt.Errorf("free space of %s: %w", a.slots.Dir, err)
+	}
+	have := int64(fs.Bavail) * int64(fs.Bsize)
+	if need+spaceMargin > have {
+		return fmt.Errorf("not enough space for this update: need %s (+%s margin), have %s free on the filesystem of %s; free space there or give the state directory a larger partition",
+			humanBytes(need), humanBytes(spaceMargin), humanBytes(have), a.slots.Dir)
+	}
+	return nil
+}
+
+// localError tells a full or failing local disk from a network or server fault, so the
+// error names the device's own problem instead of blaming the server.
+func localError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%s: %v: the state directory's filesystem is full; free space there or give it a larger partition", what, err)
+	}
+	if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%s: %v: the state directory's storage failed", what, err)
+	}
+	return nil
+}

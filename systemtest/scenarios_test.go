@@ -1,0 +1,267 @@
+//go:build system
+
+package systemtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// badHealth: an OS release that boots but fails the health hook. The agent on the new slot
+// refuses it, points the bootloader back and reboots; the old slot runs on, and the refused
+// image is not downloaded again.
+func badHealth(r *rig) error {
+	committed := r.bootedSlot()
+	good := r.osVer
+	r.publishOS("3-badhealth", func(tree string) func() {
+		p := filepath.Join(tree, "etc/ota-test-bad-health")
+		os.WriteFile(p, nil, 0o644)
+		return func() { os.Remove(p) }
+	})
+	fetches := r.count("/firmware/os_" + r.cpu + "_3-badhealth")
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	if !r.bootEnded(15 * time.Minute) {
+		return fmt.Errorf("the agent did not reboot into the new image within 15 minutes:\n%s", tail(r.vm.serial(), 30))
+	}
+	if env := r.hostEnv(); env["ota_slot"] != other(committed) || env["upgrade_available"] != "1" {
+		return fmt.Errorf("environment before the trial boot: %s", envString(env))
+	}
+	if err := r.boot("bad-health-trial"); err != nil {
+		return err
+	}
+	if !r.bootEnded(10 * time.Minute) {
+		return fmt.Errorf("the failed trial did not reboot within 10 minutes:\n%s", tail(r.vm.serial(), 30))
+	}
+	if got := r.vm.grepSerial("health check failed"); len(got) == 0 {
+		return fmt.Errorf("the trial boot ended without the agent logging a failed health check:\n%s", tail(r.vm.serial(), 40))
+	}
+	env := r.hostEnv()
+	if env["ota_slot"] != committed || env["upgrade_available"] != "0" {
+		return fmt.Errorf("after the failed trial the environment is %s, want ota_slot=%s upgrade_available=0", envString(env), committed)
+	}
+	r.logf("  trial on slot %s failed health; agent pointed back: %s", other(committed), envString(env))
+	r.osVer = good
+	if err := r.boot("after-bad-health"); err != nil {
+		return err
+	}
+	return r.judgeRefused(committed, "3-badhealth", fetches+1)
+}
+
+// judgeRefused: back on the committed slot, the release is refused, and a check is a 304
+// that does not fetch the image again.
+func (r *rig) judgeRefused(committed, version string, fetches int) error {
+	st, err := r.settle("refused", 5*time.Minute, r.converged)
+	if err != nil {
+		return err
+	}
+	refused := false
+	for _, x := range st.Refused {
+		if x.Version == version {
+			refused = true
+			r.logf("  refused %s %s: %s", x.App, x.Version, x.Reason)
+		}
+	}
+	if !refused || r.bootedSlot() != committed {
+		return fmt.Errorf("slot %s, refusals %v; want slot %s and %s refused", r.bootedSlot(), st.Refused, committed, version)
+	}
+	before := st.LastCheck.Time
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	st, err = r.settle("refused", 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(before) })
+	if err != nil {
+		return err
+	}
+	if n := r.count("/firmware/os_" + r.cpu + "_" + version); st.LastCheck.Result != "up-to-date" || n != fetches {
+		return fmt.Errorf("check after the refusal: %s, image fetched %d times (want %d)", st.LastCheck.Result, n, fetches)
+	}
+	if res := r.sh("ota-agent verify"); res.RC != 0 {
+		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
+	}
+	r.logf("  next check up-to-date, image fetched once, verify passes")
+	return nil
+}
+
+// badBoot: an OS release whose root has no init: the kernel panics, the board resets, and
+// U-Boot falls back after bootlimit; the agent sees the fallback and refuses the release.
+func badBoot(r *rig) error {
+	committed := r.bootedSlot()
+	good := r.osVer
+	r.publishOS("4-noinit", func(tree string) func() {
+		p := filepath.Join(tree, "usr/sbin/init")
+		target, _ := os.Readlink(p)
+		os.Remove(p)
+		return func() { os.Symlink(target, p) }
+	})
+	fetches := r.count("/firmware/os_" + r.cpu + "_4-noinit")
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	if !r.bootEnded(15 * time.Minute) {
+		return fmt.Errorf("the agent did not reboot into the new image within 15 minutes:\n%s", tail(r.vm.serial(), 30))
+	}
+	if err := r.vm.boot("no-init-trial"); err != nil {
+		return err
+	}
+	if !r.bootEnded(8 * time.Minute) {
+		return fmt.Errorf("the image without init did not reset the board within 8 minutes:\n%s", tail(r.vm.serial(), 30))
+	}
+	if len(r.vm.grepSerial("ota-systest")) > 0 {
+		return fmt.Errorf("the image without init reached userspace")
+	}
+	r.logf("  slot %s never reached userspace: %s", other(committed), strings.Join(lastN(r.vm.grepSerial("anic"), 2), " | "))
+	r.osVer = good
+	if err := r.boot("after-no-init"); err != nil {
+		return err
+	}
+	if got := r.vm.grepSerial("falling back"); len(got) == 0 {
+		return fmt.Errorf("U-Boot did not fall back:\n%s", strings.Join(r.vm.grepSerial("OTA-UBOOT"), "\n"))
+	}
+	return r.judgeRefused(committed, "4-noinit", fetches+1)
+}
+
+func lastN(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// powerCuts kills the board (SIGKILL of QEMU: the guest's page cache is lost) at a random
+// moment of an install, boots it, and judges: the boot reaches userspace, the agent
+// converges to what is published, `ota-agent verify` passes (the active slot is one whole
+// generation, the committed OS partition is the recorded image). Each judged boot starts
+// the next install.
+func powerCuts(r *rig, n int, kinds []string) error {
+	if r.install == nil {
+		r.install = map[string]time.Duration{}
+	}
+	for i := 0; i < n; i++ {
+		kind := kinds[i%len(kinds)]
+		osv := r.osVer
+		desc, err := r.cut(kind, i)
+		if err != nil {
+			return fmt.Errorf("cut %d (%s): %v", i+1, kind, err)
+		}
+		if err := r.boot("after-cut"); err != nil {
+			return fmt.Errorf("cut %d (%s, %s): %v", i+1, kind, desc, err)
+		}
+		found, err := r.status()
+		if err != nil {
+			return fmt.Errorf("cut %d (%s, %s): %v", i+1, kind, desc, err)
+		}
+		st, err := r.settle("after-cut", 15*time.Minute, r.converged)
+		if err != nil {
+			return fmt.Errorf("cut %d (%s, %s): did not converge: %v", i+1, kind, desc, err)
+		}
+		if st.LastCheck != nil && st.LastCheck.Result == "updated" && st.LastCheck.Dur > 0 {
+			r.install[kind] = time.Duration(st.LastCheck.Dur)
+		}
+		if res := r.sh("ota-agent verify"); res.RC != 0 {
+			return fmt.Errorf("cut %d (%s, %s): ota-agent verify: exit %d: %s", i+1, kind, desc, res.RC, res.Output)
+		}
+		if len(st.Refused) > 0 && kind != "os-write" && kind != "os-env" {
+			return fmt.Errorf("cut %d: refusals after a power cut: %v", i+1, st.Refused)
+		}
+		r.cutsWhole++
+		was := fmt.Sprintf("generation %d", found.Generation)
+		if kind == "os-write" || kind == "os-env" {
+			was = "OS " + osv + " committed"
+			if found.OS != nil && found.OS.State != nil {
+				was = "OS " + found.OS.State.Current.Version + " committed, slot " + found.OS.Booted
+			}
+		}
+		r.logf("  cut %d/%d %-8s %s; at boot: %s; converged to %s, verify ok", i+1, n, kind, desc, was, r.published())
+	}
+	return nil
+}
+
+func (r *rig) published() string {
+	s := fmt.Sprintf("apps generation %d", r.gen)
+	if r.osVer != "" {
+		s += ", OS " + r.osVer
+	}
+	return s
+}
+
+// cut starts one install and kills the board during it.
+func (r *rig) cut(kind string, i int) (string, error) {
+	var watch string
+	switch kind {
+	case "full", "metadata":
+		r.sh(fmt.Sprintf("echo OTA_AGENT_SERVER_PAYLOAD=%s > /etc/default/ota-agent && sync", kind))
+		r.publishApps()
+		watch = "/package"
+	default:
+		r.publishOS(fmt.Sprintf("%d", 10+i), nil)
+		watch = "/firmware/os_" + r.cpu + "_" + r.osVer
+	}
+	n := r.count(watch)
+	t0 := time.Now()
+	if kind == "full" || kind == "metadata" {
+		r.sh("systemctl restart --no-block ota-agent")
+	} else {
+		r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	}
+	for r.count(watch) == n {
+		if time.Since(t0) > 5*time.Minute || !r.vm.running() {
+			return "", fmt.Errorf("the install did not start (no request for %s)", watch)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if kind == "os-env" {
+		if !r.vm.waitSerial("OS image written", 15*time.Minute) {
+			return "", fmt.Errorf("no 'OS image written' on the console within 15 minutes")
+		}
+		r.vm.kill()
+		return "right after the env write", nil
+	}
+	d := r.install[kind]
+	if kind == "os-write" {
+		d = r.osInstall
+	}
+	if d == 0 {
+		d = r.install["first"]
+	}
+	if d == 0 {
+		d = 10 * time.Second
+	}
+	delay := time.Duration(r.rng.Int64N(int64(d)))
+	time.Sleep(delay)
+	r.vm.kill()
+	return fmt.Sprintf("at %s of ~%s", delay.Round(100*time.Millisecond), d.Round(time.Second)), nil
+}
+
+// readBack powers the board off cleanly and judges the image from the host: the bootloader
+// environment (fw_printenv on the boot partition), and the state directory from the data
+// partition (debugfs), checked by the host's ota-agent verify.
+func readBack(r *rig) error {
+	slot := r.bootedSlot()
+	r.ctl.run(r.vm, "systemctl poweroff", 10*time.Second)
+	if !r.bootEnded(3 * time.Minute) {
+		return fmt.Errorf("the board did not power off")
+	}
+	env := r.hostEnv()
+	if env["ota_slot"] != slot || env["upgrade_available"] != "0" {
+		return fmt.Errorf("environment on the disk: %s, want ota_slot=%s upgrade_available=0", envString(env), slot)
+	}
+	data, err := r.extract("data")
+	if err != nil {
+		return err
+	}
+	root := filepath.Join(r.work, "readback")
+	os.RemoveAll(root)
+	os.MkdirAll(filepath.Join(root, "var/lib/ota-agent"), 0o755)
+	if err := run("debugfs", "-R", "rdump / "+filepath.Join(root, "var/lib/ota-agent"), data); err != nil {
+		return err
+	}
+	// rdump puts the filesystem's root directory's entries under the target.
+	cfg := filepath.Join(r.work, "readback.yaml")
+	os.WriteFile(cfg, []byte("server: {url: http://127.0.0.1:9/package}\ndevice: {cpu_arch: armv8}\ntrust: {allow_unsigned: true}\n"), 0o644)
+	out, err := exec.Command(filepath.Join(r.repo, "bin/ota-agent"), "--root", root, "--config", cfg, "verify").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("host ota-agent verify of the read-back state directory: %v: %s", err, out)
+	}
+	r.logf("  env on disk: %s; host verify of the data partition: %s", envString(env), strings.TrimSpace(string(out)))
+	return nil
+}

@@ -1,0 +1,250 @@
+//go:build system
+
+// Package systemtest boots whole A/B device images under qemu-system with U-Boot and
+// systemd and runs the agent's scenarios on them, judged from the host: the serial console,
+// the bootloader environment read from the disk with fw_printenv, files read back from the
+// image, and what the guest answers. `make test-system` builds the rootfs and runs it.
+package systemtest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if a := os.Getenv(relayEnv); a != "" {
+		relay(a)
+	}
+	os.Exit(m.Run())
+}
+
+type scenario struct {
+	name string
+	run  func(r *rig) error
+}
+
+func TestSystemARM64(t *testing.T) {
+	build := os.Getenv("OTA_SYSTEM_BUILD")
+	if build == "" {
+		t.Skip("SKIPPED: OTA_SYSTEM_BUILD is not set (make test-system builds the rootfs and sets it)")
+	}
+	repo, _ := filepath.Abs("..")
+	cuts := 10
+	if n, err := strconv.Atoi(os.Getenv("POWER_CUTS")); err == nil && n >= 0 {
+		cuts = n
+	}
+	r := &rig{t: t, repo: repo, arch: "arm64", cpu: "armv8", work: filepath.Join(build, "run-arm64"),
+		reqs: map[string]int{}, serials: map[string]int64{}, apps: map[string]string{},
+		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
+	os.RemoveAll(r.work)
+	os.MkdirAll(r.work, 0o755)
+	r.vm = &vm{name: "arm64", arch: "arm64", dir: r.work}
+	r.vm.forward = r.startServers()
+	var pub string
+	r.priv, pub = keyPair(t, r.work)
+	if err := r.buildImage(filepath.Join(build, "rootfs-arm64"), filepath.Join(repo, "bin/linux-arm64/ota-agent"), pub); err != nil {
+		t.Fatal(err)
+	}
+	defer r.vm.kill()
+
+	scenarios := []scenario{
+		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
+		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", appCuts(cuts)), func(r *rig) error { return powerCuts(r, appCuts(cuts), []string{"full", "metadata"}) }},
+		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
+		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},
+		{"bad OS image that fails health: fallback, refused, not fetched again", badHealth},
+		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
+		{fmt.Sprintf("power cuts during OS writes and just after the env write, %d", cuts-appCuts(cuts)), func(r *rig) error { return powerCuts(r, cuts-appCuts(cuts), []string{"os-write", "os-env"}) }},
+		{"read back: env, state directory and slots from the powered-off image", readBack},
+	}
+	if n, err := strconv.Atoi(os.Getenv("SCENARIOS")); err == nil && n < len(scenarios) {
+		r.logf("SCENARIOS=%d: running only the first %d of %d", n, n, len(scenarios))
+		scenarios = scenarios[:n]
+	}
+	passed := 0
+	start := time.Now()
+	for _, s := range scenarios {
+		t0 := time.Now()
+		err := s.run(r)
+		if err != nil {
+			r.logf("FAIL %s (%s): %v", s.name, since(t0), err)
+			t.Errorf("%s: %v", s.name, err)
+			r.logf("remaining scenarios not run: they continue from this one's state")
+			break
+		}
+		passed++
+		r.logf("PASS %s (%s)", s.name, since(t0))
+	}
+	r.logf("%d/%d scenarios, power cuts %d/%d whole, %d boots, %s", passed, len(scenarios), r.cutsWhole, cuts, r.vm.boots, since(start))
+}
+
+func appCuts(n int) int { return (n*6 + 9) / 10 }
+
+// firstBoot: the agent installs the published apps into its directory slots on first boot,
+// reports READY and STATUS= to systemd, and a second check is a 304.
+func firstBoot(r *rig) error {
+	r.publishApps()
+	if err := r.boot("first"); err != nil {
+		return err
+	}
+	if res := r.sh("systemctl is-system-running --wait"); !strings.Contains(res.Output, "running") {
+		return fmt.Errorf("system state %q, failed units:\n%s", res.Output, r.sh("systemctl --failed --no-pager").Output)
+	}
+	st, err := r.settle("first", 5*time.Minute, r.converged)
+	if err != nil {
+		return err
+	}
+	show := r.sh("systemctl show ota-agent -p Type -p ActiveState -p StatusText -p NRestarts").Output
+	if !strings.Contains(show, "Type=notify") || !strings.Contains(show, "ActiveState=active") || !strings.Contains(show, "StatusText=idle") {
+		return fmt.Errorf("systemd does not see a ready notify service with a status:\n%s", show)
+	}
+	if out := r.sh("systemctl status --no-pager ota-agent").Output; !strings.Contains(out, "Status: \"idle") {
+		return fmt.Errorf("systemctl status shows no STATUS= line:\n%s", out)
+	}
+	if st.LastCheck != nil {
+		r.install = map[string]time.Duration{"first": time.Duration(st.LastCheck.Dur)}
+	}
+	r.logf("  installed slot %s generation %d; systemd: %s", st.Slot, st.Generation, strings.Join(strings.Fields(show), " "))
+	before, n304 := st.LastCheck.Time, r.count("/package")
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	st, err = r.settle("first", 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(before) })
+	if err != nil {
+		return err
+	}
+	if st.LastCheck.Result != "up-to-date" || r.count("/package") != n304+1 {
+		return fmt.Errorf("second check: %s (%s), %d requests", st.LastCheck.Result, st.LastCheck.Error, r.count("/package")-n304)
+	}
+	if res := r.sh("ota-agent verify"); res.RC != 0 {
+		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
+	}
+	r.logf("  second check: up-to-date (304), verify passes")
+	return nil
+}
+
+// watchdog: SIGSTOP freezes the daemon; systemd's watchdog kills and restarts it.
+func watchdog(r *rig) error {
+	pid := field(r.sh("systemctl show -p MainPID --value ota-agent").Output)
+	restarts := field(r.sh("systemctl show -p NRestarts --value ota-agent").Output)
+	r.sh("kill -STOP " + pid)
+	end := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(end) {
+		out := r.sh("systemctl show -p MainPID -p NRestarts -p ActiveState ota-agent").Output
+		if !strings.Contains(out, "MainPID="+pid+"\n") && !strings.Contains(out, "NRestarts="+restarts+"\n") && strings.Contains(out, "ActiveState=active") {
+			log := r.sh("journalctl -b -u ota-agent --no-pager -o cat | grep -i -E 'watchdog|Scheduled restart'").Output
+			if !strings.Contains(log, "Watchdog timeout") {
+				return fmt.Errorf("restarted, but not by the watchdog:\n%s", log)
+			}
+			r.logf("  %s", strings.Join(strings.Fields(strings.ReplaceAll(out, "\n", " ")), " "))
+			return nil
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return fmt.Errorf("the stopped agent (pid %s) was not restarted within 3 minutes", pid)
+}
+
+func field(s string) string { return strings.TrimSpace(s) }
+
+// osUpdate: a new root filesystem image for the other partition is published; the agent
+// writes it, sets the environment and reboots; U-Boot boots the new slot; health passes and
+// the agent marks it good.
+func osUpdate(r *rig) error {
+	booted := r.bootedSlot()
+	r.publishOS("2", nil)
+	t0 := time.Now()
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	if !r.bootEnded(15 * time.Minute) {
+		return fmt.Errorf("the agent did not reboot the board within 15 minutes:\n%s", tail(r.vm.serial(), 30))
+	}
+	r.osInstall = time.Since(t0)
+	env := r.hostEnv()
+	want := other(booted)
+	if env["ota_slot"] != want || env["upgrade_available"] != "1" || env["bootcount"] != "0" {
+		return fmt.Errorf("after the agent's reboot the environment is %s, want ota_slot=%s upgrade_available=1 bootcount=0", envString(env), want)
+	}
+	r.logf("  written and rebooted by the agent in %s; env before boot: %s", since(t0), envString(env))
+	if err := r.boot("os-trial"); err != nil {
+		return err
+	}
+	if _, err := r.settle("os-trial", 5*time.Minute, r.converged); err != nil {
+		return err
+	}
+	if got := r.bootedSlot(); got != want {
+		return fmt.Errorf("running slot %s, want %s", got, want)
+	}
+	if v := field(r.sh("cat /etc/ota-os-version").Output); v != "2" {
+		return fmt.Errorf("/etc/ota-os-version is %q on the new slot, want 2", v)
+	}
+	if res := r.sh("ota-agent verify"); res.RC != 0 {
+		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
+	}
+	env = r.guestEnv()
+	if env["upgrade_available"] != "0" || env["ota_slot"] != want {
+		return fmt.Errorf("after mark-good the environment is %s", envString(env))
+	}
+	r.logf("  booted slot %s, OS 2 committed, verify re-read the partition; env %s", want, envString(env))
+	return nil
+}
+
+func other(s string) string {
+	if s == "a" {
+		return "b"
+	}
+	return "a"
+}
+
+// bootedSlot is the slot the kernel was booted from (U-Boot's ota.slot= on the command line).
+func (r *rig) bootedSlot() string {
+	for _, f := range strings.Fields(r.sh("cat /proc/cmdline").Output) {
+		if v, ok := strings.CutPrefix(f, "ota.slot="); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+func (r *rig) guestEnv() map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(r.sh("fw_printenv -c /etc/fw_env.config").Output, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// sandbox: the unit and the partition drop-in on the device are the repository's files,
+// byte for byte, and they are what systemd runs (the OS update above ran under them).
+func sandbox(r *rig) error {
+	for dev, repo := range map[string]string{
+		"/lib/systemd/system/ota-agent.service":                      "dist/ota-agent.service",
+		"/etc/systemd/system/ota-agent.service.d/partition.conf": "dist/ota-agent.service.d/partition.conf",
+	} {
+		b, err := os.ReadFile(filepath.Join(r.repo, repo))
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		got := strings.Fields(r.sh("sha256sum " + dev).Output)
+		if len(got) == 0 || got[0] != hex.EncodeToString(sum[:]) {
+			return fmt.Errorf("%s on the device differs from %s", dev, repo)
+		}
+	}
+	out := r.sh("systemctl show ota-agent -p FragmentPath -p DropInPaths -p ProtectSystem -p ReadWritePaths -p NoNewPrivileges").Output
+	for _, want := range []string{"FragmentPath=/lib/systemd/system/ota-agent.service", "partition.conf", "ProtectSystem=strict", "/boot/firmware", "NoNewPrivileges=yes"} {
+		if !strings.Contains(out, want) {
+			return fmt.Errorf("systemd runs ota-agent without %q:\n%s", want, out)
+		}
+	}
+	drops := r.sh("ls /etc/systemd/system/ota-agent.service.d/").Output
+	r.logf("  unit and drop-in match the repository; drop-ins on the device: %s", strings.Join(strings.Fields(drops), " "))
+	return nil
+}
