@@ -291,6 +291,11 @@ func (a *Agent) VerifyOS(db *store.DB) (string, error) {
 		return "", err
 	}
 	dev := p.Devices[o.Committed]
+	if where, rw := p.MountedRW(o.Committed); rw {
+		// A root mounted read-write rewrites its own superblock, journal and files from the
+		// first boot on: its bytes are no longer the image's, and never will be again.
+		return fmt.Sprintf("OS slot %s holds %s %s by the record; not re-hashed: %s is mounted read-write on %s (a read-only root is re-hashed)", o.Committed, o.App, o.Current.Version, dev, where), nil
+	}
 	f, err := os.Open(dev)
 	if err != nil {
 		return "", err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -46,7 +47,7 @@ func (p Partitions) CheckTarget(slot, booted string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("OS partition for slot %s: %w", slot, err)
 	}
-	if mounted, where := p.mounted(dev, fi); mounted {
+	if mounted, where, _ := p.mounted(dev, fi); mounted {
 		return fmt.Errorf("refusing to write %s: it is mounted on %s", dev, where)
 	}
 	have, err := deviceSize(dev, fi)
@@ -77,16 +78,28 @@ func deviceSize(dev string, fi os.FileInfo) (int64, error) {
 	return f.Seek(0, io.SeekEnd)
 }
 
+// MountedRW says where slot's device is mounted read-write, if it is: such a filesystem
+// changes its own bytes (superblock, journal, files), so they no longer hash as the image.
+func (p Partitions) MountedRW(slot string) (string, bool) {
+	dev := p.Devices[slot]
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return "", false
+	}
+	mounted, where, rw := p.mounted(dev, fi)
+	return where, mounted && rw
+}
+
 // mounted looks the device up in mountinfo: by device number for block devices, by path
-// for anything else.
-func (p Partitions) mounted(dev string, fi os.FileInfo) (bool, string) {
+// for anything else; rw when any of its mounts is read-write.
+func (p Partitions) mounted(dev string, fi os.FileInfo) (found bool, where string, rw bool) {
 	mi := p.MountInfo
 	if mi == "" {
 		mi = "/proc/self/mountinfo"
 	}
 	f, err := os.Open(mi)
 	if err != nil {
-		return false, ""
+		return false, "", false
 	}
 	defer f.Close()
 	var majmin string
@@ -109,10 +122,15 @@ func (p Partitions) mounted(dev string, fi os.FileInfo) (bool, string) {
 		}
 		source := fields[sep+2]
 		if (majmin != "" && fields[2] == majmin) || source == dev || (abs != "" && source == abs) {
-			return true, fields[4]
+			if !found {
+				found, where = true, fields[4]
+			}
+			if slices.Contains(strings.Split(fields[5], ","), "rw") {
+				found, where, rw = true, fields[4], true
+			}
 		}
 	}
-	return false, ""
+	return found, where, rw
 }
 
 // Write streams the image into slot's device, fsyncs it, reads it back and compares the

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// A metadata-mode update that cannot fit in the state directory's filesystem is refused
+// before a byte is downloaded, with need and have in the message; one that fits installs.
+func TestNoSpaceRefusedBeforeDownload(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root to mount a small tmpfs as the state directory")
+	}
+	e := newEnv(t, testserver.Options{})
+	state := filepath.Join(e.dir, "state")
+	os.MkdirAll(state, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=18m", "tmpfs", state).CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", state).Run() })
+	cfg := e.config(metadataMode(e))
+	e.release("scoreboard", "prod", "9", make([]byte, 4<<20), 50)
+	before := e.srv.Stats().RequestsByPath["/firmware"]
+	_, err := e.check(cfg)
+	if err == nil || !strings.Contains(err.Error(), "not enough space for this update: need 4.") || !strings.Contains(err.Error(), state) {
+		t.Fatalf("check = %v, want a refusal naming need, have and %s", err, state)
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRejected) {
+		t.Errorf("a full disk is classed as %v", err)
+	}
+	if n := e.srv.Stats().RequestsByPath["/firmware"]; n != before {
+		t.Errorf("%d firmware requests after the refusal", n-before)
+	}
+	if _, err := os.Lstat(filepath.Join(state, "current")); err == nil {
+		t.Error("something was installed")
+	}
+	e.release("scoreboard", "prod", "10", make([]byte, 256<<10), 51)
+	if res, err := e.check(cfg); err != nil || res.Result != ResultUpdated {
+		t.Fatalf("a release that fits: %v %v", res, err)
+	}
+}
+
+func TestLocalErrorNamesTheDisk(t *testing.T) {
+	err := netError("download x", &os.PathError{Op: "write", Path: "/var/lib/ota-agent/downloads/x", Err: syscall.ENOSPC})
+	if errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "filesystem is full") {
+		t.Errorf("ENOSPC: %v", err)
+	}
+	if err := netError("get", errors.New("connection reset")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("network error: %v", err)
+	}
+}
