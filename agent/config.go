@@ -104,7 +104,7 @@ var defaults = map[string]any{
 	"hooks::pre_install":       "",
 	"hooks::post_commit":       "",
 	"hooks::timeout":           "2m",
-	"hooks::max_trials":        1,
+	"hooks::max_trials":        2,
 	"log::format":              "text",
 	"log::level":               "info",
 	"slots::os::backend":       "dir",

@@ -32,8 +32,9 @@ slots:
   os:
     backend: partition
     devices: {a: /dev/vda2, b: /dev/vda3}
-    bootloader: uboot
+    bootloader: BOOTLOADER
     fw_env_config: /etc/fw_env.config
+    grubenv: /boot/efi/grubenv
     reboot: systemctl reboot
 log:
   level: info
@@ -121,12 +122,12 @@ func (r *rig) buildImage(rootfs, agentBin, pubKey string) error {
 		return fmt.Errorf("build guest helper: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(r.work, "config.yaml")
-	os.WriteFile(cfg, []byte(deviceConfig), 0o644)
+	os.WriteFile(cfg, []byte(strings.Replace(deviceConfig, "BOOTLOADER", r.vm.loader, 1)), 0o644)
 	out := filepath.Join(r.work, "image")
 	if err := run(filepath.Join(r.repo, "dist/image/mkdisk.sh"), "--rootfs", rootfs, "--arch", r.arch,
 		"--agent", agentBin, "--config", cfg, "--key", pubKey, "--overlay", ov, "--out", out,
 		// The state directory stages an OS image before the partition write: room for one.
-		"--data-size", "1024"); err != nil {
+		"--data-size", "1024", "--bootloader", r.vm.loader); err != nil {
 		return err
 	}
 	r.tree = filepath.Join(out, "tree")

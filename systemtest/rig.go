@@ -28,6 +28,7 @@ type rig struct {
 	repo   string
 	work   string
 	arch   string
+	name   string // arm64 | armhf | grub: the board, in every line
 	cpu    string // cpuArch the agent reports: armv8 | armv7
 	srv    *testserver.Server
 	priv   []byte
@@ -55,7 +56,7 @@ var appNames = []string{"logger", "modem", "sensor"}
 const appSize = 6 << 20
 
 func (r *rig) logf(format string, a ...any) {
-	fmt.Printf("system: %s "+format+"\n", append([]any{r.arch}, a...)...)
+	fmt.Printf("system: %s "+format+"\n", append([]any{r.name}, a...)...)
 }
 
 func (r *rig) count(path string) int {
@@ -311,23 +312,36 @@ func (r *rig) settle(tag string, d time.Duration, want func(*status) bool) (*sta
 	return st, fmt.Errorf("not settled after %v; last status:\n%s", d, st.raw)
 }
 
-// hostEnv reads the U-Boot environment from the disk image with fw_printenv, the way the
-// host judges what the bootloader will do (the board must be off).
+// hostEnv reads the bootloader environment from the disk image with fw_printenv (U-Boot)
+// or grub-editenv (GRUB), the way the host judges what the bootloader will do (board off).
 func (r *rig) hostEnv() map[string]string {
 	r.t.Helper()
-	env := filepath.Join(r.work, "uboot.env")
-	cfg := filepath.Join(r.work, "host-fw_env.config")
-	os.WriteFile(cfg, []byte(env+" 0x0 0x4000\n"), 0o644)
-	if b, err := exec.Command("mcopy", "-o", "-i", r.vm.disk+"@@1M", "::uboot.env", env).CombinedOutput(); err != nil {
-		r.t.Fatalf("mcopy uboot.env: %v: %s", err, b)
+	name, file := "uboot.env", filepath.Join(r.work, "uboot.env")
+	if r.vm.loader == "grub" {
+		name, file = "grubenv", filepath.Join(r.work, "grubenv")
 	}
-	out, err := exec.Command("fw_printenv", "-c", cfg).Output()
+	if b, err := exec.Command("mcopy", "-o", "-i", r.vm.disk+"@@1M", "::"+name, file).CombinedOutput(); err != nil {
+		r.t.Fatalf("mcopy %s: %v: %s", name, err, b)
+	}
+	var out []byte
+	var err error
+	if r.vm.loader == "grub" {
+		out, err = exec.Command("grub-editenv", file, "list").Output()
+	} else {
+		cfg := filepath.Join(r.work, "host-fw_env.config")
+		os.WriteFile(cfg, []byte(file+" 0x0 0x4000\n"), 0o644)
+		out, err = exec.Command("fw_printenv", "-c", cfg).Output()
+	}
 	if err != nil {
-		r.t.Fatalf("fw_printenv -c %s: %v", cfg, err)
+		r.t.Fatalf("reading %s: %v", file, err)
 	}
+	return parseEnv(string(out))
+}
+
+func parseEnv(out string) map[string]string {
 	m := map[string]string{}
-	for _, l := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
 			m[k] = v
 		}
 	}

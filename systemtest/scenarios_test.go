@@ -36,7 +36,7 @@ func badHealth(r *rig) error {
 	if !r.bootEnded(10 * time.Minute) {
 		return fmt.Errorf("the failed trial did not reboot within 10 minutes:\n%s", tail(r.vm.serial(), 30))
 	}
-	if got := r.vm.grepSerial("health check failed"); len(got) == 0 {
+	if got := r.vm.grepSerial("failed its health check"); len(got) == 0 {
 		return fmt.Errorf("the trial boot ended without the agent logging a failed health check:\n%s", tail(r.vm.serial(), 40))
 	}
 	env := r.hostEnv()

@@ -31,31 +31,64 @@ type scenario struct {
 	run  func(r *rig) error
 }
 
-func TestSystemARM64(t *testing.T) {
+// newRig builds the board's image from the rootfs make test-system made and starts the
+// host side; it skips, saying why, when the rootfs is not there.
+func newRig(t *testing.T, arch, loader, cpu, agentBin string) *rig {
 	build := os.Getenv("OTA_SYSTEM_BUILD")
 	if build == "" {
 		t.Skip("SKIPPED: OTA_SYSTEM_BUILD is not set (make test-system builds the rootfs and sets it)")
 	}
+	rootfs := filepath.Join(build, "rootfs-"+arch)
+	waitRootfs(t, build, arch)
 	repo, _ := filepath.Abs("..")
-	cuts := 10
-	if n, err := strconv.Atoi(os.Getenv("POWER_CUTS")); err == nil && n >= 0 {
-		cuts = n
+	name := arch
+	if loader == "grub" {
+		name = "grub"
 	}
-	r := &rig{t: t, repo: repo, arch: "arm64", cpu: "armv8", work: filepath.Join(build, "run-arm64"),
+	r := &rig{t: t, repo: repo, arch: arch, name: name, cpu: cpu, work: filepath.Join(build, "run-"+name),
 		reqs: map[string]int{}, serials: map[string]int64{}, apps: map[string]string{},
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	os.RemoveAll(r.work)
 	os.MkdirAll(r.work, 0o755)
-	r.vm = &vm{name: "arm64", arch: "arm64", dir: r.work}
+	r.vm = &vm{name: name, arch: arch, loader: loader, dir: r.work}
 	r.vm.forward = r.startServers()
 	var pub string
 	r.priv, pub = keyPair(t, r.work)
-	if err := r.buildImage(filepath.Join(build, "rootfs-arm64"), filepath.Join(repo, "bin/linux-arm64/ota-agent"), pub); err != nil {
+	if err := r.buildImage(rootfs, filepath.Join(repo, agentBin), pub); err != nil {
 		t.Fatal(err)
 	}
-	defer r.vm.kill()
+	t.Cleanup(r.vm.kill)
+	return r
+}
 
-	scenarios := []scenario{
+// waitRootfs waits for run.sh's rootfs build of arch (it builds the armhf one while the
+// arm64 board runs): its .stamp appears when it is done, its .failed when it failed.
+func waitRootfs(t *testing.T, build, arch string) {
+	for start := time.Now(); ; time.Sleep(2 * time.Second) {
+		if _, err := os.Stat(filepath.Join(build, "rootfs-"+arch+".stamp")); err == nil {
+			return
+		}
+		if raw, err := os.ReadFile(filepath.Join(build, "rootfs-"+arch+".failed")); err == nil {
+			t.Fatalf("building the %s rootfs failed:\n%s", arch, raw)
+		}
+		if time.Since(start) > 20*time.Minute {
+			t.Fatalf("no %s rootfs after 20 minutes (%s)", arch, filepath.Join(build, "mkrootfs-"+arch+".log"))
+		}
+	}
+}
+
+func powerCutsWanted() int {
+	if n, err := strconv.Atoi(os.Getenv("POWER_CUTS")); err == nil && n >= 0 {
+		return n
+	}
+	return 10
+}
+
+func TestSystemARM64(t *testing.T) {
+	t.Parallel() // the boards are independent; while one waits on I/O the other computes
+	r := newRig(t, "arm64", "uboot", "armv8", "bin/linux-arm64/ota-agent")
+	cuts := powerCutsWanted()
+	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
 		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", appCuts(cuts)), func(r *rig) error { return powerCuts(r, appCuts(cuts), []string{"full", "metadata"}) }},
@@ -65,7 +98,35 @@ func TestSystemARM64(t *testing.T) {
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
 		{fmt.Sprintf("power cuts during OS writes and just after the env write, %d", cuts-appCuts(cuts)), func(r *rig) error { return powerCuts(r, cuts-appCuts(cuts), []string{"os-write", "os-env"}) }},
 		{"read back: env, state directory and slots from the powered-off image", readBack},
-	}
+	}, cuts)
+}
+
+func TestSystemARMv7(t *testing.T) {
+	t.Parallel() // the boards are independent; while one waits on I/O the other computes
+	r := newRig(t, "armhf", "uboot", "armv7", "bin/linux-armv7/ota-agent")
+	r.runScenarios([]scenario{
+		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
+		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
+	}, 0)
+}
+
+// TestSystemGRUB: the same arm64 system booted by GRUB from EFI firmware, its environment in
+// grubenv on the EFI system partition.
+func TestSystemGRUB(t *testing.T) {
+	t.Parallel() // the boards are independent; while one waits on I/O the other computes
+	r := newRig(t, "arm64", "grub", "armv8", "bin/linux-arm64/ota-agent")
+	r.runScenarios([]scenario{
+		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{"OS update: written, grubenv set, rebooted by the agent, trial, marked good", osUpdate},
+		{"bad OS image that never reaches userspace: GRUB falls back, refused", badBoot},
+	}, 0)
+}
+
+// runScenarios runs the board's scenarios in order (each starts from the state the one
+// before left), one line each, and the board's figure line.
+func (r *rig) runScenarios(scenarios []scenario, cuts int) {
+	t := r.t
 	if n, err := strconv.Atoi(os.Getenv("SCENARIOS")); err == nil && n < len(scenarios) {
 		r.logf("SCENARIOS=%d: running only the first %d of %d", n, n, len(scenarios))
 		scenarios = scenarios[:n]
@@ -84,10 +145,25 @@ func TestSystemARM64(t *testing.T) {
 		passed++
 		r.logf("PASS %s (%s)", s.name, since(t0))
 	}
-	r.logf("%d/%d scenarios, power cuts %d/%d whole, %d boots, %s", passed, len(scenarios), r.cutsWhole, cuts, r.vm.boots, since(start))
+	figure := fmt.Sprintf("%d/%d scenarios", passed, len(scenarios))
+	if cuts > 0 {
+		figure += fmt.Sprintf(", power cuts %d/%d whole", r.cutsWhole, cuts)
+	}
+	r.logf("%s, %d boots, %s", figure, r.vm.boots, since(start))
+	writeFigure(r.work, figure)
 }
 
-func appCuts(n int) int { return (n*6 + 9) / 10 }
+// writeFigure leaves the board's figure for run.sh's final line.
+func writeFigure(dir, figure string) { os.WriteFile(filepath.Join(dir, "figure"), []byte(figure+"\n"), 0o644) }
+
+// appCuts: most cuts land in app installs (a boot each); the OS ones cost an image
+// download and a second boot, so they are a fifth, and at least one of each kind.
+func appCuts(n int) int {
+	if n < 4 {
+		return n
+	}
+	return n - max(2, n/5)
+}
 
 // firstBoot: the agent installs the published apps into its directory slots on first boot,
 // reports READY and STATUS= to systemd, and a second check is a 304.
@@ -183,14 +259,15 @@ func osUpdate(r *rig) error {
 	if v := field(r.sh("cat /etc/ota-os-version").Output); v != "2" {
 		return fmt.Errorf("/etc/ota-os-version is %q on the new slot, want 2", v)
 	}
-	if res := r.sh("ota-agent verify"); res.RC != 0 {
+	res := r.sh("ota-agent verify")
+	if res.RC != 0 {
 		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
 	}
 	env = r.guestEnv()
 	if env["upgrade_available"] != "0" || env["ota_slot"] != want {
 		return fmt.Errorf("after mark-good the environment is %s", envString(env))
 	}
-	r.logf("  booted slot %s, OS 2 committed, verify re-read the partition; env %s", want, envString(env))
+	r.logf("  booted slot %s, OS 2 committed, env %s; verify: %s", want, envString(env), strings.Join(strings.Fields(res.Output), " "))
 	return nil
 }
 
@@ -212,13 +289,10 @@ func (r *rig) bootedSlot() string {
 }
 
 func (r *rig) guestEnv() map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(r.sh("fw_printenv -c /etc/fw_env.config").Output, "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[k] = v
-		}
+	if r.vm.loader == "grub" {
+		return parseEnv(r.sh("grub-editenv /boot/efi/grubenv list").Output)
 	}
-	return m
+	return parseEnv(r.sh("fw_printenv -c /etc/fw_env.config").Output)
 }
 
 // sandbox: the unit and the partition drop-in on the device are the repository's files,

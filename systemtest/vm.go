@@ -20,6 +20,7 @@ import (
 type vm struct {
 	name    string
 	arch    string // arm64 | armhf
+	loader  string // uboot | grub (arm64 EFI)
 	disk    string
 	dir     string
 	forward []string // guestfwd rules
@@ -34,8 +35,10 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`)
 
 func (v *vm) qemuArgs() []string {
 	var args []string
-	switch v.arch {
-	case "arm64":
+	switch {
+	case v.loader == "grub":
+		args = []string{"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-bios", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"}
+	case v.arch == "arm64":
 		args = []string{"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin"}
 	default:
 		args = []string{"qemu-system-arm", "-M", "virt", "-cpu", "cortex-a15", "-bios", "/usr/lib/u-boot/qemu_arm/u-boot.bin"}
@@ -77,8 +80,13 @@ func (v *vm) start(tag string) error {
 	v.started = time.Now()
 	v.exited = make(chan struct{})
 	go func(c *exec.Cmd, ch chan struct{}) { c.Wait(); close(ch) }(v.cmd, v.exited)
-	if !v.waitSerial("U-Boot", time.Minute) {
-		return fmt.Errorf("qemu started but U-Boot printed nothing in a minute (infrastructure): %s", strings.TrimSpace(stderr.String()))
+	// U-Boot prints its banner at once; EFI firmware under TCG may take a while to print.
+	banner, wait := "U-Boot", time.Minute
+	if v.loader == "grub" {
+		banner, wait = "\n", 3*time.Minute
+	}
+	if !v.waitSerial(banner, wait) {
+		return fmt.Errorf("qemu started but the firmware printed nothing in %v (infrastructure): %s", wait, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

@@ -215,10 +215,10 @@ func TestHealthHookRollsBackAndRefuses(t *testing.T) {
 }
 
 func TestRestartDuringTrialRollsBack(t *testing.T) {
-	w := newWorld(t, 4096, "hooks:\n  health: sleep 30\n  timeout: 60s\n")
+	w := newWorld(t, 4096, "hooks:\n  health: sleep 30\n  timeout: 60s\n  max_trials: 1\n")
 	w.writeConfig("")
 	w.mustAgent("check", "--once")
-	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n")
+	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n  max_trials: 1\n")
 	w.release("scoreboard", "5.0.0", []byte("five"), 80)
 	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
 	cmd.Start()
@@ -228,11 +228,35 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 	})
 	cmd.Process.Signal(syscall.SIGKILL) // the device loses power during the trial
 	cmd.Wait()
-	w.writeConfig("hooks:\n  health: \"true\"\n")
+	w.writeConfig("hooks:\n  health: \"true\"\n  max_trials: 1\n")
 	r := w.mustAgent("check", "--once")
 	w.mustAgent("verify")
 	st := w.mustAgent("status")
 	if !strings.Contains(st.stdout, "scoreboard       1.0.0") || !strings.Contains(st.stdout, "refused: scoreboard 5.0.0") {
 		t.Fatalf("restart during trial did not roll back:\n%s\n%s", st.stdout, r.stdout)
+	}
+}
+
+// With the default max_trials (2), one power cut during the trial re-runs the health hook
+// at the next start and a healthy generation is committed, not refused.
+func TestPowerCutDuringTrialResumes(t *testing.T) {
+	w := newWorld(t, 4096, "hooks:\n  health: sleep 30\n  timeout: 60s\n")
+	w.writeConfig("")
+	w.mustAgent("check", "--once")
+	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n")
+	w.release("scoreboard", "5.0.0", []byte("five"), 80)
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	cmd.Start()
+	waitFor(t, "the trial", 10*time.Second, func() bool {
+		return strings.Contains(w.agent(nil, "status").stdout, "on trial")
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	w.writeConfig("hooks:\n  health: \"true\"\n")
+	w.mustAgent("check", "--once")
+	w.mustAgent("verify")
+	st := w.mustAgent("status")
+	if !strings.Contains(st.stdout, "scoreboard       5.0.0") || !strings.Contains(st.stdout, "committed") || strings.Contains(st.stdout, "refused") {
+		t.Fatalf("a healthy generation cut once during its trial was not committed:\n%s", st.stdout)
 	}
 }

@@ -10,8 +10,10 @@
 set -eu
 arch=${1:?usage: mkrootfs.sh arm64|armhf OUTDIR [MIRROR]}; out=${2:?OUTDIR}
 mirror=${3:-http://deb.debian.org/debian}
+# arm64 also gets GRUB for EFI (grub-editenv on the device; mkdisk.sh --bootloader grub builds
+# the EFI binary from the tree's modules).
 case $arch in
-  arm64) kernel=linux-image-arm64 ;;
+  arm64) kernel=linux-image-arm64,grub-efi-arm64-bin,grub-common ;;
   armhf) kernel=linux-image-armmp-lpae ;;
   *) echo "mkrootfs.sh: unknown ARCH $arch (arm64 or armhf)" >&2; exit 2 ;;
 esac
@@ -38,5 +40,6 @@ mmdebstrap --arch="$arch" --variant=minbase \
   --essential-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/ota-image"' \
   --essential-hook='printf "%s\n" virtio_pci virtio_mmio virtio_blk ext4 crc32c_generic > "$1/usr/share/initramfs-tools/modules.d/ota-image.conf"' \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+  --customize-hook='for u in grub-common.service grub-initrd-fallback.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
   bookworm "$out" "$mirror"
 [ "${MODULES:-virt}" = all ] || trim_modules "$out"
