@@ -164,9 +164,13 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, label, src, dst 
 	req.IgnoreRemoteTime = true
 	req.NoCreateDirectories = true
 	var offset int64
-	if fi, err := os.Stat(dst); err == nil {
+	if fi, err := os.Stat(dst); err == nil && fi.Size() > 0 {
 		offset = fi.Size()
 		req.HTTPRequest.Header.Set("If-Range", prog.ETag) // grab adds Range, never If-Range
+	} else if err == nil {
+		// An empty partial (a power cut before its bytes reached the disk): grab would
+		// "resume" it with bytes=0- and get a 206; start afresh instead.
+		os.Remove(dst)
 	}
 	req.BeforeCopy = func(r *grab.Response) error {
 		h := r.HTTPResponse

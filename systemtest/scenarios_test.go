@@ -84,8 +84,11 @@ func (r *rig) judgeRefused(committed, version string, fetches int) error {
 	return nil
 }
 
-// badBoot: an OS release whose root has no init: the kernel panics, the board resets, and
-// U-Boot falls back after bootlimit; the agent sees the fallback and refuses the release.
+// badBoot: an OS release whose init exits at once: the kernel panics ("Attempted to kill
+// init"), panic=5 resets the board, and the bootloader falls back after bootlimit; the agent
+// sees the fallback and refuses the release. (A root with no init at all is worse: the
+// initramfs falls back to /bin/sh as PID 1 and waits forever; only a hardware watchdog armed
+// by the bootloader ends that, and QEMU's virt board has none.)
 func badBoot(r *rig) error {
 	committed := r.bootedSlot()
 	good := r.osVer
@@ -93,7 +96,8 @@ func badBoot(r *rig) error {
 		p := filepath.Join(tree, "usr/sbin/init")
 		target, _ := os.Readlink(p)
 		os.Remove(p)
-		return func() { os.Symlink(target, p) }
+		os.Symlink("/bin/false", p)
+		return func() { os.Remove(p); os.Symlink(target, p) }
 	})
 	fetches := r.count("/firmware/os_" + r.cpu + "_4-noinit")
 	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")

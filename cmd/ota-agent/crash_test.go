@@ -128,3 +128,34 @@ func TestRollbackCrashChains(t *testing.T) {
 		})
 	}
 }
+
+// TestPowerCutLeavesEmptyPartial: a power cut during a metadata-mode download can leave the
+// partial file empty (created, its bytes never flushed) beside a saved resume record. grab
+// then asks for "bytes=0-" and gets a 206, which must not fail every later check (found by
+// the booted power-cut test: the device never converged).
+func TestPowerCutLeavesEmptyPartial(t *testing.T) {
+	w := newWorld(t, 8192, "#metadata\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", "2.6.0", randomBytes(400000, 10), 51)
+	w.srv.SetFaults(testserver.Faults{RateBPS: 100000, PathPrefix: "/firmware"})
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(w.state, "downloads", "scoreboard_2.6.0")
+	waitFor(t, "the download to start", 10*time.Second, func() bool {
+		fi, err := os.Stat(partial)
+		return err == nil && fi.Size() > 0
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err := os.Truncate(partial, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.srv.SetFaults(testserver.Faults{})
+	w.mustAgent("check", "--once")
+	w.mustAgent("verify")
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "2.6.0") {
+		t.Fatalf("not installed after an emptied partial:\n%s", st.stdout)
+	}
+}
