@@ -42,8 +42,9 @@ lint:
 	@f=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$f" ]; then echo "gofmt would change: $$f"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags system ./systemtest/...
 	@if $(GO) run $(STATICCHECK) -version >/dev/null 2>&1; then \
-	  echo "staticcheck ./..."; $(GO) run $(STATICCHECK) ./...; \
+	  echo "staticcheck ./..."; $(GO) run $(STATICCHECK) ./... && $(GO) run $(STATICCHECK) -tags system ./systemtest/...; \
 	else echo "SKIPPED: staticcheck (could not fetch $(STATICCHECK))"; fi
 
 # -race needs cgo and a C compiler; without one the suite still runs, and says so.

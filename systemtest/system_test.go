@@ -154,7 +154,9 @@ func (r *rig) runScenarios(scenarios []scenario, cuts int) {
 }
 
 // writeFigure leaves the board's figure for run.sh's final line.
-func writeFigure(dir, figure string) { os.WriteFile(filepath.Join(dir, "figure"), []byte(figure+"\n"), 0o644) }
+func writeFigure(dir, figure string) {
+	os.WriteFile(filepath.Join(dir, "figure"), []byte(figure+"\n"), 0o644)
+}
 
 // appCuts: most cuts land in app installs (a boot each); the OS ones cost an image
 // download and a second boot, so they are a fifth, and at least one of each kind.
@@ -299,7 +301,7 @@ func (r *rig) guestEnv() map[string]string {
 // byte for byte, and they are what systemd runs (the OS update above ran under them).
 func sandbox(r *rig) error {
 	for dev, repo := range map[string]string{
-		"/lib/systemd/system/ota-agent.service":                      "dist/ota-agent.service",
+		"/lib/systemd/system/ota-agent.service":                  "dist/ota-agent.service",
 		"/etc/systemd/system/ota-agent.service.d/partition.conf": "dist/ota-agent.service.d/partition.conf",
 	} {
 		b, err := os.ReadFile(filepath.Join(r.repo, repo))

@@ -38,6 +38,10 @@ func TestBootScriptInDocs(t *testing.T) {
 	if !strings.Contains(string(doc), "```\n"+string(script)+"```") {
 		t.Error("docs/bootloader.md does not show dist/bootloader/boot.cmd as it is")
 	}
+	grub, _ := os.ReadFile("../../dist/bootloader/grub.cfg")
+	if len(grub) == 0 || !strings.Contains(string(doc), "```\n"+string(grub)+"```") {
+		t.Error("docs/bootloader.md does not show dist/bootloader/grub.cfg as it is")
+	}
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("SKIPPED: systemd-analyze not installed (apt-get install systemd)")
