@@ -214,21 +214,26 @@ func TestHealthHookRollsBackAndRefuses(t *testing.T) {
 	}
 }
 
-func TestRestartDuringTrialRollsBack(t *testing.T) {
-	w := newWorld(t, 4096, "hooks:\n  health: sleep 30\n  timeout: 60s\n  max_trials: 1\n")
-	w.writeConfig("")
+// cutDuringTrial installs 1.0.0, then kills the agent (the device loses power) while 5.0.0
+// is on trial, with a health hook that takes its time.
+func cutDuringTrial(t *testing.T, hooks string) *world {
+	w := newWorld(t, 4096, "")
 	w.mustAgent("check", "--once")
-	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n  max_trials: 1\n")
+	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n" + hooks)
 	w.release("scoreboard", "5.0.0", []byte("five"), 80)
 	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
 	cmd.Start()
 	waitFor(t, "the trial", 10*time.Second, func() bool {
-		st := w.agent(nil, "status")
-		return strings.Contains(st.stdout, "on trial")
+		return strings.Contains(w.agent(nil, "status").stdout, "on trial")
 	})
-	cmd.Process.Signal(syscall.SIGKILL) // the device loses power during the trial
+	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	w.writeConfig("hooks:\n  health: \"true\"\n  max_trials: 1\n")
+	w.writeConfig("hooks:\n  health: \"true\"\n" + hooks)
+	return w
+}
+
+func TestRestartDuringTrialRollsBack(t *testing.T) {
+	w := cutDuringTrial(t, "  max_trials: 1\n")
 	r := w.mustAgent("check", "--once")
 	w.mustAgent("verify")
 	st := w.mustAgent("status")
@@ -240,19 +245,7 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 // With the default max_trials (2), one power cut during the trial re-runs the health hook
 // at the next start and a healthy generation is committed, not refused.
 func TestPowerCutDuringTrialResumes(t *testing.T) {
-	w := newWorld(t, 4096, "hooks:\n  health: sleep 30\n  timeout: 60s\n")
-	w.writeConfig("")
-	w.mustAgent("check", "--once")
-	w.writeConfig("hooks:\n  health: sleep 30\n  timeout: 60s\n")
-	w.release("scoreboard", "5.0.0", []byte("five"), 80)
-	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
-	cmd.Start()
-	waitFor(t, "the trial", 10*time.Second, func() bool {
-		return strings.Contains(w.agent(nil, "status").stdout, "on trial")
-	})
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	w.writeConfig("hooks:\n  health: \"true\"\n")
+	w := cutDuringTrial(t, "")
 	w.mustAgent("check", "--once")
 	w.mustAgent("verify")
 	st := w.mustAgent("status")
