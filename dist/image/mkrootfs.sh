@@ -3,13 +3,22 @@
 # kernel and initramfs, and the U-Boot environment tools, for ARCH (arm64 or armhf), built with
 # mmdebstrap through qemu-user binfmt. The agent itself is added by mkdisk.sh.
 #   usage: mkrootfs.sh ARCH OUTDIR [MIRROR]       (as root; about 3 minutes on 2 cores)
+# MIRROR defaults to the host's own Debian source (its apt sources).
 # MODULES=virt (the default) keeps only the kernel modules of a QEMU virt board (virtio disk,
 # net, console, rng; ext4, FAT) and drops the device trees: the OS image shrinks from ~560 to
 # ~230 MiB. MODULES=all keeps every module, as a real board needs.
 # Needs: mmdebstrap arch-test qemu-user-static binfmt-support (dist/image/host-deps.sh).
 set -eu
 arch=${1:?usage: mkrootfs.sh arm64|armhf OUTDIR [MIRROR]}; out=${2:?OUTDIR}
-mirror=${3:-http://deb.debian.org/debian}
+# The mirror: MIRROR, else the host's own Debian source (the first non-security one).
+host_mirror() {
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && awk '/^URIs:/ {print $2}' "$f"
+  done
+  [ -f /etc/apt/sources.list ] && awk '/^deb / {print $2}' /etc/apt/sources.list
+}
+mirror=${3:-$(host_mirror 2>/dev/null | grep -v -- -security | head -1)}
+[ -n "$mirror" ] || { echo "mkrootfs.sh: no Debian mirror in the host's apt sources; give one as MIRROR" >&2; exit 2; }
 # arm64 also gets GRUB for EFI (grub-editenv on the device; mkdisk.sh --bootloader grub builds
 # the EFI binary from the tree's modules).
 case $arch in
