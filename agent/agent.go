@@ -153,7 +153,7 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 		return nil, err
 	}
 	if db.Rebuilt {
-		a.log.Warn("database was corrupt; moved aside and rebuilt from the slot manifests", "path", a.dbPath())
+		a.log.Error("database was damaged; moved aside (agent.db.corrupt-*) and rebuilt from the slot manifests", "path", a.dbPath(), "damage", db.Damage)
 	}
 	if err := a.reconcile(db); err != nil {
 		db.Close()

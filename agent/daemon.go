@@ -152,6 +152,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 func (a *Agent) runOnce(ctx context.Context) (string, error) {
 	db, err := a.OpenDB()
 	if err != nil {
+		a.log.Error("cannot open the state directory's database; retrying later", "state_dir", a.slots.Dir, "error", err)
 		return "", err
 	}
 	defer db.Close()

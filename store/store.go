@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,12 +29,17 @@ type DB struct {
 	path string
 	opts Options
 	// Rebuilt is set when the file was corrupt, moved aside, and a new one made: the caller
-	// must rebuild it from the slot manifests.
+	// must rebuild it from the slot manifests. Damage says what was wrong with it.
 	Rebuilt bool
+	Damage  string
 }
 
-// Open opens or creates path. A file that fails bbolt's consistency check (or panics it) is
-// renamed to path.corrupt-<unix time> and replaced by an empty database.
+// Open opens or creates path. A file bbolt cannot open as a database (zero-filled or torn by
+// a power cut, bad meta pages, truncated), that fails its consistency check, or that makes
+// bbolt panic is moved aside as path.corrupt-<unix time> (the newest keepCorrupt are kept
+// for forensics) and replaced by an empty database: Rebuilt and Damage tell the caller to
+// rebuild it from the slot manifests. Errors of the file system itself (permissions, I/O, a
+// read-only mount) and a lock held elsewhere are returned as they are.
 func Open(path string, o Options) (*DB, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
@@ -43,25 +51,68 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	db := &DB{path: path, opts: o}
 	b, err := open(path, o)
-	if err != nil {
+	var damage error
+	switch {
+	case err == nil:
+		damage = check(b)
+		b.Close()
+	case corrupt(err):
+		damage = err
+	default:
 		return nil, err
 	}
-	cerr := check(b)
-	b.Close()
-	if cerr != nil {
+	if damage != nil {
 		if o.ReadOnly {
-			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, cerr)
+			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, damage)
 		}
-		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
-		if err := os.Rename(path, aside); err != nil {
-			return nil, fmt.Errorf("move corrupt database aside: %w", err)
+		if err := moveAside(path); err != nil {
+			return nil, fmt.Errorf("database %s is corrupt (%v) and could not be moved aside: %w", path, damage, err)
 		}
-		db.Rebuilt = true
+		db.Rebuilt, db.Damage = true, damage.Error()
 	}
 	if o.ReadOnly {
 		return db, nil
 	}
 	return db, db.init()
+}
+
+// keepCorrupt is how many damaged databases are kept beside the new one.
+const keepCorrupt = 3
+
+func moveAside(path string) error {
+	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, aside); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(path + ".corrupt-*")
+	sort.Strings(old) // same-length decimal timestamps: oldest first
+	for len(old) > keepCorrupt {
+		os.Remove(old[0])
+		old = old[1:]
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// errPanic marks a panic inside bbolt: only a damaged file makes it panic.
+var errPanic = errors.New("bbolt panicked")
+
+// corrupt tells a damaged file from a file system or locking problem.
+func corrupt(err error) bool {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, ErrLocked), errors.As(err, &errno):
+		return false
+	}
+	return true // ErrInvalid, ErrVersionMismatch, ErrChecksum, errPanic, size and page errors
 }
 
 // view and update open the file for one transaction.
@@ -86,8 +137,13 @@ func (d *DB) update(fn func(*bolt.Tx) error) error {
 	return b.Update(fn)
 }
 
-func open(path string, o Options) (*bolt.DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+func open(path string, o Options) (b *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("open %s: %w: %v", path, errPanic, r)
+		}
+	}()
+	b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (waited %v)", path, ErrLocked, o.Timeout)
 	}
