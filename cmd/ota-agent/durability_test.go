@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestSyscallOrderDurable checks, under strace, that one install in each payload mode makes
+// every byte and directory entry the switch exposes durable before `current` is renamed, and
+// the state directory after it. A SIGKILL test keeps the page cache and cannot see a missing
+// fsync; the booted power cuts (make test-system) can, and this catches it in seconds.
+func TestSyscallOrderDurable(t *testing.T) {
+	st, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("SKIPPED: strace not installed (apt-get install strace)")
+	}
+	for _, mode := range []string{"full", "metadata"} {
+		t.Run(mode, func(t *testing.T) {
+			w := newWorld(t, 8192, "#"+mode+"\n")
+			w.mustAgent("check", "--once") // generation 1 in slot a
+			w.release("scoreboard", "7.0.0", randomBytes(300000, 4), 90)
+			trace := filepath.Join(t.TempDir(), "strace.log")
+			cmd := exec.Command(st, "-f", "-y", "-qq", "-o", trace,
+				"-e", "trace=fsync,fdatasync,rename,renameat,renameat2,symlinkat", bin, "--config", w.cfg, "check", "--once")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("check under strace: %v\n%s", err, out)
+			}
+			state, _ := filepath.EvalSymlinks(w.state)
+			checkDurableOrder(t, parseTrace(t, trace, state), state)
+		})
+	}
+}
+
+type sysEvent struct {
+	call     string // fsync | rename | symlink
+	path     string // fsync: the file or directory; rename: the new name
+	from     string // rename: the old name
+	complete bool
+}
+
+var (
+	fdPath   = regexp.MustCompile(`^\d+<(.*)>$`)
+	quoted   = regexp.MustCompile(`^"(.*)"$`)
+	callLine = regexp.MustCompile(`^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)`)
+)
+
+// parseTrace turns strace -f -y output into completed calls in order of completion, with
+// paths resolved (dirfd-relative names joined to the dirfd's path).
+func parseTrace(t *testing.T, file, state string) []sysEvent {
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pending := map[string]string{} // pid → the first half of an interrupted call
+	var out []sysEvent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		pid, rest, _ := strings.Cut(line, " ")
+		if i := strings.Index(rest, " <unfinished ...>"); i >= 0 {
+			pending[pid] = strings.TrimSpace(rest[:i])
+			continue
+		}
+		if strings.HasPrefix(strings.TrimSpace(rest), "<... ") {
+			_, tail, ok := strings.Cut(rest, "resumed>")
+			if !ok {
+				continue
+			}
+			rest = pending[pid] + tail
+			delete(pending, pid)
+		}
+		m := callLine.FindStringSubmatch(pid + " " + strings.TrimSpace(rest))
+		if m == nil || m[3] != "0" {
+			continue
+		}
+		args := splitArgs(m[2])
+		switch m[1] {
+		case "fsync", "fdatasync":
+			out = append(out, sysEvent{call: "fsync", path: argPath(args[0], "")})
+		case "rename":
+			out = append(out, sysEvent{call: "rename", from: argPath(args[0], ""), path: argPath(args[1], "")})
+		case "renameat", "renameat2":
+			out = append(out, sysEvent{call: "rename", from: argPath(args[1], args[0]), path: argPath(args[3], args[2])})
+		case "symlinkat":
+			out = append(out, sysEvent{call: "symlink", path: argPath(args[2], args[1])})
+		}
+	}
+	return out
+}
+
+// splitArgs splits a strace argument list at top-level commas.
+func splitArgs(s string) []string {
+	var out []string
+	depth, inq, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && inq:
+			i++
+		case c == '"':
+			inq = !inq
+		case inq:
+		case c == '<' || c == '[' || c == '{' || c == '(':
+			depth++
+		case c == '>' || c == ']' || c == '}' || c == ')':
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, strings.TrimSpace(s[start:i]))
+			start = i + 1
+		}
+	}
+	return append(out, strings.TrimSpace(s[start:]))
+}
+
+// argPath is the path an argument names: an fd shown by -y, or a string relative to dirfd.
+func argPath(arg, dirfd string) string {
+	if m := fdPath.FindStringSubmatch(arg); m != nil {
+		return m[1]
+	}
+	name := arg
+	if m := quoted.FindStringSubmatch(arg); m != nil {
+		name = m[1]
+	}
+	if filepath.IsAbs(name) || dirfd == "" {
+		return name
+	}
+	if m := fdPath.FindStringSubmatch(dirfd); m != nil {
+		return filepath.Join(m[1], name)
+	}
+	return name
+}
+
+func checkDurableOrder(t *testing.T, ev []sysEvent, state string) {
+	t.Helper()
+	cur := filepath.Join(state, "current")
+	target, err := os.Readlink(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := filepath.Join(state, target)
+	switchAt := -1
+	for i, e := range ev {
+		if e.call == "rename" && e.path == cur {
+			switchAt = i
+		}
+	}
+	if switchAt < 0 {
+		t.Fatalf("no rename of %s in the trace (%d calls)", cur, len(ev))
+	}
+	synced := func(lo, hi int, ok func(string) bool) bool {
+		for _, e := range ev[lo:hi] {
+			if e.call == "fsync" && ok(e.path) {
+				return true
+			}
+		}
+		return false
+	}
+	index := func(call, path string) int {
+		for i, e := range ev {
+			if e.call == call && e.path == path {
+				return i
+			}
+		}
+		return -1
+	}
+	entries, _ := os.ReadDir(slot)
+	for _, en := range entries {
+		app := en.Name()
+		if app == ".manifest.json" {
+			continue
+		}
+		if !synced(0, switchAt, func(p string) bool {
+			base := filepath.Base(p)
+			return p == filepath.Join(slot, app) || p == filepath.Join(slot+".tmp", app) ||
+				strings.HasPrefix(base, ".in-"+app+"_") || (filepath.Dir(p) == filepath.Join(state, "downloads") && strings.HasPrefix(base, app+"_"))
+		}) {
+			t.Errorf("%s of the new slot was not fsync'd before the switch", app)
+		}
+	}
+	if !synced(0, switchAt, func(p string) bool { return p == filepath.Join(slot+".tmp", ".manifest.json.tmp") }) {
+		t.Error("the manifest was not fsync'd before the switch")
+	}
+	m := index("rename", filepath.Join(slot+".tmp", ".manifest.json"))
+	if m < 0 || !synced(m, switchAt, func(p string) bool { return p == slot+".tmp" }) {
+		t.Error("the staging directory was not fsync'd after its manifest's rename and before the switch")
+	}
+	s := index("rename", slot)
+	if s < 0 || s > switchAt || !synced(s, switchAt, func(p string) bool { return p == filepath.Join(state, "slots") }) {
+		t.Error("slots/ was not fsync'd after the slot's rename and before the switch")
+	}
+	if !synced(switchAt, len(ev), func(p string) bool { return p == state }) {
+		t.Error("the state directory was not fsync'd after the switch")
+	}
+}
