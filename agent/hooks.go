@@ -7,9 +7,18 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ota-agent/ota-agent/store"
+)
+
+// A hook's output is kept only as a tail for the log (a hook printing without end must not
+// grow the agent); a hook that outlives its timeout is ended with its whole process group:
+// TERM, then KILL after hookGrace.
+const (
+	hookTail  = 4 << 10
+	hookGrace = 5 * time.Second
 )
 
 // runHook runs a configured command through /bin/sh with a timeout; empty means no hook.
@@ -23,22 +32,72 @@ func (a *Agent) runHook(ctx context.Context, name, command string, env []string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	out := &tailWriter{max: hookTail}
+	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	tail := strings.TrimSpace(string(out))
-	if len(tail) > 300 {
-		tail = "…" + tail[len(tail)-300:]
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = hookGrace // a background child holding the output pipe does not hold us
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("hooks.%s: %w", name, err)
 	}
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("hooks.%s timed out after %v: %s", name, timeout, tail)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		pg := -cmd.Process.Pid
+		syscall.Kill(pg, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(hookGrace):
+			syscall.Kill(pg, syscall.SIGKILL)
+			<-done
+		}
+		syscall.Kill(pg, syscall.SIGKILL) // whatever of the group ignored TERM
+		if ctx.Err() == context.DeadlineExceeded {
+			return fmt.Errorf("hooks.%s timed out after %v (its process group was ended): %s", name, timeout, out.tail(300))
+		}
+		return fmt.Errorf("hooks.%s: interrupted: %w", name, ctx.Err())
 	}
 	if err != nil {
-		return fmt.Errorf("hooks.%s: %v: %s", name, err, tail)
+		return fmt.Errorf("hooks.%s: %v: %s", name, err, out.tail(300))
 	}
-	a.log.Info("hook ran", "hook", name, "output", tail)
+	a.log.Info("hook ran", "hook", name, "output", out.tail(300), "output_bytes", out.n)
 	return nil
+}
+
+// tailWriter keeps the last max bytes written to it and counts them all.
+type tailWriter struct {
+	max int
+	buf []byte
+	n   int64
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	if len(p) >= w.max {
+		w.buf = append(w.buf[:0], p[len(p)-w.max:]...)
+		return len(p), nil
+	}
+	if over := len(w.buf) + len(p) - w.max; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// tail is the last n bytes of output, trimmed, marked when cut.
+func (w *tailWriter) tail(n int) string {
+	s, cut := strings.TrimSpace(string(w.buf)), w.n > int64(len(w.buf))
+	if len(s) > n {
+		s, cut = s[len(s)-n:], true
+	}
+	if cut {
+		s = "…" + s
+	}
+	return s
 }
 
 // hookEnv describes a generation to a hook: OTA_SLOT, OTA_SLOT_DIR, OTA_GENERATION,

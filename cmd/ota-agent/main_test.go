@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,7 @@ func (w *world) writeConfig(extra string) {
 type outcome struct {
 	code           int
 	stdout, stderr string
+	maxRSS         int64 // bytes, from the kernel's rusage of the process
 }
 
 func (w *world) agent(env []string, args ...string) outcome {
@@ -111,7 +113,11 @@ func (w *world) agent(env []string, args ...string) outcome {
 	} else if err != nil {
 		w.t.Fatal(err)
 	}
-	return outcome{code, o.String(), e.String()}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss << 10
+	}
+	return outcome{code, o.String(), e.String(), rss}
 }
 
 func (w *world) mustAgent(args ...string) outcome {
