@@ -202,3 +202,30 @@ func TestDamagedDatabaseHeals(t *testing.T) {
 		})
 	}
 }
+
+// TestSigtermMidDownloadSaysInterrupted: a check stopped by SIGTERM in the middle of a
+// download says it was interrupted and exits 1, instead of blaming the network (exit 3).
+func TestSigtermMidDownloadSaysInterrupted(t *testing.T) {
+	w := newWorld(t, 8192, "#metadata\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", "2.7.0", randomBytes(400000, 11), 52)
+	w.srv.SetFaults(testserver.Faults{RateBPS: 100000, PathPrefix: "/firmware"})
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the download to start", 10*time.Second, func() bool {
+		fi, err := os.Stat(filepath.Join(w.state, "downloads", "scoreboard_2.7.0"))
+		return err == nil && fi.Size() > 0
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted by a signal") {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	w.srv.SetFaults(testserver.Faults{})
+	w.mustAgent("check", "--once")
+	w.mustAgent("verify")
+}

@@ -40,6 +40,7 @@ exit codes:
   2  usage or configuration error
   3  server or network unavailable: try later
   4  update rejected by verification (hashes, signatures, rollback, hostile payload)
+  (SIGINT or SIGTERM during a check: "interrupted by a signal", exit 1)
 `
 
 // Exit codes (README, "CLI reference").
@@ -104,6 +105,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cmd(ctx, &g, rest[1:], stdout, stderr)
+	if err != nil && ctx.Err() != nil {
+		// A signal, not the server or the network, ended it: say so, and exit 1 like any
+		// local failure (the active slot is as it was unless a switch was reported).
+		fmt.Fprintf(stderr, "ota-agent %s: interrupted by a signal: %v\n", rest[0], err)
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ota-agent %s: %v\n", rest[0], err)
 	}
