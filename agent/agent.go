@@ -106,7 +106,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	c, err := NewHTTPClient(ClientOptions{
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
-		HeaderTimeout: cfg.Server.Timeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),
+		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),
 	})
 	if err != nil {
 		return nil, err

@@ -199,3 +199,21 @@ func newRelease(e *env) string {
 func metadataMode(e *env) string {
 	return "server:\n  url: " + e.base + "/package\n  payload: metadata\n  firmware: {" + e.cat.Bucket + ": " + e.base + "/firmware/}\n"
 }
+
+// TestStallTimeoutConfigured: server.stall_timeout ends a stalled body (the default, 45 s,
+// would outlast this test's 20 s deadline).
+func TestStallTimeoutConfigured(t *testing.T) {
+	e := newEnv(t, testserver.Options{})
+	body := tgz(member{name: "scoreboard_9.9.9", body: strings.Repeat("a", 100000)})[:200]
+	url := hostileServer(t, reply{status: 200, header: gz, body: body, stall: true}) + "/package"
+	cfg := e.config("server:\n  url: " + url + "\n  stall_timeout: 300ms\n")
+	if cfg.Server.StallTimeout != 300*time.Millisecond {
+		t.Fatalf("stall_timeout = %v", cfg.Server.StallTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := e.agent(cfg).Check(ctx, CheckOptions{})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("check = %v, want a stalled transfer", err)
+	}
+}

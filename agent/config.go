@@ -34,6 +34,8 @@ type Config struct {
 		ClientKey  string
 		Proxy      string
 		Timeout    time.Duration
+		// StallTimeout ends a body that makes no progress for this long.
+		StallTimeout time.Duration
 	}
 	Device struct {
 		CPUArch    string
@@ -92,6 +94,7 @@ var defaults = map[string]any{
 	"server::client_key":       "",
 	"server::proxy":            "",
 	"server::timeout":          "60s",
+	"server::stall_timeout":    "45s",
 	"device::cpu_arch":         "auto",
 	"device::os":               "prod",
 	"state_dir":                "/var/lib/ota-agent",
@@ -206,6 +209,7 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	c.Server.ClientKey = str("server::client_key")
 	c.Server.Proxy = str("server::proxy")
 	c.Server.Timeout = dur("server::timeout")
+	c.Server.StallTimeout = dur("server::stall_timeout")
 	c.Device.CPUArch = strings.ToLower(str("device::cpu_arch"))
 	c.Device.OS = strings.ToLower(str("device::os"))
 	c.Device.Attributes = strMap("device::attributes")
