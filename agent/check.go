@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ota-agent/ota-agent/packaging"
@@ -13,12 +16,35 @@ import (
 // Check runs one update cycle under the state directory's lock and records it. The error's
 // class (ErrConfig, ErrUnavailable, ErrRejected) decides the exit code.
 func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
+	if opt.DryRun {
+		return a.dryRun(ctx, opt)
+	}
 	unlock, err := a.Lock()
 	if err != nil {
 		return failed(err), err
 	}
 	defer unlock()
 	db, err := a.OpenDB()
+	if err != nil {
+		return failed(err), err
+	}
+	defer db.Close()
+	return a.CheckWith(ctx, db, opt)
+}
+
+// dryRun asks the server what would change without the lock and without writing a byte: the
+// database is opened read-only (a daemon may be running; the state directory may be on a
+// read-only mount), or, before the first install, a throwaway empty one outside state_dir.
+func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
+	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		tmp, terr := os.MkdirTemp("", "ota-agent-dry-run-")
+		if terr != nil {
+			return failed(terr), terr
+		}
+		defer os.RemoveAll(tmp)
+		db, err = store.Open(filepath.Join(tmp, "agent.db"), store.Options{Timeout: time.Second})
+	}
 	if err != nil {
 		return failed(err), err
 	}

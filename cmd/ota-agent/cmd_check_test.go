@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCheckJSONAndExitCodes(t *testing.T) {
@@ -94,5 +97,37 @@ func TestUnavailableServerExit3(t *testing.T) {
 	os.WriteFile(w.cfg, []byte("server:\n  url: http://127.0.0.1:1/package\ndevice:\n  cpu_arch: armv8\nstate_dir: "+w.state+"\n"), 0o644)
 	if r := w.agent(nil, "check", "--once"); r.code != 3 || !strings.Contains(r.stderr, "connection refused") {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestDryRunWritesNothing: --dry-run takes no lock and writes nothing: before the first
+// install it does not even create the state directory, and it answers while a daemon runs.
+func TestDryRunWritesNothing(t *testing.T) {
+	w := newWorld(t, 4096, "poll:\n  interval: 1h\n")
+	r := w.mustAgent("check", "--once", "--dry-run")
+	if !strings.Contains(r.stdout, "plan (dry run") {
+		t.Fatalf("no plan:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(w.state); err == nil {
+		t.Fatal("a dry run created the state directory")
+	}
+	cmd := exec.Command(bin, "--config", w.cfg, "run")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitFor(t, "the daemon's first install", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(w.state, "current", "scoreboard"))
+		return err == nil
+	})
+	w.release("scoreboard", "3.1.0", []byte("three one"), 60)
+	before, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
+	r = w.mustAgent("check", "--once", "--dry-run")
+	if !strings.Contains(r.stdout, "scoreboard") || !strings.Contains(r.stdout, "3.1.0") {
+		t.Fatalf("plan while the daemon runs:\n%s%s", r.stdout, r.stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
+	if string(before) != string(after) {
+		t.Fatal("a dry run changed the database")
 	}
 }
