@@ -116,9 +116,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	waitFor(t, "the daemon's first install", 10*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(w.state, "current", "scoreboard"))
-		return err == nil
+	waitFor(t, "the daemon's first check to be recorded", 10*time.Second, func() bool {
+		return strings.Contains(w.agent(nil, "status", "--json").stdout, `"last_check"`)
 	})
 	w.release("scoreboard", "3.1.0", []byte("three one"), 60)
 	before, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
