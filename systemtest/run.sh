@@ -29,12 +29,13 @@ rootfs() {
 }
 rootfs arm64
 rootfs armhf &
-rm -f "$B"/run-*/figure
+rm -f "$B"/run-*/figure "$B"/run-*/cuts
 set +e
 go test -tags system -count=1 -v -parallel 3 -timeout 80m -run 'TestSystem' ./systemtest 2>&1 | tee "$B/test-system.log" |
   grep -E --line-buffered '^(system:|--- |FAIL|ok|PASS|panic|\s+\S+_test.go)'
 wait
 set -e
-fig() { cat "$B/run-$1/figure" 2>/dev/null | tr -d '\n' || echo "not run"; }
-echo "system: arm64 $(fig arm64), armv7 $(fig armhf), grub $(fig grub); $(( $(date +%s) - start ))s in all"
+fig() { if [ -f "$B/run-$1/figure" ]; then tr -d '\n' < "$B/run-$1/figure"; else echo "not run"; fi; }
+cuts=$(cat "$B"/run-*/cuts 2>/dev/null | awk '{w += $1; n += $2} END {printf "%d/%d", w, n}')
+echo "system: arm64 $(fig arm64), armv7 $(fig armhf), grub $(fig grub), power cuts $cuts whole; $(( $(date +%s) - start ))s in all"
 grep -q -- '^--- PASS' "$B/test-system.log" && ! grep -q -- '^--- FAIL' "$B/test-system.log"
