@@ -37,10 +37,9 @@ func TestSyscallOrderDurable(t *testing.T) {
 }
 
 type sysEvent struct {
-	call     string // fsync | rename | symlink
-	path     string // fsync: the file or directory; rename: the new name
-	from     string // rename: the old name
-	complete bool
+	call string // fsync | rename | symlink
+	path string // fsync: the file or directory; rename: the new name
+	from string // rename: the old name
 }
 
 var (
