@@ -2,12 +2,14 @@ package installer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Boot environment variables shared with the bootloader script (docs/bootloader.md).
@@ -115,6 +117,9 @@ func syncStorage(path string) error {
 		err = f.Sync()
 	}
 	f.Close()
+	if err != nil && st != nil && !st.Mode().IsRegular() && errors.Is(err, syscall.EINVAL) {
+		err = nil // a character device without a cache (MTD flash): its writes are already out
+	}
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
