@@ -125,11 +125,7 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 		if err := j.a.cleanDownloads(j.plan); err != nil {
 			return err
 		}
-		sizes := map[string]int64{}
-		for app, e := range j.details.Entries {
-			sizes[app] = e.Size
-		}
-		if err := j.a.checkSpace(j.plan, sizes); err != nil {
+		if err := j.a.checkSpace(j.plan, j.details.Entries); err != nil {
 			return err
 		}
 		for _, item := range j.plan.Download {

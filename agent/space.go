@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // spaceMargin is kept free beyond what an update needs: bbolt, manifests, logs of others.
@@ -14,10 +16,10 @@ const spaceMargin = 16 << 20
 // checkSpace refuses, before a byte is fetched, a metadata-mode update whose downloads cannot
 // fit in the state directory's filesystem (a partial download already there counts as had).
 // A download that fills the disk would otherwise fail late and leave the disk full.
-func (a *Agent) checkSpace(plan *Plan, sizes map[string]int64) error {
+func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error {
 	var need int64
 	for _, item := range plan.Download {
-		n := sizes[item.App]
+		n := entries[item.App].Size
 		if fi, err := os.Stat(filepath.Join(a.slots.Dir, "downloads", item.Member())); err == nil {
 			n -= fi.Size()
 		}

@@ -134,19 +134,7 @@ func TestRollbackCrashChains(t *testing.T) {
 // then asks for "bytes=0-" and gets a 206, which must not fail every later check (found by
 // the booted power-cut test: the device never converged).
 func TestPowerCutLeavesEmptyPartial(t *testing.T) {
-	w := newWorld(t, 8192, "#metadata\n")
-	w.mustAgent("check", "--once")
-	w.release("scoreboard", "2.6.0", randomBytes(400000, 10), 51)
-	w.srv.SetFaults(testserver.Faults{RateBPS: 100000, PathPrefix: "/firmware"})
-	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	partial := filepath.Join(w.state, "downloads", "scoreboard_2.6.0")
-	waitFor(t, "the download to start", 10*time.Second, func() bool {
-		fi, err := os.Stat(partial)
-		return err == nil && fi.Size() > 0
-	})
+	w, cmd, partial := slowDownload(t, "2.6.0", 10, nil)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if err := os.Truncate(partial, 0); err != nil {
@@ -206,20 +194,8 @@ func TestDamagedDatabaseHeals(t *testing.T) {
 // TestSigtermMidDownloadSaysInterrupted: a check stopped by SIGTERM in the middle of a
 // download says it was interrupted and exits 1, instead of blaming the network (exit 3).
 func TestSigtermMidDownloadSaysInterrupted(t *testing.T) {
-	w := newWorld(t, 8192, "#metadata\n")
-	w.mustAgent("check", "--once")
-	w.release("scoreboard", "2.7.0", randomBytes(400000, 11), 52)
-	w.srv.SetFaults(testserver.Faults{RateBPS: 100000, PathPrefix: "/firmware"})
-	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the download to start", 10*time.Second, func() bool {
-		fi, err := os.Stat(filepath.Join(w.state, "downloads", "scoreboard_2.7.0"))
-		return err == nil && fi.Size() > 0
-	})
+	w, cmd, _ := slowDownload(t, "2.7.0", 11, &stderr)
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted by a signal") {
@@ -228,4 +204,26 @@ func TestSigtermMidDownloadSaysInterrupted(t *testing.T) {
 	w.srv.SetFaults(testserver.Faults{})
 	w.mustAgent("check", "--once")
 	w.mustAgent("verify")
+}
+
+// slowDownload installs the sample in metadata mode, releases scoreboard version and starts
+// `check --once` on a slow firmware CDN; it returns once the partial download has bytes.
+func slowDownload(t *testing.T, version string, seed byte, stderr *strings.Builder) (*world, *exec.Cmd, string) {
+	w := newWorld(t, 8192, "#metadata\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", version, randomBytes(400000, seed), 50+int64(seed))
+	w.srv.SetFaults(testserver.Faults{RateBPS: 100000, PathPrefix: "/firmware"})
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(w.state, "downloads", "scoreboard_"+version)
+	waitFor(t, "the download to start", 10*time.Second, func() bool {
+		fi, err := os.Stat(partial)
+		return err == nil && fi.Size() > 0
+	})
+	return w, cmd, partial
 }
