@@ -79,6 +79,7 @@ type Agent struct {
 	// hook lets crash tests stop the cycle after a named step.
 	hook  func(step string)
 	clock *clock
+	tidy  bool // the state directory was opened for writing (and tidied)
 }
 
 // New checks what the configuration names (trust keys, CA file) and builds the client.
@@ -138,14 +139,39 @@ func (a *Agent) step(name string) {
 	}
 }
 
-func (a *Agent) dbPath() string { return filepath.Join(a.slots.Dir, "agent.db") }
+func (a *Agent) dbPath() string { return filepath.Join(a.slots.Dir, dbName) }
+
+// dbName is the database's name in the state directory.
+const dbName = "agent.db"
+
+// openState opens the state directory once (every later file operation under it goes
+// through that os.Root). create makes it and removes anything planted at the agent's own
+// names; without it nothing is written and a missing directory is os.ErrNotExist.
+func (a *Agent) openState(create bool) error {
+	if a.slots.Open() && (a.tidy || !create) {
+		return nil
+	}
+	a.slots.Close()
+	l, err := installer.OpenState(a.cfg.Root, a.slots.Dir, create, func(path, was string) {
+		a.log.Error("removed what was planted in the state directory", "path", path, "was", was)
+	})
+	if err != nil {
+		return err
+	}
+	a.slots, a.tidy = l, create
+	return nil
+}
+
+// Close releases the state directory.
+func (a *Agent) Close() error { return a.slots.Close() }
 
 // OpenDB opens the database (creating the state directory), reconciling it with the slots.
 func (a *Agent) OpenDB() (*store.DB, error) {
-	if err := os.MkdirAll(filepath.Join(a.slots.Dir, "slots"), 0o755); err != nil {
-		return nil, fmt.Errorf("state_dir %s: %w", a.slots.Dir, err)
+	if err := a.openState(true); err != nil {
+		return nil, err
 	}
-	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second})
+	root, _ := a.slots.Root()
+	db, err := store.Open(root, dbName, store.Options{Timeout: 5 * time.Second})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w: %v", ErrBusy, err)
 	}
@@ -169,21 +195,33 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 	return db, nil
 }
 
+// errNothingYet: the state directory or its database does not exist.
+func (a *Agent) errNothingYet() error {
+	return fmt.Errorf("nothing installed yet: %s does not exist (run `ota-agent check --once`)", a.dbPath())
+}
+
 // OpenDBReadOnly opens the database for status and verify, without reconciling.
 func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
-	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err := a.openState(false); errors.Is(err, os.ErrNotExist) {
+		return nil, a.errNothingYet()
+	} else if err != nil {
+		return nil, err
+	}
+	root, _ := a.slots.Root()
+	db, err := store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("nothing installed yet: %s does not exist (run `ota-agent check --once`)", a.dbPath())
+		return nil, a.errNothingYet()
 	}
 	return db, err
 }
 
 // Lock takes the state directory's instance lock; release it when done.
 func (a *Agent) Lock() (func(), error) {
-	if err := os.MkdirAll(a.slots.Dir, 0o755); err != nil {
+	if err := a.openState(true); err != nil {
 		return nil, err
 	}
-	return lockDir(a.slots.Dir)
+	root, _ := a.slots.Root()
+	return lockDir(root)
 }
 
 // now is the agent's idea of the time: never earlier than the time floor.

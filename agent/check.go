@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ota-agent/ota-agent/packaging"
@@ -36,14 +35,24 @@ func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
 // database is opened read-only (a daemon may be running; the state directory may be on a
 // read-only mount), or, before the first install, a throwaway empty one outside state_dir.
 func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
-	db, err := store.Open(a.dbPath(), store.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	var db *store.DB
+	err := a.openState(false)
+	if err == nil {
+		root, _ := a.slots.Root()
+		db, err = store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		tmp, terr := os.MkdirTemp("", "ota-agent-dry-run-")
 		if terr != nil {
 			return failed(terr), terr
 		}
 		defer os.RemoveAll(tmp)
-		db, err = store.Open(filepath.Join(tmp, "agent.db"), store.Options{Timeout: time.Second})
+		root, terr := os.OpenRoot(tmp)
+		if terr != nil {
+			return failed(terr), terr
+		}
+		defer root.Close()
+		db, err = store.Open(root, dbName, store.Options{Timeout: time.Second})
 	}
 	if err != nil {
 		return failed(err), err

@@ -120,6 +120,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 			case na.slots.Dir != a.slots.Dir:
 				a.log.Error("SIGHUP: state_dir cannot change while running; restart the service", "old", a.slots.Dir, "new", na.slots.Dir)
 			default:
+				na.slots, na.tidy = a.slots, a.tidy // the same directory, opened once
 				a = na
 				a.log.Info("SIGHUP: configuration reloaded")
 			}

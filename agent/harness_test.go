@@ -120,11 +120,14 @@ func (e *env) agent(c *Config) *Agent {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.t.Cleanup(func() { a.Close() })
 	return a
 }
 
 func (e *env) check(c *Config) (*Result, error) {
-	return e.agent(c).Check(context.Background(), CheckOptions{})
+	a := e.agent(c)
+	defer a.Close()
+	return a.Check(context.Background(), CheckOptions{})
 }
 
 func (e *env) row(app, env string) testserver.Row {
@@ -174,7 +177,15 @@ func takeSnapshot(t testing.TB, stateDir string) snapshot {
 		h := md5.Sum(b)
 		s.files[en.Name()] = hex.EncodeToString(h[:])
 	}
-	db, err := store.Open(filepath.Join(stateDir, "agent.db"), store.Options{Timeout: time.Second, ReadOnly: true})
+	root, err := os.OpenRoot(stateDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return s
+		}
+		t.Fatal(err)
+	}
+	defer root.Close()
+	db, err := store.Open(root, "agent.db", store.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		if os.IsNotExist(err) {
 			return s

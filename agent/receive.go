@@ -107,35 +107,38 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	if err != nil {
 		return packaging.Digests{}, 0, err
 	}
-	dir := filepath.Join(a.slots.Dir, "downloads")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	root, err := a.slots.Root()
+	if err != nil {
 		return packaging.Digests{}, 0, err
 	}
+	if err := root.MkdirAll("downloads", 0o755); err != nil {
+		return packaging.Digests{}, 0, fmt.Errorf("%s: %w", filepath.Join(a.slots.Dir, "downloads"), err)
+	}
 	member := item.Member()
-	dst := filepath.Join(dir, member)
+	name := "downloads/" + member
 	prog, _ := db.Progress(member)
 	if prog == nil || prog.SHA256 != e.SHA256 || prog.MD5 != e.MD5 || prog.Size != e.Size || !strongETag(prog.ETag) {
-		os.Remove(dst) // a partial file nobody vouches for is not resumed
+		root.Remove(name) // a partial file nobody vouches for is not resumed
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	label := item.App + " " + item.Version
-	n, err := a.grab(ctx, db, member, label, src, dst, prog)
+	n, err := a.grab(ctx, db, root, member, label, src, prog)
 	if errors.Is(err, errRestart) {
 		a.log.Warn("resume refused by the server; downloading again from zero", "app", item.App, "version", item.Version, "error", err)
-		os.Remove(dst)
+		root.Remove(name)
 		prog.ETag = ""
 		var n2 int64
-		n2, err = a.grab(ctx, db, member, label, src, dst, prog)
+		n2, err = a.grab(ctx, db, root, member, label, src, prog)
 		n += n2
 	}
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
-	d, err := packaging.DigestFile(dst)
+	d, err := a.slots.Digest(name)
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
-	if err := st.Adopt(dst, incoming(member)); err != nil {
+	if err := st.Adopt(name, incoming(member)); err != nil {
 		return packaging.Digests{}, n, err
 	}
 	return d, n, nil
@@ -143,7 +146,9 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 
 // dropDownload forgets a finished (installed, or refused) download and its resume record.
 func (a *Agent) dropDownload(db *store.DB, member string) {
-	os.Remove(filepath.Join(a.slots.Dir, "downloads", member))
+	if root, err := a.slots.Root(); err == nil {
+		root.Remove("downloads/" + member)
+	}
 	db.SetProgress(member, nil)
 }
 
@@ -154,7 +159,19 @@ func strongETag(t string) bool {
 	return len(t) > 2 && strings.HasPrefix(t, `"`) && strings.HasSuffix(t, `"`)
 }
 
-func (a *Agent) grab(ctx context.Context, db *store.DB, member, label, src, dst string, prog *Progress) (int64, error) {
+func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress) (int64, error) {
+	// grab opens the file by its path: what is there now must be a regular file (or
+	// nothing), never a link it would write through.
+	name := "downloads/" + member
+	dst := filepath.Join(a.slots.Dir, name)
+	fi, err := root.Lstat(name)
+	if err == nil && !fi.Mode().IsRegular() {
+		if err := root.RemoveAll(name); err != nil {
+			return 0, fmt.Errorf("remove %s: %w", dst, err)
+		}
+		a.log.Error("removed what was planted in the state directory", "path", dst, "was", fi.Mode().Type().String())
+		fi = nil
+	}
 	req, err := grab.NewRequest(dst, src)
 	if err != nil {
 		return 0, fmt.Errorf("download %s: %w", member, err)
@@ -164,13 +181,13 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, member, label, src, dst 
 	req.IgnoreRemoteTime = true
 	req.NoCreateDirectories = true
 	var offset int64
-	if fi, err := os.Stat(dst); err == nil && fi.Size() > 0 {
+	if fi != nil && fi.Size() > 0 {
 		offset = fi.Size()
 		req.HTTPRequest.Header.Set("If-Range", prog.ETag) // grab adds Range, never If-Range
-	} else if err == nil {
+	} else if fi != nil {
 		// An empty partial (a power cut before its bytes reached the disk): grab would
 		// "resume" it with bytes=0- and get a 206; start afresh instead.
-		os.Remove(dst)
+		root.Remove(name)
 	}
 	req.BeforeCopy = func(r *grab.Response) error {
 		h := r.HTTPResponse

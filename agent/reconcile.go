@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/store"
@@ -201,10 +199,7 @@ func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, r
 	if err := db.SetPending(nil); err != nil {
 		return err
 	}
-	if err := os.Remove(a.slots.Current()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := syncDir(a.slots.Dir); err != nil {
+	if err := a.slots.Unlink(); err != nil {
 		return err
 	}
 	if refuse {
@@ -221,29 +216,28 @@ func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, r
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// cleanDownloads removes partial downloads the plan no longer needs.
+func (a *Agent) cleanDownloads(plan *Plan) error {
+	root, err := a.slots.Root()
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// cleanDownloads removes partial downloads the plan no longer needs.
-func (a *Agent) cleanDownloads(plan *Plan) error {
-	dir := filepath.Join(a.slots.Dir, "downloads")
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if fi, err := root.Lstat("downloads"); err != nil || !fi.IsDir() {
+		return nil // tidied at open; a link here is never listed
 	}
+	d, err := root.Open("downloads")
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
 	keep := map[string]bool{}
 	for _, d := range plan.Download {
 		keep[d.Member()] = true
 	}
-	for _, e := range entries {
-		if !keep[e.Name()] {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
+	for _, n := range names {
+		if !keep[n] {
+			root.RemoveAll("downloads/" + n)
 		}
 	}
 	return err

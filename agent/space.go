@@ -3,8 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/ota-agent/ota-agent/packaging"
@@ -17,10 +15,14 @@ const spaceMargin = 16 << 20
 // fit in the state directory's filesystem (a partial download already there counts as had).
 // A download that fills the disk would otherwise fail late and leave the disk full.
 func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error {
+	root, err := a.slots.Root()
+	if err != nil {
+		return err
+	}
 	var need int64
 	for _, item := range plan.Download {
 		n := entries[item.App].Size
-		if fi, err := os.Stat(filepath.Join(a.slots.Dir, "downloads", item.Member())); err == nil {
+		if fi, err := root.Lstat("downloads/" + item.Member()); err == nil && fi.Mode().IsRegular() {
 			n -= fi.Size()
 		}
 		need += max(n, 0)

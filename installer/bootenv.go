@@ -124,7 +124,12 @@ func syncStorage(path string) error {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	if st.Mode().IsRegular() {
-		return syncDir(filepath.Dir(path))
+		dir, err := os.OpenRoot(filepath.Dir(path))
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", filepath.Dir(path), err)
+		}
+		defer dir.Close()
+		return syncDir(dir, ".")
 	}
 	return nil
 }

@@ -37,13 +37,193 @@ type Manifest struct {
 // ErrNoSlot: nothing was ever installed (no `current` link).
 var ErrNoSlot = errors.New("no active slot")
 
-// Slots is the layout under a state directory:
+// Slots is the layout under a state directory, opened once as an os.Root: every file
+// operation resolves inside it, so no symlink leads out of it.
 //
 //	current -> slots/a      (relative symlink, replaced with rename(2))
 //	slots/a/<app>, slots/a/.manifest.json
 //	slots/b/...
 //	slots/b.tmp/            (staging, removed on any failure or restart)
-type Slots struct{ Dir string }
+//	downloads/<member>      (resumable downloads)
+//	agent.db, lock
+type Slots struct {
+	Dir  string // the directory's path, for messages and hooks
+	root *os.Root
+}
+
+// errNotOpen: a programming error, a Slots used before OpenState.
+var errNotOpen = errors.New("state directory is not open")
+
+// OpenState opens the state directory dir. sysroot is "" or the image root dir lies in: dir
+// is then resolved inside it, so an absolute link in the image never leads to the build host.
+// With create, the directory and its layout are made first, and anything planted at one of
+// the agent's own names (a link where a directory or file belongs, a file where a directory
+// belongs) is removed and reported through removed; without it, nothing is written and a
+// missing directory is os.ErrNotExist.
+func OpenState(sysroot, dir string, create bool, removed func(path, was string)) (Slots, error) {
+	l := Slots{Dir: dir}
+	var err error
+	if sysroot == "" {
+		if create {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return l, err
+			}
+		}
+		l.root, err = os.OpenRoot(dir)
+	} else {
+		l.root, err = openInside(sysroot, dir, create)
+	}
+	if err != nil {
+		return l, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	if create {
+		if err := l.tidy(removed); err != nil {
+			l.root.Close()
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// openInside opens dir (a path under sysroot) without leaving sysroot.
+func openInside(sysroot, dir string, create bool) (*os.Root, error) {
+	sr, err := os.OpenRoot(sysroot)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Close()
+	rel, err := filepath.Rel(sysroot, dir)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, fmt.Errorf("not inside the root %s", sysroot)
+	}
+	if create {
+		if err := sr.MkdirAll(rel, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return sr.OpenRoot(rel)
+}
+
+// layout is what the agent keeps in a state directory, by kind.
+var layout = []struct {
+	name string
+	dir  bool
+}{
+	{"slots", true}, {"slots/a", true}, {"slots/b", true}, {"downloads", true},
+	{"lock", false}, {"agent.db", false},
+}
+
+// tidy removes whatever sits at one of the agent's names and is not what the agent puts
+// there (a planted link, a file for a directory), then makes slots/ and downloads/.
+func (l Slots) tidy(removed func(path, was string)) error {
+	for _, e := range layout {
+		fi, err := l.root.Lstat(e.name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(l.Dir, e.name), err)
+		}
+		if ok := fi.IsDir() == e.dir && (e.dir || fi.Mode().IsRegular()); ok {
+			continue
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("%s is a directory where the agent keeps a file; move it away", filepath.Join(l.Dir, e.name))
+		}
+		if err := l.root.Remove(e.name); err != nil {
+			return fmt.Errorf("remove %s (%s): %w", filepath.Join(l.Dir, e.name), kind(fi), err)
+		}
+		if removed != nil {
+			removed(filepath.Join(l.Dir, e.name), kind(fi))
+		}
+	}
+	for _, d := range []string{"slots", "downloads"} {
+		if err := l.root.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s: %w", filepath.Join(l.Dir, d), err)
+		}
+	}
+	// A link planted inside downloads/ would make a resume write through it.
+	entries, err := l.readDir("downloads")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			name := "downloads/" + e.Name()
+			if err := l.root.RemoveAll(name); err != nil {
+				return fmt.Errorf("remove %s: %w", filepath.Join(l.Dir, name), err)
+			}
+			if removed != nil {
+				removed(filepath.Join(l.Dir, name), "not a regular file")
+			}
+		}
+	}
+	return l.SyncDir(".")
+}
+
+func kind(fi os.FileInfo) string {
+	switch t := fi.Mode().Type(); {
+	case t&os.ModeSymlink != 0:
+		return "a symbolic link"
+	case t.IsRegular():
+		return "a file"
+	case t.IsDir():
+		return "a directory"
+	default:
+		return "a " + t.String() + " file"
+	}
+}
+
+// Open tells whether OpenState succeeded.
+func (l Slots) Open() bool { return l.root != nil }
+
+// Close releases the directory.
+func (l Slots) Close() error {
+	if l.root == nil {
+		return nil
+	}
+	return l.root.Close()
+}
+
+// Root is the open state directory, for the agent's own files (downloads, lock, database).
+func (l Slots) Root() (*os.Root, error) {
+	if l.root == nil {
+		return nil, errNotOpen
+	}
+	return l.root, nil
+}
+
+// readDir lists a directory under the state directory without following a link.
+func (l Slots) readDir(name string) ([]os.DirEntry, error) {
+	if l.root == nil {
+		return nil, errNotOpen
+	}
+	return readDir(l.root, name)
+}
+
+func readDir(root *os.Root, name string) ([]os.DirEntry, error) {
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is %s, not a directory", filepath.Join(root.Name(), name), kind(fi))
+	}
+	d, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
+// SyncDir fsyncs a directory under the state directory ("." for the state directory).
+func (l Slots) SyncDir(name string) error {
+	if l.root == nil {
+		return errNotOpen
+	}
+	return syncDir(l.root, name)
+}
 
 // Other returns the slot that is not s.
 func Other(s string) string {
@@ -61,12 +241,15 @@ func (l Slots) Current() string { return filepath.Join(l.Dir, "current") }
 
 // Active reads the `current` link: "a", "b", or ErrNoSlot.
 func (l Slots) Active() (string, error) {
-	target, err := os.Readlink(l.Current())
+	if l.root == nil {
+		return "", errNotOpen
+	}
+	target, err := l.root.Readlink("current")
 	if errors.Is(err, os.ErrNotExist) {
 		return "", ErrNoSlot
 	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s: %w", l.Current(), err)
 	}
 	switch target {
 	case "slots/a":
@@ -74,12 +257,22 @@ func (l Slots) Active() (string, error) {
 	case "slots/b":
 		return SlotB, nil
 	}
-	return "", fmt.Errorf("%s points to %q, not slots/a or slots/b", l.Current(), target)
+	return "", fmt.Errorf("%w: %s points to %q, not slots/a or slots/b", ErrBadLink, l.Current(), target)
 }
+
+// ErrBadLink: `current` is not a link to slots/a or slots/b.
+var ErrBadLink = errors.New("bad current link")
 
 // Manifest reads slot s's manifest.
 func (l Slots) Manifest(s string) (*Manifest, error) {
-	raw, err := os.ReadFile(filepath.Join(l.Path(s), ManifestName))
+	if l.root == nil {
+		return nil, errNotOpen
+	}
+	name := "slots/" + s + "/" + ManifestName
+	if fi, err := l.root.Lstat(name); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("slot %s manifest %s is %s", s, filepath.Join(l.Dir, name), kind(fi))
+	}
+	raw, err := l.root.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -87,18 +280,26 @@ func (l Slots) Manifest(s string) (*Manifest, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("slot %s manifest: %w", s, err)
 	}
+	for app := range m.Apps {
+		if err := packaging.ValidFileName(app); err != nil {
+			return nil, fmt.Errorf("slot %s manifest: %w", s, err)
+		}
+	}
 	return &m, nil
 }
 
 // Cleanup removes what an interrupted install leaves: staging directories and a
 // half-made `current.tmp` link. It never touches a sealed slot.
 func (l Slots) Cleanup() error {
+	if l.root == nil {
+		return errNotOpen
+	}
 	for _, s := range []string{SlotA, SlotB} {
-		if err := os.RemoveAll(l.Path(s) + ".tmp"); err != nil {
+		if err := l.root.RemoveAll("slots/" + s + ".tmp"); err != nil {
 			return err
 		}
 	}
-	if err := os.Remove(l.Current() + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := l.root.Remove("current.tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -107,26 +308,57 @@ func (l Slots) Cleanup() error {
 // Switch points `current` at slot s atomically: a new relative symlink renamed over the old
 // one, then an fsync of the directory so the rename survives a power cut.
 func (l Slots) Switch(s string) error {
-	tmp := l.Current() + ".tmp"
-	os.Remove(tmp)
-	if err := os.Symlink("slots/"+s, tmp); err != nil {
+	if l.root == nil {
+		return errNotOpen
+	}
+	l.root.Remove("current.tmp")
+	if err := l.root.Symlink("slots/"+s, "current.tmp"); err != nil {
 		return fmt.Errorf("switch to slot %s: %w", s, err)
 	}
-	if err := os.Rename(tmp, l.Current()); err != nil {
+	if err := l.root.Rename("current.tmp", "current"); err != nil {
 		return fmt.Errorf("switch to slot %s: %w", s, err)
 	}
-	return syncDir(l.Dir)
+	return l.SyncDir(".")
+}
+
+// Unlink removes `current` (a first install rolled back: nothing is active) durably.
+func (l Slots) Unlink() error {
+	if l.root == nil {
+		return errNotOpen
+	}
+	if err := l.root.Remove("current"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return l.SyncDir(".")
 }
 
 // Verify re-hashes slot s against want: every app present with its size, MD5 and SHA-256,
 // and nothing else but the manifest.
 func (l Slots) Verify(s string, want map[string]store.App) error {
-	dir := l.Path(s)
-	entries, err := os.ReadDir(dir)
+	bad, err := l.Check(s, want, nil)
 	if err != nil {
 		return err
 	}
-	var problems []string
+	if len(bad) > 0 {
+		var problems []string
+		for app, p := range bad {
+			problems = append(problems, app+": "+p)
+		}
+		sort.Strings(problems)
+		return fmt.Errorf("slot %s differs from the database: %s", s, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Check re-hashes slot s against want and returns what differs, by file name. read, when
+// set, wraps each file's reader (a rate limit).
+func (l Slots) Check(s string, want map[string]store.App, read func(io.Reader) io.Reader) (map[string]string, error) {
+	dir := "slots/" + s
+	entries, err := l.readDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	bad := map[string]string{}
 	seen := map[string]bool{}
 	for _, e := range entries {
 		if e.Name() == ManifestName {
@@ -135,37 +367,55 @@ func (l Slots) Verify(s string, want map[string]store.App) error {
 		seen[e.Name()] = true
 		w, ok := want[e.Name()]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("%s: not in the database", e.Name()))
+			bad[e.Name()] = "not in the database"
 			continue
 		}
 		if !e.Type().IsRegular() {
-			problems = append(problems, fmt.Sprintf("%s: not a regular file", e.Name()))
+			bad[e.Name()] = "not a regular file"
 			continue
 		}
-		d, err := packaging.DigestFile(filepath.Join(dir, e.Name()))
+		d, err := l.digest(dir+"/"+e.Name(), read)
 		switch {
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("%s: %v", e.Name(), err))
+			bad[e.Name()] = err.Error()
 		case d.Size != w.Size || d.MD5 != w.MD5 || d.SHA256 != w.SHA256:
-			problems = append(problems, fmt.Sprintf("%s: size %d md5 %s sha256 %s, want %d %s %s", e.Name(), d.Size, d.MD5, d.SHA256, w.Size, w.MD5, w.SHA256))
+			bad[e.Name()] = fmt.Sprintf("size %d md5 %s sha256 %s, want %d %s %s", d.Size, d.MD5, d.SHA256, w.Size, w.MD5, w.SHA256)
 		}
 	}
 	for app := range want {
 		if !seen[app] {
-			problems = append(problems, fmt.Sprintf("%s: missing", app))
+			bad[app] = "missing"
 		}
 	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return fmt.Errorf("slot %s differs from the database: %s", s, strings.Join(problems, "; "))
+	return bad, nil
+}
+
+func (l Slots) digest(name string, read func(io.Reader) io.Reader) (packaging.Digests, error) {
+	f, err := l.root.Open(name)
+	if err != nil {
+		return packaging.Digests{}, err
 	}
-	return nil
+	defer f.Close()
+	var r io.Reader = f
+	if read != nil {
+		r = read(f)
+	}
+	return packaging.DigestReader(r)
+}
+
+// Digest hashes a file under the state directory (a finished download).
+func (l Slots) Digest(name string) (packaging.Digests, error) {
+	if l.root == nil {
+		return packaging.Digests{}, errNotOpen
+	}
+	return l.digest(name, nil)
 }
 
 // Staging is a fresh, empty directory beside the slot it will become.
 type Staging struct {
 	l    Slots
 	slot string
+	name string // relative to the state directory
 	dir  string
 	root *os.Root
 	// fsyncs run in the background while the next file streams in; Seal waits for them.
@@ -176,18 +426,21 @@ type Staging struct {
 
 // Stage starts building slot s: slots/<s>.tmp, emptied first.
 func (l Slots) Stage(s string) (*Staging, error) {
-	dir := l.Path(s) + ".tmp"
-	if err := os.RemoveAll(dir); err != nil {
+	if l.root == nil {
+		return nil, errNotOpen
+	}
+	name := "slots/" + s + ".tmp"
+	if err := l.root.RemoveAll(name); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := l.root.MkdirAll(name, 0o755); err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(dir)
+	root, err := l.root.OpenRoot(name)
 	if err != nil {
 		return nil, err
 	}
-	return &Staging{l: l, slot: s, dir: dir, root: root}, nil
+	return &Staging{l: l, slot: s, name: name, dir: filepath.Join(l.Dir, name), root: root}, nil
 }
 
 // Slot is the slot being built.
@@ -264,24 +517,15 @@ func (st *Staging) Rename(from, to string) error {
 	return st.root.Rename(from, to)
 }
 
-// Adopt links a complete file from elsewhere on the same filesystem (a finished download)
-// into the staging directory as name; the original stays until the install is done, so an
-// interrupted install does not download it again. Without hard links it is copied. Either
-// way its bytes are fsync'd before Seal returns.
-func (st *Staging) Adopt(path, name string) error {
+// Adopt links a complete file from elsewhere in the state directory (a finished download,
+// named relative to it) into the staging directory as name; the original stays until the
+// install is done, so an interrupted install does not download it again. Without hard links
+// it is copied. Either way its bytes are fsync'd before Seal returns.
+func (st *Staging) Adopt(from, name string) error {
 	if err := packaging.ValidFileName(name); err != nil {
 		return err
 	}
-	if err := os.Link(path, filepath.Join(st.dir, name)); err == nil {
-		return st.linked(name)
-	}
-	in, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	_, err = st.WriteFile(name, in)
-	return err
+	return st.take(from, name)
 }
 
 // CarryOver puts the active slot's copy of app into the new slot: a hard link where the
@@ -290,17 +534,30 @@ func (st *Staging) CarryOver(app, fromSlot string) error {
 	if err := packaging.ValidFileName(app); err != nil {
 		return err
 	}
-	src := filepath.Join(st.l.Path(fromSlot), app)
-	dst := filepath.Join(st.dir, app)
-	if err := os.Link(src, dst); err == nil {
-		return st.linked(app)
-	}
-	in, err := os.Open(src)
-	if err != nil {
+	if err := st.take("slots/"+fromSlot+"/"+app, app); err != nil {
 		return fmt.Errorf("carry %s over from slot %s: %w", app, fromSlot, err)
 	}
+	return nil
+}
+
+// take hard-links (or copies) a regular file of the state directory into staging.
+func (st *Staging) take(from, name string) error {
+	fi, err := st.l.root.Lstat(from)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is %s, not a regular file", filepath.Join(st.l.Dir, from), kind(fi))
+	}
+	if err := st.l.root.Link(from, st.name+"/"+name); err == nil {
+		return st.linked(name)
+	}
+	in, err := st.l.root.Open(from)
+	if err != nil {
+		return err
+	}
 	defer in.Close()
-	_, err = st.WriteFile(app, in)
+	_, err = st.WriteFile(name, in)
 	return err
 }
 
@@ -313,7 +570,7 @@ func (st *Staging) Seal(m Manifest) error {
 	if err := st.synced(); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(st.dir)
+	entries, err := readDir(st.root, ".")
 	if err != nil {
 		return err
 	}
@@ -338,35 +595,35 @@ func (st *Staging) Seal(m Manifest) error {
 	if err := st.root.Rename(ManifestName+".tmp", ManifestName); err != nil {
 		return err
 	}
-	if err := syncDir(st.dir); err != nil {
+	if err := syncDir(st.root, "."); err != nil {
 		return err
 	}
 	st.root.Close()
-	final := st.l.Path(st.slot)
-	if err := os.RemoveAll(final); err != nil {
+	final := "slots/" + st.slot
+	if err := st.l.root.RemoveAll(final); err != nil {
 		return err
 	}
-	if err := os.Rename(st.dir, final); err != nil {
+	if err := st.l.root.Rename(st.name, final); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(final))
+	return st.l.SyncDir("slots")
 }
 
 // Abort removes the staging directory.
 func (st *Staging) Abort() {
 	st.syncs.Wait()
 	st.root.Close()
-	os.RemoveAll(st.dir)
+	st.l.root.RemoveAll(st.name)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(root *os.Root, name string) error {
+	d, err := root.Open(name)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", filepath.Join(root.Name(), name), err)
 	}
 	return nil
 }

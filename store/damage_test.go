@@ -47,7 +47,7 @@ func TestDamagedDatabaseRebuilt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			path, raw := good(t)
 			os.WriteFile(path, c.damage(raw), 0o600)
-			db, err := Open(path, Options{Timeout: time.Second})
+			db, err := openPath(t, path, Options{Timeout: time.Second})
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -73,7 +73,7 @@ func TestDamagedDatabasesBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.db")
 	for i := 0; i < keepCorrupt+3; i++ {
 		os.WriteFile(path, make([]byte, 16384), 0o600)
-		db, err := Open(path, Options{Timeout: time.Second})
+		db, err := openPath(t, path, Options{Timeout: time.Second})
 		if err != nil || !db.Rebuilt {
 			t.Fatalf("round %d: %v %v", i, db, err)
 		}
@@ -88,7 +88,7 @@ func TestUnreadableDatabaseNotMoved(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "agent.db")
 	os.Mkdir(path, 0o700) // a directory where the file should be: EISDIR, not corruption
-	if _, err := Open(path, Options{Timeout: time.Second}); err == nil {
+	if _, err := openPath(t, path, Options{Timeout: time.Second}); err == nil {
 		t.Fatal("a directory opened as the database")
 	}
 	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {

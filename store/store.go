@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +27,9 @@ type Options struct {
 // DB is the agent's database. The file is opened for each transaction and closed after it,
 // so a long install or health check never keeps `ota-agent status` waiting on the lock.
 type DB struct {
-	path string
+	root *os.Root
+	name string // relative to root
+	path string // for messages
 	opts Options
 	// Rebuilt is set when the file was corrupt, moved aside, and a new one made: the caller
 	// must rebuild it from the slot manifests. Damage says what was wrong with it.
@@ -40,17 +43,21 @@ type DB struct {
 // for forensics) and replaced by an empty database: Rebuilt and Damage tell the caller to
 // rebuild it from the slot manifests. Errors of the file system itself (permissions, I/O, a
 // read-only mount) and a lock held elsewhere are returned as they are.
-func Open(path string, o Options) (*DB, error) {
+//
+// The file is name inside root (the state directory, opened once): a link planted at its name
+// is refused like any other damage and never followed.
+func Open(root *os.Root, name string, o Options) (*DB, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	if o.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, err
-		}
+	path := filepath.Join(root.Name(), name)
+	db := &DB{root: root, name: name, path: path, opts: o}
+	if fi, err := root.Lstat(name); err != nil && (o.ReadOnly || !errors.Is(err, os.ErrNotExist)) {
+		return nil, err
+	} else if err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("database %s is not a regular file (%s); remove it and run a check to rebuild it", path, fi.Mode().Type())
 	}
-	db := &DB{path: path, opts: o}
-	b, err := open(path, o)
+	b, err := db.open()
 	var damage error
 	switch {
 	case err == nil:
@@ -65,7 +72,7 @@ func Open(path string, o Options) (*DB, error) {
 		if o.ReadOnly {
 			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, damage)
 		}
-		if err := moveAside(path); err != nil {
+		if err := db.moveAside(); err != nil {
 			return nil, fmt.Errorf("database %s is corrupt (%v) and could not be moved aside: %w", path, damage, err)
 		}
 		db.Rebuilt, db.Damage = true, damage.Error()
@@ -79,27 +86,29 @@ func Open(path string, o Options) (*DB, error) {
 // keepCorrupt is how many damaged databases are kept beside the new one.
 const keepCorrupt = 3
 
-func moveAside(path string) error {
-	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().UnixNano())
-	if err := os.Rename(path, aside); err != nil {
+func (d *DB) moveAside() error {
+	aside := fmt.Sprintf("%s.corrupt-%d", d.name, time.Now().UnixNano())
+	if err := d.root.Rename(d.name, aside); err != nil {
 		return err
 	}
-	old, _ := filepath.Glob(path + ".corrupt-*")
-	sort.Strings(old) // same-length decimal timestamps: oldest first
-	for len(old) > keepCorrupt {
-		os.Remove(old[0])
-		old = old[1:]
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	dir, err := d.root.Open(filepath.Dir(d.name))
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer dir.Close()
+	names, _ := dir.Readdirnames(-1)
+	var old []string
+	for _, n := range names {
+		if strings.HasPrefix(n, filepath.Base(d.name)+".corrupt-") {
+			old = append(old, n)
+		}
+	}
+	sort.Strings(old) // same-length decimal timestamps: oldest first
+	for len(old) > keepCorrupt {
+		d.root.Remove(filepath.Join(filepath.Dir(d.name), old[0]))
+		old = old[1:]
+	}
+	return dir.Sync()
 }
 
 // errPanic marks a panic inside bbolt: only a damaged file makes it panic.
@@ -117,7 +126,7 @@ func corrupt(err error) bool {
 
 // view and update open the file for one transaction.
 func (d *DB) view(fn func(*bolt.Tx) error) error {
-	b, err := open(d.path, d.opts)
+	b, err := d.open()
 	if err != nil {
 		return err
 	}
@@ -129,7 +138,7 @@ func (d *DB) update(fn func(*bolt.Tx) error) error {
 	if d.opts.ReadOnly {
 		return fmt.Errorf("database %s is open read-only", d.path)
 	}
-	b, err := open(d.path, d.opts)
+	b, err := d.open()
 	if err != nil {
 		return err
 	}
@@ -137,18 +146,22 @@ func (d *DB) update(fn func(*bolt.Tx) error) error {
 	return b.Update(fn)
 }
 
-func open(path string, o Options) (b *bolt.DB, err error) {
+// open opens the file through the root, so a link at its name is never followed out.
+func (d *DB) open() (b *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			b, err = nil, fmt.Errorf("open %s: %w: %v", path, errPanic, r)
+			b, err = nil, fmt.Errorf("open %s: %w: %v", d.path, errPanic, r)
 		}
 	}()
-	b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	openFile := func(_ string, flag int, mode os.FileMode) (*os.File, error) {
+		return d.root.OpenFile(d.name, flag, mode)
+	}
+	b, err = bolt.Open(d.path, 0o600, &bolt.Options{Timeout: d.opts.Timeout, ReadOnly: d.opts.ReadOnly, OpenFile: openFile})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: %w (waited %v)", path, ErrLocked, o.Timeout)
+		return nil, fmt.Errorf("open %s: %w (waited %v)", d.path, ErrLocked, d.opts.Timeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", d.path, err)
 	}
 	return b, nil
 }
@@ -199,7 +212,7 @@ func (d *DB) Close() error { return nil }
 
 // Check runs the consistency check (tests call it after every change).
 func (d *DB) Check() error {
-	b, err := open(d.path, d.opts)
+	b, err := d.open()
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 
 func openTest(t *testing.T, path string) *DB {
 	t.Helper()
-	db, err := Open(path, Options{Timeout: time.Second})
+	db, err := openPath(t, path, Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestCorruptFileMovedAside(t *testing.T) {
 		raw[i] ^= 0x5a // scribble over the meta and freelist pages
 	}
 	os.WriteFile(path, raw, 0o600)
-	db2, err := Open(path, Options{Timeout: time.Second})
+	db2, err := openPath(t, path, Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +94,33 @@ func TestLockedTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	_, err = Open(path, Options{Timeout: 100 * time.Millisecond})
+	_, err = openPath(t, path, Options{Timeout: 100 * time.Millisecond})
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("want ErrLocked, got %v", err)
+	}
+}
+
+// openPath opens the database at path through a root on its directory, as the agent does.
+func openPath(t testing.TB, path string, o Options) (*DB, error) {
+	t.Helper()
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return Open(root, filepath.Base(path), o)
+}
+
+// A link planted at the database's name is refused, not followed: its target is untouched.
+func TestOpenRefusesALink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("not a database"), 0o644)
+	os.Symlink(victim, filepath.Join(dir, "agent.db"))
+	if _, err := openPath(t, filepath.Join(dir, "agent.db"), Options{Timeout: time.Second}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a linked database: %v", err)
+	}
+	if raw, _ := os.ReadFile(victim); string(raw) != "not a database" {
+		t.Fatal("the link's target changed")
 	}
 }
