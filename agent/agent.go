@@ -195,12 +195,17 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 	return db, nil
 }
 
-// errNothingYet: the state directory or its database does not exist.
+// ErrNothingInstalled: there is no database and no active slot.
+var ErrNothingInstalled = errors.New("nothing installed yet")
+
 func (a *Agent) errNothingYet() error {
-	return fmt.Errorf("nothing installed yet: %s does not exist (run `ota-agent check --once`)", a.dbPath())
+	return fmt.Errorf("%w: %s does not exist (run `ota-agent check --once`)", ErrNothingInstalled, a.dbPath())
 }
 
-// OpenDBReadOnly opens the database for status and verify, without reconciling.
+// OpenDBReadOnly opens the database for status, verify and dry runs, without reconciling
+// and without writing. When the database is missing, empty or damaged but a slot is active,
+// it returns a temporary database rebuilt from the slot manifests (Rebuilt and Damage say
+// so); the next check rebuilds the real one.
 func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
 	if err := a.openState(false); errors.Is(err, os.ErrNotExist) {
 		return nil, a.errNothingYet()
@@ -209,10 +214,35 @@ func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
 	}
 	root, _ := a.slots.Root()
 	db, err := store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if errors.Is(err, os.ErrNotExist) {
+	if err == nil || !(errors.Is(err, os.ErrNotExist) || errors.Is(err, store.ErrDamaged)) {
+		return db, err
+	}
+	active, aerr := a.slots.Active()
+	if errors.Is(aerr, installer.ErrNoSlot) && errors.Is(err, os.ErrNotExist) {
 		return nil, a.errNothingYet()
 	}
-	return db, err
+	if aerr != nil {
+		return nil, fmt.Errorf("%v; and %w", err, aerr)
+	}
+	m, merr := a.slots.Manifest(active)
+	if merr != nil {
+		return nil, fmt.Errorf("%v; and the active slot %s has no readable manifest: %w", err, active, merr)
+	}
+	view, verr := store.OpenTemp()
+	if verr != nil {
+		return nil, verr
+	}
+	if verr := view.SetState(manifestState(active, m, a.Now())); verr != nil {
+		view.Close()
+		return nil, verr
+	}
+	view.Rebuilt, view.Damage = true, err.Error()
+	return view, nil
+}
+
+// manifestState is the record of slot s rebuilt from its manifest.
+func manifestState(s string, m *installer.Manifest, now time.Time) *store.State {
+	return &store.State{Generation: store.Generation{N: m.Generation, Slot: s, Apps: m.Apps}, Status: store.StatusCommitted, Since: now}
 }
 
 // Lock takes the state directory's instance lock; release it when done.

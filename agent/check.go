@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ota-agent/ota-agent/packaging"
@@ -35,24 +37,9 @@ func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
 // database is opened read-only (a daemon may be running; the state directory may be on a
 // read-only mount), or, before the first install, a throwaway empty one outside state_dir.
 func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
-	var db *store.DB
-	err := a.openState(false)
-	if err == nil {
-		root, _ := a.slots.Root()
-		db, err = store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		tmp, terr := os.MkdirTemp("", "ota-agent-dry-run-")
-		if terr != nil {
-			return failed(terr), terr
-		}
-		defer os.RemoveAll(tmp)
-		root, terr := os.OpenRoot(tmp)
-		if terr != nil {
-			return failed(terr), terr
-		}
-		defer root.Close()
-		db, err = store.Open(root, dbName, store.Options{Timeout: time.Second})
+	db, err := a.OpenDBReadOnly()
+	if errors.Is(err, ErrNothingInstalled) {
+		db, err = store.OpenTemp()
 	}
 	if err != nil {
 		return failed(err), err
@@ -133,7 +120,13 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 	for _, m := range trying {
 		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again
 	}
-	c.inm = etags(c.installed, refused)
+	claimed := maps.Clone(c.installed)
+	if state != nil {
+		for app := range state.Damaged {
+			delete(claimed, app) // found damaged on disk: the server sends it again
+		}
+	}
+	c.inm = etags(claimed, refused)
 	return c, nil
 }
 
@@ -152,6 +145,9 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		return nil, err
 	}
 	state, installed, facts := c.state, c.installed, c.facts
+	if state != nil && len(state.Damaged) > 0 && !opt.DryRun {
+		a.log.Warn("asking the server again for apps found damaged on disk", "apps", strings.Join(slices.Sorted(maps.Keys(state.Damaged)), ","))
+	}
 	mode := a.payloadMode(db)
 	if opt.DryRun {
 		mode = modeMetadata // the plan without the payload

@@ -68,6 +68,10 @@ type Config struct {
 	Slots struct {
 		OS OSSlots
 	}
+	Verify struct {
+		Interval time.Duration // the daemon re-verifies the active slot this often (0: never)
+		Rate     int64         // bytes per second read while doing it
+	}
 }
 
 // OSSlots configure where the os_<arch> image goes (issue: real A/B partitions).
@@ -116,6 +120,8 @@ var defaults = map[string]any{
 	"slots::os::fw_env_config": "/etc/fw_env.config",
 	"slots::os::boot_id_file":  "/proc/sys/kernel/random/boot_id",
 	"slots::os::reboot":        "",
+	"verify::interval":         "24h",
+	"verify::rate":             "4MiB",
 }
 
 var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins", "slots::os::devices"}
@@ -139,6 +145,9 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	}
 	v.SetConfigFile(file)
 	v.SetConfigType("yaml")
+	if fi, err := os.Stat(file); err == nil && fi.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, over the %d a configuration may have; is it the right file?", ErrConfig, file, fi.Size(), maxConfigBytes)
+	}
 	if err := v.ReadInConfig(); err != nil {
 		if explicit || !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: read %s: %v", ErrConfig, file, err)
@@ -150,11 +159,7 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	}
 	c := &Config{File: file, Root: root}
 	bad := func(key string, err error) error {
-		where := "the environment or flags"
-		if file != "" {
-			where = file
-		}
-		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), where, err)
+		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), source(key, file, over), err)
 	}
 	if k := unknownKey(v.AllKeys()); k != "" {
 		return nil, bad(k, errors.New("unknown key (see dist/config.yaml for every key)"))
@@ -224,7 +229,7 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	c.Hooks.PostCommit = str("hooks::post_commit")
 	c.Hooks.Timeout = dur("hooks::timeout")
 	c.Log.Format = str("log::format")
-	c.Log.Level = str("log::level")
+	c.Log.Level = strings.ToLower(str("log::level"))
 	c.Slots.OS = OSSlots{Backend: str("slots::os::backend"), Devices: strMap("slots::os::devices"), Bootloader: str("slots::os::bootloader"),
 		Grubenv: str("slots::os::grubenv"), FwEnvConfig: str("slots::os::fw_env_config"), BootIDFile: str("slots::os::boot_id_file"), Reboot: str("slots::os::reboot")}
 	if err != nil {
@@ -239,6 +244,15 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 		return nil, bad("trust::allow_unsigned", e)
 	} else {
 		c.Trust.AllowUnsigned = b
+	}
+	c.Verify.Interval = dur("verify::interval")
+	if err != nil {
+		return nil, err
+	}
+	if n, e := byteRate(v.GetString("verify::rate")); e != nil {
+		return nil, bad("verify::rate", e)
+	} else {
+		c.Verify.Rate = n
 	}
 	if n, e := intValue(v.Get("hooks::max_trials")); e != nil || n < 1 {
 		return nil, bad("hooks::max_trials", fmt.Errorf("%v is not a whole number of at least 1", v.Get("hooks::max_trials")))
@@ -301,6 +315,11 @@ func (c *Config) validate(bad func(string, error) error) error {
 	default:
 		return bad("log::format", fmt.Errorf("%q: want text or json", c.Log.Format))
 	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log::level", fmt.Errorf("%q: want debug, info, warn or error", c.Log.Level))
+	}
 	if c.Poll.Interval < time.Second {
 		return bad("poll::interval", fmt.Errorf("%v: want at least 1s (a fleet polls every few hours)", c.Poll.Interval))
 	}
@@ -310,6 +329,47 @@ func (c *Config) validate(bad func(string, error) error) error {
 		}
 	}
 	return nil
+}
+
+// maxConfigBytes caps the configuration file: a real one is a few KiB, and parsing a huge
+// one costs minutes of CPU on a small device before it fails.
+const maxConfigBytes = 1 << 20
+
+// source names where a key's value came from, for its error: a flag, an OTA_AGENT_*
+// variable, the file, or the built-in default.
+func source(key, file string, over Overrides) string {
+	dotted := strings.ReplaceAll(key, sep, ".")
+	if _, ok := over[dotted]; ok {
+		return "the command line (--" + strings.NewReplacer(".", "-", "_", "-").Replace(dotted) + ")"
+	}
+	env := "OTA_AGENT_" + strings.ToUpper(strings.ReplaceAll(key, sep, "_"))
+	if _, ok := os.LookupEnv(env); ok {
+		return "the environment (" + env + ")"
+	}
+	if file != "" {
+		return file
+	}
+	return "the built-in defaults"
+}
+
+// byteRate parses a rate in bytes per second: 4MiB, 512KiB, 1000000.
+func byteRate(raw string) (int64, error) {
+	s := strings.TrimSpace(raw)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.n
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("%q is not a rate like 4MiB or 512KiB (bytes per second, above 0)", raw)
+	}
+	return n * mult, nil
 }
 
 func token(s string) bool {

@@ -157,6 +157,9 @@ func (a *Agent) runOnce(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer db.Close()
+	if err := a.reverify(ctx, db); err != nil && ctx.Err() == nil {
+		a.log.Error("verify: could not re-verify the active slot", "error", err)
+	}
 	if _, err = a.CheckWith(ctx, db, CheckOptions{}); err != nil {
 		return "", err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -211,7 +210,13 @@ func (j *job) installOS(ctx context.Context) error {
 		return nil
 	}
 	staged := incoming(j.osItem.Member())
-	if err := j.a.installOS(ctx, j.db, j.parts, j.osApp, filepath.Join(j.st.Dir(), staged), j.osRec); err != nil {
+	f, err := j.st.Open(staged)
+	if err != nil {
+		return err
+	}
+	err = j.a.installOS(ctx, j.db, j.parts, j.osApp, f, j.osRec)
+	f.Close()
+	if err != nil {
 		return err
 	}
 	return j.st.Remove(staged)

@@ -75,7 +75,7 @@ func (a *Agent) osInstalled(db *store.DB) (map[string]store.App, []string, error
 
 // installOS writes a verified image (a file in the staging directory) to the inactive
 // partition and sets the bootloader to try it.
-func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partitions, app, file string, rec store.App) error {
+func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partitions, app string, image io.Reader, rec store.App) error {
 	env, err := p.Env.Read()
 	if err != nil {
 		return err
@@ -100,13 +100,8 @@ func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partit
 			return err
 		}
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	a.Status(fmt.Sprintf("writing %s %s to OS slot %s", app, rec.Version, target))
-	if err := p.Write(target, booted, f, rec.Size, rec.SHA256); err != nil {
+	if err := p.Write(target, booted, image, rec.Size, rec.SHA256); err != nil {
 		return fmt.Errorf("OS slot %s: %w", target, err)
 	}
 	a.step("os-written")

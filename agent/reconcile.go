@@ -32,12 +32,15 @@ func (a *Agent) reconcile(db *store.DB) error {
 		}
 		return nil
 	}
-	if err != nil {
-		return err
+	var m *installer.Manifest
+	if err == nil {
+		m, err = a.slots.Manifest(active)
 	}
-	m, err := a.slots.Manifest(active)
 	if err != nil {
-		return fmt.Errorf("active slot %s has no readable manifest: %w", active, err)
+		if active, m, err = a.heal(db, state, active, err); err != nil || m == nil {
+			return err
+		}
+		pending = nil
 	}
 	if pending != nil {
 		if pending.Slot == active && pending.N == m.Generation {
@@ -55,7 +58,7 @@ func (a *Agent) reconcile(db *store.DB) error {
 	}
 	if state == nil || state.Slot != active || state.N != m.Generation {
 		a.log.Warn("database disagrees with the slots; rebuilding from slot manifests", "slot", active, "generation", m.Generation)
-		s := &store.State{Generation: store.Generation{N: m.Generation, Slot: active, Apps: m.Apps}, Status: store.StatusCommitted, Since: a.now(db)}
+		s := manifestState(active, m, a.now(db))
 		if om, err := a.slots.Manifest(installer.Other(active)); err == nil {
 			s.Previous = &store.Reference{N: om.Generation, Slot: installer.Other(active)}
 		}
@@ -69,6 +72,70 @@ func (a *Agent) reconcile(db *store.DB) error {
 		return db.SetState(state)
 	}
 	return nil
+}
+
+// heal repairs an active slot that cannot be used as it is (`current` names no slot or a
+// missing one; its manifest is missing, unreadable or not JSON), from what is intact, in
+// this order: the slot's files still match the database (the manifest is rewritten from
+// it); the other slot is whole (`current` is switched to it); else nothing is active and
+// the next check installs afresh. It returns the slot now active and its manifest (nil
+// when none is).
+func (a *Agent) heal(db *store.DB, state *store.State, active string, damage error) (string, *installer.Manifest, error) {
+	if err := db.SetPending(nil); err != nil {
+		return "", nil, err
+	}
+	if active != "" && state != nil && state.Slot == active {
+		if err := a.slots.Verify(active, state.Apps); err == nil {
+			m := &installer.Manifest{Generation: state.N, Apps: state.Apps}
+			if err := a.slots.WriteManifest(active, m); err != nil {
+				return "", nil, err
+			}
+			a.log.Error("healed: rewrote the active slot's manifest from the database (its files match it)", "slot", active, "generation", state.N, "damage", damage)
+			return active, m, nil
+		}
+	}
+	// The whole slots; the one the database names first, then the newest generation.
+	var best string
+	var bm *installer.Manifest
+	for _, s := range []string{installer.SlotA, installer.SlotB} {
+		m, err := a.slots.Manifest(s)
+		if err != nil || a.slots.Verify(s, m.Apps) != nil {
+			continue
+		}
+		named := state != nil && state.Slot == s && state.N == m.Generation
+		if bm == nil || named || (m.Generation > bm.Generation && !(state != nil && state.Slot == best)) {
+			best, bm = s, m
+		}
+	}
+	if bm != nil {
+		if best != active {
+			if err := a.slots.Switch(best); err != nil {
+				return "", nil, err
+			}
+		}
+		a.log.Error("healed: the active slot was unusable; switched to the whole slot", "slot", best, "generation", bm.Generation, "damage", damage)
+		return best, bm, nil
+	}
+	if err := a.slots.Unlink(); err != nil {
+		return "", nil, err
+	}
+	a.log.Error("healed: no slot is whole; nothing is active and the next check installs afresh", "damage", damage)
+	return "", nil, db.SetState(nil)
+}
+
+// repaired records that apps found damaged on disk came back in generation next.
+func (a *Agent) repaired(db *store.DB, prev *store.State, next *store.Generation) {
+	rec, _ := db.LastVerify()
+	if rec == nil {
+		rec = &store.VerifyRecord{}
+	}
+	for app := range prev.Damaged {
+		if x, ok := next.Apps[app]; ok {
+			a.log.Warn("repaired: fetched again an app found damaged on disk", "app", app, "version", x.Version, "generation", next.N)
+			rec.Repaired = append(rec.Repaired, fmt.Sprintf("%s: fetched again (%s) in generation %d", app, x.Version, next.N))
+		}
+	}
+	db.RecordVerify(*rec)
 }
 
 // newState is the record of a generation just switched to.
@@ -100,6 +167,9 @@ func (a *Agent) switchTo(ctx context.Context, db *store.DB, prev *store.State, n
 		return err
 	}
 	a.log.Info("switched", "slot", next.Slot, "generation", next.N, "status", s.Status)
+	if prev != nil && len(prev.Damaged) > 0 {
+		a.repaired(db, prev, next)
+	}
 	a.step("recorded")
 	return a.trial(ctx, db, s)
 }

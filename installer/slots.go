@@ -288,6 +288,54 @@ func (l Slots) Manifest(s string) (*Manifest, error) {
 	return &m, nil
 }
 
+// WriteManifest replaces slot s's manifest durably (healing a lost one): a new file, fsync'd,
+// renamed over the old one, and the slot directory fsync'd.
+func (l Slots) WriteManifest(s string, m *Manifest) error {
+	if l.root == nil {
+		return errNotOpen
+	}
+	raw, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return err
+	}
+	dir := "slots/" + s
+	tmp := dir + "/" + ManifestName + ".tmp"
+	f, err := l.root.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(raw)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = l.root.Rename(tmp, dir+"/"+ManifestName)
+	}
+	if err != nil {
+		l.root.Remove(tmp)
+		return fmt.Errorf("write slot %s manifest: %w", s, err)
+	}
+	return l.SyncDir(dir)
+}
+
+// RemoveStray removes a file the slot's manifest does not list (found by re-verification)
+// and syncs the slot directory.
+func (l Slots) RemoveStray(s, name string) error {
+	if l.root == nil {
+		return errNotOpen
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || name == ManifestName {
+		return fmt.Errorf("not a stray file of slot %s: %q", s, name)
+	}
+	if err := l.root.RemoveAll("slots/" + s + "/" + name); err != nil {
+		return err
+	}
+	return l.SyncDir("slots/" + s)
+}
+
 // Cleanup removes what an interrupted install leaves: staging directories and a
 // half-made `current.tmp` link. It never touches a sealed slot.
 func (l Slots) Cleanup() error {
@@ -560,6 +608,9 @@ func (st *Staging) take(from, name string) error {
 	_, err = st.WriteFile(name, in)
 	return err
 }
+
+// Open opens a staged file for reading.
+func (st *Staging) Open(name string) (*os.File, error) { return st.root.Open(name) }
 
 // Remove deletes a staged file (e.g. a member the plan does not use).
 func (st *Staging) Remove(name string) error { return st.root.Remove(name) }

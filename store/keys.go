@@ -10,12 +10,13 @@ var (
 	bucketDownloads = []byte("downloads") // "<app>_<version>" → Progress
 	bucketModes     = []byte("modes")     // server URL → payload mode learnt ("metadata" after a 405)
 
-	keySchema    = []byte("schema")     // "1"
-	keyState     = []byte("state")      // State: the active generation
-	keyPending   = []byte("pending")    // Generation being switched to (journal)
-	keyLastCheck = []byte("last_check") // CheckRecord
-	keyTimeFloor = []byte("time_floor") // unix seconds, never decreases
-	keyOS        = []byte("os")         // OSState: partition slots
+	keySchema    = []byte("schema")      // "1"
+	keyState     = []byte("state")       // State: the active generation
+	keyPending   = []byte("pending")     // Generation being switched to (journal)
+	keyLastCheck = []byte("last_check")  // CheckRecord
+	keyTimeFloor = []byte("time_floor")  // unix seconds, never decreases
+	keyOS        = []byte("os")          // OSState: partition slots
+	keyVerify    = []byte("last_verify") // VerifyRecord
 )
 
 const schemaVersion = "1"

@@ -35,6 +35,19 @@ type State struct {
 	Trials   int        `json:"trials,omitempty"`   // starts seen while on trial
 	Previous *Reference `json:"previous,omitempty"` // what a rollback returns to
 	Since    time.Time  `json:"since"`
+	// Damaged apps failed a re-verification of the slot: their MD5s are no longer claimed,
+	// so the next check fetches them again (app → what was wrong).
+	Damaged map[string]string `json:"damaged,omitempty"`
+}
+
+// VerifyRecord is the outcome of the daemon's last re-verification of the active slot.
+type VerifyRecord struct {
+	Time     time.Time     `json:"time"`
+	Slot     string        `json:"slot"`
+	N        int64         `json:"generation"`
+	Duration time.Duration `json:"duration"`
+	Problems []string      `json:"problems,omitempty"` // what differed ("app: why")
+	Repaired []string      `json:"repaired,omitempty"` // what was done about it
 }
 
 // Reference names a generation in a slot.

@@ -18,6 +18,10 @@ import (
 // ErrLocked: another process has the database open.
 var ErrLocked = errors.New("database is locked by another process")
 
+// ErrDamaged: opened read-only, the file is not a usable database (empty or corrupt); a
+// writer would move it aside and rebuild it.
+var ErrDamaged = errors.New("database is damaged")
+
 // Options for Open.
 type Options struct {
 	Timeout  time.Duration // waiting for the file lock; never zero (bbolt would wait forever)
@@ -35,6 +39,7 @@ type DB struct {
 	// must rebuild it from the slot manifests. Damage says what was wrong with it.
 	Rebuilt bool
 	Damage  string
+	temp    string // OpenTemp's directory
 }
 
 // Open opens or creates path. A file bbolt cannot open as a database (zero-filled or torn by
@@ -56,6 +61,8 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 		return nil, err
 	} else if err == nil && !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("database %s is not a regular file (%s); remove it and run a check to rebuild it", path, fi.Mode().Type())
+	} else if err == nil && o.ReadOnly && fi.Size() == 0 {
+		return nil, fmt.Errorf("%w: %s is empty", ErrDamaged, path)
 	}
 	b, err := db.open()
 	var damage error
@@ -70,7 +77,7 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 	}
 	if damage != nil {
 		if o.ReadOnly {
-			return nil, fmt.Errorf("database %s is corrupt (%v); run a check as root to rebuild it", path, damage)
+			return nil, fmt.Errorf("%w: %s is corrupt (%v); a check rebuilds it", ErrDamaged, path, damage)
 		}
 		if err := db.moveAside(); err != nil {
 			return nil, fmt.Errorf("database %s is corrupt (%v) and could not be moved aside: %w", path, damage, err)
@@ -207,8 +214,38 @@ func (d *DB) init() error {
 	})
 }
 
-// Close ends the use of the database (the file is only open during transactions).
-func (d *DB) Close() error { return nil }
+// OpenTemp makes an empty database in a new temporary directory outside any state
+// directory (a dry run before the first install, a view rebuilt from the slot manifests);
+// Close removes it.
+func OpenTemp() (*DB, error) {
+	dir, err := os.MkdirTemp("", "ota-agent-db-")
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	d, err := Open(root, "agent.db", Options{Timeout: time.Second})
+	if err != nil {
+		root.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	d.temp = dir
+	return d, nil
+}
+
+// Close ends the use of the database (the file is only open during transactions); a
+// temporary one is removed.
+func (d *DB) Close() error {
+	if d.temp == "" {
+		return nil
+	}
+	d.root.Close()
+	return os.RemoveAll(d.temp)
+}
 
 // Check runs the consistency check (tests call it after every change).
 func (d *DB) Check() error {
@@ -394,6 +431,14 @@ func (d *DB) RaiseTimeFloor(t time.Time) error {
 		}
 		return b.Put(keyTimeFloor, []byte(fmt.Sprint(t.Unix())))
 	})
+}
+
+// LastVerify returns the last re-verification of the active slot.
+func (d *DB) LastVerify() (*VerifyRecord, error) { return get[VerifyRecord](d, bucketAgent, keyVerify) }
+
+// RecordVerify stores a re-verification's outcome.
+func (d *DB) RecordVerify(v VerifyRecord) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyVerify, v) })
 }
 
 // OS returns the partition-slot record (nil before the first OS install).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ota-agent/ota-agent/agent"
@@ -26,6 +27,10 @@ type statusReport struct {
 	LastCheck  *store.CheckRecord       `json:"last_check,omitempty"`
 	Refused    map[string]store.Refusal `json:"refused,omitempty"`
 	OS         *agent.OSStatus          `json:"os,omitempty"`
+	Damaged    map[string]string        `json:"damaged,omitempty"`
+	LastVerify *store.VerifyRecord      `json:"last_verify,omitempty"`
+	// Rebuilt says the database could not be read and this was rebuilt from the manifests.
+	Rebuilt string `json:"rebuilt_from_manifests,omitempty"`
 }
 
 func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +51,13 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 	}
 	if s != nil {
 		rep.Slot, rep.Generation, rep.Status, rep.Trials, rep.Since, rep.Previous, rep.Apps = s.Slot, s.N, s.Status, s.Trials, s.Since, s.Previous, s.Apps
+		rep.Damaged = s.Damaged
+	}
+	if db.Rebuilt {
+		rep.Rebuilt = db.Damage
+	}
+	if rep.LastVerify, err = db.LastVerify(); err != nil {
+		return err
 	}
 	if rep.LastCheck, err = db.LastCheck(); err != nil {
 		return err
@@ -58,6 +70,9 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
+	}
+	if rep.Rebuilt != "" {
+		fmt.Fprintf(stdout, "database unreadable (%s): shown from the slot manifests; the next check rebuilds it\n", rep.Rebuilt)
 	}
 	if s == nil {
 		fmt.Fprintln(stdout, "nothing installed yet")
@@ -97,6 +112,22 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 			fmt.Fprintf(stdout, " (environment: %s)", o.Error)
 		}
 		fmt.Fprintln(stdout)
+	}
+	if v := rep.LastVerify; v != nil && !v.Time.IsZero() {
+		fmt.Fprintf(stdout, "last verify: slot %s generation %d at %s (%v): ", v.Slot, v.N, v.Time.Format(time.RFC3339), v.Duration.Round(time.Millisecond))
+		if len(v.Problems) == 0 {
+			fmt.Fprintln(stdout, "ok")
+		} else {
+			fmt.Fprintf(stdout, "found %s\n", strings.Join(v.Problems, "; "))
+		}
+	}
+	if v := rep.LastVerify; v != nil {
+		for _, r := range v.Repaired {
+			fmt.Fprintf(stdout, "repaired: %s\n", r)
+		}
+	}
+	for _, app := range slices.Sorted(maps.Keys(rep.Damaged)) {
+		fmt.Fprintf(stdout, "damaged: %s (%s): the next check fetches it again\n", app, rep.Damaged[app])
 	}
 	for md5, r := range rep.Refused {
 		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // tree is a listing of everything under dir, links not followed: name, kind and an MD5
@@ -141,4 +143,163 @@ func TestRootfsAbsoluteLinkRefused(t *testing.T) {
 	if entries, _ := os.ReadDir(host); len(entries) != 0 {
 		t.Fatalf("created %v on the build host", entries)
 	}
+}
+
+// With the database missing, empty or unreadable, `status` and `verify` read the slot
+// manifests (and say so) instead of "nothing installed"; nothing is written.
+func TestStatusAndVerifyWithoutDatabase(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		damage func(db string)
+	}{
+		{"missing", func(db string) { os.Remove(db) }},
+		{"empty", func(db string) { os.Truncate(db, 0) }},
+		{"zero-filled", func(db string) { os.WriteFile(db, make([]byte, 32768), 0o600) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t, 4096, "")
+			w.mustAgent("check", "--once")
+			c.damage(filepath.Join(w.state, "agent.db"))
+			before := tree(t, w.state)
+			st := w.mustAgent("status")
+			if !strings.Contains(st.stdout, "slot a, generation 1") || !strings.Contains(st.stdout, "shown from the slot manifests") || !strings.Contains(st.stdout, "scoreboard") {
+				t.Fatalf("status:\n%s%s", st.stdout, st.stderr)
+			}
+			v := w.mustAgent("verify")
+			if !strings.Contains(v.stdout, "ok: slot a") || !strings.Contains(v.stderr, "verifying against the slot manifests") {
+				t.Fatalf("verify:\n%s%s", v.stdout, v.stderr)
+			}
+			if got := tree(t, w.state); got != before {
+				t.Fatalf("status or verify wrote to the state directory:\n%s\nwas\n%s", got, before)
+			}
+			w.converges()
+			if st := w.mustAgent("status"); strings.Contains(st.stdout, "shown from the slot manifests") {
+				t.Fatalf("the check did not rebuild the database:\n%s", st.stdout)
+			}
+		})
+	}
+}
+
+// Damaged slot states heal from what is intact, and `verify` (which fails before) and
+// `check` agree afterwards.
+func TestDamagedSlotStatesHeal(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		damage func(w *world)
+		want   string // the slot active afterwards
+		log    string
+	}{
+		{"current names a missing slot", func(w *world) {
+			os.RemoveAll(filepath.Join(w.state, "slots", "b"))
+		}, "slots/b", "switched to the whole slot"}, // back to a (generation 1), then updated into b
+		{"current names no slot", func(w *world) {
+			os.Remove(filepath.Join(w.state, "current"))
+			os.Symlink("slots/zz", filepath.Join(w.state, "current"))
+		}, "slots/b", "switched to the whole slot"},
+		{"manifest missing", func(w *world) {
+			os.Remove(filepath.Join(w.state, "slots", "b", ".manifest.json"))
+		}, "slots/b", "rewrote the active slot's manifest from the database"},
+		{"manifest not JSON", func(w *world) {
+			os.WriteFile(filepath.Join(w.state, "slots", "b", ".manifest.json"), []byte("{garbage"), 0o644)
+		}, "slots/b", "rewrote the active slot's manifest from the database"},
+		{"manifest and database lost", func(w *world) {
+			os.Remove(filepath.Join(w.state, "slots", "b", ".manifest.json"))
+			os.Remove(filepath.Join(w.state, "agent.db"))
+		}, "slots/b", "switched to the whole slot"},
+		{"no slot whole", func(w *world) {
+			os.Remove(filepath.Join(w.state, "slots", "b", ".manifest.json"))
+			os.Remove(filepath.Join(w.state, "slots", "a", ".manifest.json"))
+			os.Remove(filepath.Join(w.state, "agent.db"))
+		}, "slots/a", "no slot is whole"}, // installed afresh
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t, 4096, "")
+			w.mustAgent("check", "--once") // generation 1 in a
+			w.release("scoreboard", "4.0.0", randomBytes(20000, 9), 80)
+			w.mustAgent("check", "--once") // generation 2 in b
+			if w.wholeSlot() != "slots/b" {
+				t.Fatal("setup: not in slot b")
+			}
+			c.damage(w)
+			if r := w.agent(nil, "verify"); r.code == 0 {
+				t.Fatalf("verify passes a damaged state:\n%s", r.stdout)
+			}
+			r := w.mustAgent("check", "--once")
+			if !strings.Contains(r.stderr, "level=ERROR") || !strings.Contains(r.stderr, c.log) {
+				t.Fatalf("check did not say how it healed (%q):\n%s", c.log, r.stderr)
+			}
+			// Healing to the older slot is followed by the update in the same check.
+			if got := w.wholeSlot(); got != c.want {
+				t.Fatalf("active %s, want %s", got, c.want)
+			}
+			w.mustAgent("verify")
+			w.converges()
+		})
+	}
+}
+
+// The daemon re-verifies the active slot (verify.interval): a binary changed on disk stops
+// being claimed, the next check fetches it again, and status says what was found and
+// repaired; a stray file is removed and a hand-edited manifest rewritten.
+func TestDaemonSelfRepair(t *testing.T) {
+	w := newWorld(t, 8192, "verify:\n  interval: 1s\n  rate: 64MiB\npoll:\n  interval: 1h\n")
+	w.mustAgent("check", "--once")
+	slot := filepath.Join(w.state, "slots", "a")
+	want, _ := os.ReadFile(filepath.Join(slot, "scoreboard"))
+	raw := append([]byte(nil), want...)
+	raw[100] ^= 0x40 // one flipped bit
+	os.WriteFile(filepath.Join(slot, "scoreboard"), raw, 0o644)
+	os.WriteFile(filepath.Join(slot, "stray"), []byte("x"), 0o644)
+	if r := w.agent(nil, "verify"); r.code == 0 || !strings.Contains(r.stderr, "scoreboard") {
+		t.Fatalf("verify misses the flipped bit: %d\n%s", r.code, r.stderr)
+	}
+	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stdout+r.stderr, "up-to-date") {
+		t.Fatalf("setup: a plain check is not a 304:\n%s", r.stdout+r.stderr)
+	}
+	reqs := w.srv.Stats().RequestsByPath["/package"]
+	d := w.startDaemon(t)
+	waitFor(t, "the repair", 20*time.Second, func() bool { return strings.Contains(d.log(), "repaired: fetched again") })
+	waitFor(t, "the check to end", 10*time.Second, func() bool {
+		return strings.Contains(d.log(), "STATUS") || strings.Contains(d.log(), "check done") || w.srv.Stats().RequestsByPath["/package"] > reqs
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	log := d.log()
+	for _, s := range []string{"verify: the active slot differs from the database", "asking the server again for apps found damaged on disk"} {
+		if !strings.Contains(log, s) {
+			t.Errorf("the log lacks %q:\n%s", s, log)
+		}
+	}
+	cur := filepath.Join(w.state, "current")
+	if got, _ := os.ReadFile(filepath.Join(cur, "scoreboard")); string(got) != string(want) {
+		t.Fatal("scoreboard was not fetched again")
+	}
+	if _, err := os.Stat(filepath.Join(cur, "stray")); err == nil {
+		t.Fatal("the stray file is still in the active slot")
+	}
+	st := w.mustAgent("status")
+	for _, s := range []string{"last verify:", "found scoreboard: size", "repaired: scoreboard: fetched again", "repaired: stray: not in the database"} {
+		if !strings.Contains(st.stdout, s) {
+			t.Errorf("status lacks %q:\n%s", s, st.stdout)
+		}
+	}
+	w.converges()
+
+	// A hand-edited manifest (the files are right): rewritten from the database.
+	m := filepath.Join(w.state, "current", ".manifest.json")
+	mraw, _ := os.ReadFile(m)
+	edited := strings.Replace(string(mraw), `"version": "`, `"version": "9`, 1)
+	os.WriteFile(m, []byte(edited), 0o644)
+	if r := w.agent(nil, "verify"); r.code == 0 || !strings.Contains(r.stderr, "manifest") {
+		t.Fatalf("verify misses the edited manifest: %d\n%s", r.code, r.stderr)
+	}
+	time.Sleep(1100 * time.Millisecond) // verify.interval: 1s since the last one
+	d = w.startDaemon(t)
+	waitFor(t, "the manifest rewrite", 20*time.Second, func() bool { return strings.Contains(d.log(), "manifest rewritten from the database") })
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	if got, _ := os.ReadFile(m); string(got) != string(mraw) {
+		t.Fatalf("manifest not rewritten:\n%s", got)
+	}
+	w.converges()
 }

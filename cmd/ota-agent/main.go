@@ -174,6 +174,8 @@ func newLogger(cfg *agent.Config, verbose bool, w io.Writer) *slog.Logger {
 		level = slog.LevelDebug
 	} else if cfg.Log.Level == "warn" {
 		level = slog.LevelWarn
+	} else if cfg.Log.Level == "error" {
+		level = slog.LevelError
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
