@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultConfigFile is where a device keeps its configuration.
@@ -143,12 +145,7 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	if !explicit {
 		file = InRoot(root, DefaultConfigFile)
 	}
-	v.SetConfigFile(file)
-	v.SetConfigType("yaml")
-	if fi, err := os.Stat(file); err == nil && fi.Size() > maxConfigBytes {
-		return nil, fmt.Errorf("%w: %s is %d bytes, over the %d a configuration may have; is it the right file?", ErrConfig, file, fi.Size(), maxConfigBytes)
-	}
-	if err := v.ReadInConfig(); err != nil {
+	if err := readYAML(v, file); err != nil {
 		if explicit || !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: read %s: %v", ErrConfig, file, err)
 		}
@@ -329,6 +326,28 @@ func (c *Config) validate(bad func(string, error) error) error {
 		}
 	}
 	return nil
+}
+
+// readYAML merges the YAML file into v. It is read here, not by viper, to cap its size and
+// so that viper's other formats are not linked into the binary (armv7 size budget).
+func readYAML(v *viper.Viper, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(raw) > maxConfigBytes {
+		return fmt.Errorf("over the %d bytes a configuration may have; is it the right file?", maxConfigBytes)
+	}
+	m := map[string]any{}
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("not valid YAML: %v", err)
+	}
+	return v.MergeConfigMap(m)
 }
 
 // maxConfigBytes caps the configuration file: a real one is a few KiB, and parsing a huge
