@@ -39,7 +39,7 @@ test: lint test-native test-qemu
 
 # gofmt and go vet always; staticcheck when the module proxy can serve it (said so if not).
 lint:
-	@f=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@f=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$f" ]; then echo "gofmt would change: $$f"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags system ./systemtest/...

@@ -184,4 +184,3 @@ func (l Slots) SyncDir(name string) error {
 	}
 	return syncDir(l.root, name)
 }
-
