@@ -61,7 +61,12 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	}
 	res, err := a.check(ctx, db, opt)
 	if err != nil {
+		received := int64(0)
+		if res != nil {
+			received = res.Bytes // what arrived before the failure still counts
+		}
 		res = failed(err)
+		res.Bytes = received
 	}
 	if !opt.DryRun {
 		rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: time.Since(start), Bytes: res.Bytes}

@@ -33,11 +33,18 @@ type job struct {
 	osItem    *PlanItem
 	osRec     store.App
 	dirChange bool
+	bytes     int64 // received so far, reported even when the install fails
 }
 
 // install runs the phases in order: receive → plan → verify → compose → (OS) → commit.
-func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, installed map[string]store.App, resp *http.Response, mode string) (*Result, error) {
+func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, installed map[string]store.App, resp *http.Response, mode string) (res *Result, err error) {
 	j := &job{a: a, db: db, mode: mode, state: state, installed: installed, parts: a.partitions(), osApp: a.osApp(), got: map[string]packaging.Digests{}}
+	defer func() {
+		if err != nil && res == nil {
+			res = failed(err)
+			res.Bytes = j.bytes
+		}
+	}()
 	active, err := a.slots.Active()
 	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
 		return nil, err
@@ -101,10 +108,9 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 // receive streams the full payload into staging, or reads the metadata and downloads each
 // changed binary; then the plan is known.
 func (j *job) receive(ctx context.Context, resp *http.Response) error {
-	var bytes int64
 	var err error
 	if j.mode == modeFull {
-		j.details, j.got, bytes, err = j.a.receiveFull(resp, j.st)
+		j.details, j.got, j.bytes, err = j.a.receiveFull(resp, j.st)
 	} else if j.details, err = packaging.DecodeDetails(resp.Body); err != nil {
 		err = fmt.Errorf("%w: %v", ErrRejected, err)
 	}
@@ -129,7 +135,7 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 		}
 		for _, item := range j.plan.Download {
 			d, n, err := j.a.download(ctx, j.db, item, j.details.Entries[item.App], j.st)
-			bytes += n
+			j.bytes += n
 			if err != nil {
 				return err
 			}
@@ -145,7 +151,7 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 		}
 	}
 	j.next = &store.Generation{N: gen + 1, Slot: j.st.Slot(), Apps: map[string]store.App{}}
-	j.res = &Result{Result: ResultUpdated, Slot: j.st.Slot(), Apps: map[string]AppResult{}, Bytes: bytes}
+	j.res = &Result{Result: ResultUpdated, Slot: j.st.Slot(), Apps: map[string]AppResult{}, Bytes: j.bytes}
 	return nil
 }
 

@@ -61,15 +61,14 @@ func (e *edge) flush() {
 	}
 }
 
-// cacheKey: path + query as sent + If-None-Match verbatim + normalised Accept-Encoding.
+// cacheKey: path + query as sent + If-None-Match verbatim (every line of it, so two
+// requests the origin answers differently never share an entry) + normalised Accept-Encoding.
 func cacheKey(r *http.Request, raw [][2]string) string {
 	inm, ae := "", ""
 	for _, h := range raw {
 		switch strings.ToLower(h[0]) {
 		case "if-none-match":
-			if inm == "" {
-				inm = h[1]
-			}
+			inm += h[1] + "\n"
 		case "accept-encoding":
 			if strings.Contains(strings.ToLower(h[1]), "gzip") {
 				ae = "gzip"

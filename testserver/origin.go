@@ -37,6 +37,18 @@ func (r *originRequest) header(name string, exactCase bool) string {
 	return ""
 }
 
+// joined is every value of a header, in order, joined by "," as a WSGI server joins
+// repeated lines.
+func (r *originRequest) joined(name string) string {
+	var vals []string
+	for _, h := range r.headers {
+		if strings.EqualFold(h[0], name) {
+			vals = append(vals, h[1])
+		}
+	}
+	return strings.Join(vals, ",")
+}
+
 // reply is an origin's answer: headers in the order sent, and a body read once.
 type reply struct {
 	status int
@@ -108,9 +120,15 @@ func (s *Server) serveOrigin(req *originRequest) *reply {
 	case err != nil:
 		return htmlReply(500, html500)
 	}
+	// Flask (behind its WSGI server) sees repeated header lines joined by ","; the Lambda
+	// event handler reads the first value only (PROTOCOL 1.4).
+	inm := req.header("If-None-Match", lambda)
+	if !lambda {
+		inm = req.joined("If-None-Match")
+	}
 	var etags []string
-	if v := req.header("If-None-Match", lambda); v != "" {
-		etags = strings.Split(v, ",")
+	if inm != "" {
+		etags = strings.Split(inm, ",")
 	}
 	return s.packageReply(sel, etags, req.base)
 }

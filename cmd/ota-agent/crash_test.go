@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -200,6 +201,11 @@ func TestSigtermMidDownloadSaysInterrupted(t *testing.T) {
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted by a signal") {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	// The bytes received before the signal are counted, not reported as 0.
+	m := regexp.MustCompile(`msg=check result=failed .*bytes=(\d+)`).FindStringSubmatch(stderr.String())
+	if m == nil || m[1] == "0" {
+		t.Fatalf("the check's log line does not count the bytes received:\n%s", stderr.String())
 	}
 	w.srv.SetFaults(testserver.Faults{})
 	w.mustAgent("check", "--once")
