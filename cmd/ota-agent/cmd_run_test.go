@@ -204,6 +204,8 @@ func TestHealthHookRollsBackAndRefuses(t *testing.T) {
 	w.mustAgent("check", "--once")
 	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "4.0.1") || !strings.Contains(st.stdout, "committed") {
 		t.Fatalf("good release:\n%s", st.stdout)
+	} else if strings.Contains(st.stdout, "refused:") {
+		t.Fatalf("the refusal outlived the app's next release (the server offers something else):\n%s", st.stdout)
 	}
 	w.mustAgent("verify")
 	// ota-agent rollback by hand.
