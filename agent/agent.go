@@ -87,6 +87,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
 	a.clock = &clock{now: func() time.Time { return a.Now() }}
 	a.clock.raise(buildFloor())
+	if err := strictModes(cfg); err != nil {
+		return nil, err
+	}
 	for _, k := range cfg.Trust.Keys {
 		raw, err := os.ReadFile(cfg.Path(k))
 		if err != nil {
