@@ -43,6 +43,10 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 	if ce := strings.ToLower(resp.Header.Get("Content-Encoding")); ce != "" && ce != "gzip" {
 		return nil, nil, 0, fmt.Errorf("%w: full payload with Content-Encoding %q", ErrRejected, ce)
 	}
+	// The compressed size is a floor for what the files will take (binaries barely shrink).
+	if err := a.needSpace(resp.ContentLength, "this payload"); err != nil {
+		return nil, nil, 0, err
+	}
 	body := &transportReader{r: resp.Body}
 	fail := func(err error) (*packaging.Details, map[string]packaging.Digests, int64, error) {
 		if le := localError("receiving the payload", err); le != nil {

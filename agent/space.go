@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ota-agent/ota-agent/packaging"
@@ -27,26 +29,46 @@ func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error
 		}
 		need += max(n, 0)
 	}
-	if need == 0 {
+	return a.needSpace(need, "this update")
+}
+
+// needSpace refuses, before a byte is fetched, what cannot fit in the state directory's
+// filesystem with the margin, naming both figures.
+func (a *Agent) needSpace(need int64, what string) error {
+	if need <= 0 {
 		return nil
 	}
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(a.slots.Dir, &fs); err != nil {
+	have, err := freeBytes(a.slots.Dir)
+	if err != nil {
 		return fmt.Errorf("free space of %s: %w", a.slots.Dir, err)
 	}
-	have := int64(fs.Bavail) * int64(fs.Bsize)
 	if need+spaceMargin > have {
-		return fmt.Errorf("not enough space for this update: need %s (+%s margin), have %s free on the filesystem of %s; free space there or give the state directory a larger partition",
-			humanBytes(need), humanBytes(spaceMargin), humanBytes(have), a.slots.Dir)
+		return fmt.Errorf("not enough space for %s: need %s (+%s margin), have %s free on the filesystem of %s; free space there or give the state directory a larger partition",
+			what, humanBytes(need), humanBytes(spaceMargin), humanBytes(have), a.slots.Dir)
 	}
 	return nil
+}
+
+func freeBytes(dir string) (int64, error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, err
+	}
+	return int64(fs.Bavail) * int64(fs.Bsize), nil
 }
 
 // localError tells a full or failing local disk from a network or server fault, so the
 // error names the device's own problem instead of blaming the server.
 func localError(what string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%s: %v: the state directory's filesystem is full; free space there or give it a larger partition", what, err)
+		figures := ""
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			if have, ferr := freeBytes(filepath.Dir(pe.Path)); ferr == nil {
+				figures = fmt.Sprintf(" (%s free now)", humanBytes(have))
+			}
+		}
+		return fmt.Errorf("%s: %v: the state directory's filesystem is full%s; free space there or give it a larger partition", what, err, figures)
 	}
 	if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) {
 		return fmt.Errorf("%s: %v: the state directory's storage failed", what, err)

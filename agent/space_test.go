@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,11 +49,62 @@ func TestNoSpaceRefusedBeforeDownload(t *testing.T) {
 }
 
 func TestLocalErrorNamesTheDisk(t *testing.T) {
-	err := netError("download x", &os.PathError{Op: "write", Path: "/var/lib/ota-agent/downloads/x", Err: syscall.ENOSPC})
-	if errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "filesystem is full") {
+	err := netError("download x", &os.PathError{Op: "write", Path: filepath.Join(t.TempDir(), "x"), Err: syscall.ENOSPC})
+	if errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "filesystem is full (") || !strings.Contains(err.Error(), "free now)") {
 		t.Errorf("ENOSPC: %v", err)
 	}
 	if err := netError("get", errors.New("connection reset")); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("network error: %v", err)
 	}
+}
+
+// A full payload that cannot fit fails as a local problem with the free space in the
+// message (refused up front when the answer's size is known, else when the disk fills),
+// never as the server's or the network's fault; the active slot is untouched and a release
+// that fits installs next.
+func TestNoSpaceFullPayload(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root to mount a small tmpfs as the state directory")
+	}
+	// No edge: it would go on filling its cache with the refused answer after the agent hung
+	// up and serve it again after the release that fits (a real edge does, for 100 s).
+	e := newEnv(t, testserver.Options{NoEdge: true})
+	state := filepath.Join(e.dir, "state")
+	os.MkdirAll(state, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", state).CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", state).Run() })
+	cfg := e.config("")
+	if _, err := e.check(cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := takeSnapshot(t, state)
+	e.release("scoreboard", "prod", "9", randomish(30<<20), 50)
+	_, err := e.check(cfg)
+	if err == nil || !(strings.Contains(err.Error(), "not enough space for this payload") || strings.Contains(err.Error(), "free now")) {
+		t.Fatalf("check = %v, want a local space error with figures", err)
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRejected) {
+		t.Errorf("a full disk is classed as %v", err)
+	}
+	if got := takeSnapshot(t, state); !maps.Equal(got.files, before.files) {
+		t.Fatal("the active slot changed")
+	}
+	e.release("scoreboard", "prod", "10", make([]byte, 256<<10), 51)
+	if res, err := e.check(cfg); err != nil || res.Result != ResultUpdated {
+		t.Fatalf("a release that fits: %v %v", res, err)
+	}
+}
+
+func randomish(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
 }
