@@ -34,6 +34,52 @@ func TestSyscallOrderDurable(t *testing.T) {
 			checkDurableOrder(t, parseTrace(t, trace, state), state)
 		})
 	}
+	// The OS image on a partition: its bytes are fsync'd before the bootloader environment
+	// is told to try it, and the environment file and its directory right after.
+	t.Run("os-image", func(t *testing.T) {
+		if _, err := exec.LookPath("grub-editenv"); err != nil {
+			t.Skip("SKIPPED: grub-editenv not installed (apt-get install grub-common)")
+		}
+		w := newWorld(t, 8192, "")
+		dir, _ := filepath.EvalSymlinks(w.dir)
+		pa, pb, genv := filepath.Join(dir, "pa.img"), filepath.Join(dir, "pb.img"), filepath.Join(dir, "boot", "grubenv")
+		os.WriteFile(pa, make([]byte, 1<<20), 0o644)
+		os.WriteFile(pb, make([]byte, 1<<20), 0o644)
+		os.MkdirAll(filepath.Dir(genv), 0o755)
+		os.WriteFile(filepath.Join(dir, "boot_id"), []byte("1"), 0o644)
+		exec.Command("grub-editenv", genv, "create").Run()
+		w.writeConfig("slots:\n  os:\n    backend: partition\n    devices: {a: " + pa + ", b: " + pb + "}\n    bootloader: grub\n    grubenv: " + genv + "\n    boot_id_file: " + filepath.Join(dir, "boot_id") + "\n")
+		trace := filepath.Join(t.TempDir(), "strace.log")
+		cmd := exec.Command(st, "-f", "-y", "-qq", "-o", trace,
+			"-e", "trace=fsync,fdatasync,rename,renameat,renameat2,execve", bin, "--config", w.cfg, "check", "--once")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("check under strace: %v\n%s", err, out)
+		}
+		ev := parseTrace(t, trace, "")
+		set := -1
+		for i, e := range ev {
+			if e.call == "exec" && strings.Contains(e.path, `"set"`) && strings.Contains(e.path, "upgrade_available=1") {
+				set = i
+			}
+		}
+		if set < 0 {
+			t.Fatalf("no grub-editenv set in the trace (%d calls)", len(ev))
+		}
+		synced := func(lo, hi int, path string) bool {
+			for _, e := range ev[lo:hi] {
+				if e.call == "fsync" && e.path == path {
+					return true
+				}
+			}
+			return false
+		}
+		if !synced(0, set, pb) {
+			t.Error("the image's partition was not fsync'd before the environment write")
+		}
+		if !synced(set, len(ev), genv) || !synced(set, len(ev), filepath.Dir(genv)) {
+			t.Error("the environment file and its directory were not fsync'd after the write")
+		}
+	})
 }
 
 type sysEvent struct {
@@ -89,6 +135,8 @@ func parseTrace(t *testing.T, file, state string) []sysEvent {
 			out = append(out, sysEvent{call: "rename", from: argPath(args[1], args[0]), path: argPath(args[3], args[2])})
 		case "symlinkat":
 			out = append(out, sysEvent{call: "symlink", path: argPath(args[2], args[1])})
+		case "execve":
+			out = append(out, sysEvent{call: "exec", path: args[1]}) // the argv array as strace shows it
 		}
 	}
 	return out
