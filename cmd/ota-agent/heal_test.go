@@ -41,6 +41,20 @@ func tree(t *testing.T, dir string) string {
 	return strings.Join(lines, "\n")
 }
 
+// outside lists everything of the test's directory but the state directory and the
+// catalog the server publishes: what the agent must never change.
+func (w *world) outside() string {
+	w.t.Helper()
+	var parts []string
+	entries, _ := os.ReadDir(w.dir)
+	for _, e := range entries {
+		if n := e.Name(); n != "state" && n != "cat" {
+			parts = append(parts, n+":\n"+tree(w.t, filepath.Join(w.dir, n)))
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
 // converges asserts what every healing test ends with: the active slot is whole, verify
 // passes and the next normal check is a 304.
 func (w *world) converges() {
@@ -160,7 +174,7 @@ func TestStatusAndVerifyWithoutDatabase(t *testing.T) {
 			w := newWorld(t, 4096, "")
 			w.mustAgent("check", "--once")
 			c.damage(filepath.Join(w.state, "agent.db"))
-			before := tree(t, w.state)
+			before, outside := tree(t, w.state), w.outside()
 			st := w.mustAgent("status")
 			if !strings.Contains(st.stdout, "slot a, generation 1") || !strings.Contains(st.stdout, "shown from the slot manifests") || !strings.Contains(st.stdout, "scoreboard") {
 				t.Fatalf("status:\n%s%s", st.stdout, st.stderr)
@@ -175,6 +189,9 @@ func TestStatusAndVerifyWithoutDatabase(t *testing.T) {
 			w.converges()
 			if st := w.mustAgent("status"); strings.Contains(st.stdout, "shown from the slot manifests") {
 				t.Fatalf("the check did not rebuild the database:\n%s", st.stdout)
+			}
+			if w.outside() != outside {
+				t.Fatal("files outside state_dir changed")
 			}
 		})
 	}
@@ -221,6 +238,7 @@ func TestDamagedSlotStatesHeal(t *testing.T) {
 				t.Fatal("setup: not in slot b")
 			}
 			c.damage(w)
+			outside := w.outside()
 			if r := w.agent(nil, "verify"); r.code == 0 {
 				t.Fatalf("verify passes a damaged state:\n%s", r.stdout)
 			}
@@ -234,6 +252,9 @@ func TestDamagedSlotStatesHeal(t *testing.T) {
 			}
 			w.mustAgent("verify")
 			w.converges()
+			if w.outside() != outside {
+				t.Fatal("files outside state_dir changed")
+			}
 		})
 	}
 }
@@ -257,6 +278,7 @@ func TestDaemonSelfRepair(t *testing.T) {
 		t.Fatalf("setup: a plain check is not a 304:\n%s", r.stdout+r.stderr)
 	}
 	reqs := w.srv.Stats().RequestsByPath["/package"]
+	outside := w.outside()
 	d := w.startDaemon(t)
 	waitFor(t, "the repair", 20*time.Second, func() bool { return strings.Contains(d.log(), "repaired: fetched again") })
 	waitFor(t, "the check to end", 10*time.Second, func() bool {
@@ -302,4 +324,7 @@ func TestDaemonSelfRepair(t *testing.T) {
 		t.Fatalf("manifest not rewritten:\n%s", got)
 	}
 	w.converges()
+	if w.outside() != outside {
+		t.Fatal("files outside state_dir changed")
+	}
 }
