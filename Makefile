@@ -42,28 +42,35 @@ lint:
 	@f=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$f" ]; then echo "gofmt would change: $$f"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags otatest ./agent/...
 	$(GO) vet -tags system ./systemtest/...
 	@if $(GO) run $(STATICCHECK) -version >/dev/null 2>&1; then \
 	  echo "staticcheck ./..."; $(GO) run $(STATICCHECK) ./... && $(GO) run $(STATICCHECK) -tags system ./systemtest/...; \
 	else echo "SKIPPED: staticcheck (could not fetch $(STATICCHECK))"; fi
 
-# -race needs cgo and a C compiler; without one the suite still runs, and says so.
-test-native:
+# -race needs cgo and a C compiler; without one the suite still runs, and says so. Output goes
+# through internal/testsum: go test's usual lines, then every skipped test with its reason.
+GOTEST = bash -o pipefail -c '$(GO) test -json "$$@" | bin/testsum' --
+
+bin/testsum: internal/testsum/main.go
+	@mkdir -p bin && $(GO) build -o bin/testsum ./internal/testsum
+
+test-native: bin/testsum
 	@if command -v gcc >/dev/null || command -v cc >/dev/null; then \
 	  echo "CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./..."; \
-	  CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...; \
+	  CGO_ENABLED=1 $(GOTEST) -race -count=1 -timeout 20m ./...; \
 	else \
 	  echo "NOTE: no C compiler, so no -race (apt-get install gcc)"; \
-	  $(GO) test -count=1 -timeout 20m ./...; \
+	  $(GOTEST) -count=1 -timeout 20m ./...; \
 	fi
 
-test-qemu:
+test-qemu: bin/testsum
 	@if command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null; then \
 	  set -e; \
 	  echo "== go test -short under qemu-arm-static (linux/arm GOARM=7)"; \
-	  GOOS=linux GOARCH=arm GOARM=7 $(GO) test -short -count=1 -timeout 20m -exec qemu-arm-static ./packaging/... ./store/... ./installer/... ./agent/...; \
+	  GOOS=linux GOARCH=arm GOARM=7 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-arm-static ./packaging/... ./store/... ./installer/... ./agent/...; \
 	  echo "== go test -short under qemu-aarch64-static (linux/arm64)"; \
-	  GOOS=linux GOARCH=arm64 $(GO) test -short -count=1 -timeout 20m -exec qemu-aarch64-static ./packaging/... ./store/... ./installer/... ./agent/...; \
+	  GOOS=linux GOARCH=arm64 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-aarch64-static ./packaging/... ./store/... ./installer/... ./agent/...; \
 	else \
 	  echo "SKIPPED: QEMU tests (qemu-arm-static / qemu-aarch64-static not installed; apt-get install qemu-user-static)"; \
 	fi

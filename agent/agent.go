@@ -116,14 +116,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.http = c
-	if hook := os.Getenv("OTA_AGENT_TEST_CRASH_AFTER"); hook != "" {
-		a.hook = func(step string) {
-			if step == hook {
-				log.Warn("test hook: exiting after step", "step", step)
-				os.Exit(99)
-			}
-		}
-	}
+	a.testHooks()
 	return a, nil
 }
 

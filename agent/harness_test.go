@@ -254,3 +254,6 @@ func fileMD5(t testing.TB, path string) string {
 	h := md5.Sum(b)
 	return hex.EncodeToString(h[:])
 }
+
+// The package's tests reach the test server over plain http on loopback, as a test build does.
+func init() { loopbackHTTP = true }

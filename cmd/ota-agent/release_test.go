@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The release build (no otatest tag, what `make build` and `make cross` ship) has no crash
+// points and follows no plain-http download URL, even to loopback.
+func TestReleaseBuildHasNoTestHooks(t *testing.T) {
+	rel := filepath.Join(t.TempDir(), "ota-agent")
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", rel, ".").CombinedOutput(); err != nil {
+		t.Fatalf("release build: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(rel)
+	if bytes.Contains(raw, []byte("OTA_AGENT_TEST_CRASH_AFTER")) {
+		t.Fatal("the release binary reads OTA_AGENT_TEST_CRASH_AFTER")
+	}
+	// Metadata mode against the loopback test server, with no firmware base configured: only
+	// the answer's plain-http download URLs lead to the binaries.
+	w := newWorld(t, 4096, "#metadata\n")
+	cfg, _ := os.ReadFile(w.cfg)
+	lines := strings.Split(string(cfg), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "firmware:") {
+			lines[i] = ""
+		}
+	}
+	os.WriteFile(w.cfg, []byte(strings.Join(lines, "\n")), 0o644)
+	cmd := exec.Command(rel, "--config", w.cfg, "check", "--once")
+	cmd.Env = append(os.Environ(), "OTA_AGENT_TEST_CRASH_AFTER=received")
+	out, err := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	if code == 99 {
+		t.Fatalf("the release binary stopped at a crash point:\n%s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "ignoring a download URL that is not https") {
+		t.Fatalf("the release binary followed plain http (exit %d):\n%s", code, out)
+	}
+	// The test build does follow it (the rest of the suite depends on that).
+	if r := w.agent(nil, "check", "--once"); r.code != 0 {
+		t.Fatalf("test build: exit %d\n%s", r.code, r.stderr)
+	}
+}
