@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -67,6 +68,9 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		}
 		res = failed(err)
 		res.Bytes = received
+		if s, _ := db.State(); s != nil {
+			res.Slot = s.Slot // the slot the device is on after the failure
+		}
 	}
 	if !opt.DryRun {
 		rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: time.Since(start), Bytes: res.Bytes}
@@ -80,7 +84,15 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 			err = rerr
 		}
 	}
-	a.log.Info("check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond).String(), "error", res.Error)
+	level := slog.LevelInfo
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnavailable):
+		level = slog.LevelWarn // try later
+	default:
+		level = slog.LevelError
+	}
+	a.log.Log(ctx, level, "check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond).String(), "error", res.Error)
 	return res, err
 }
 

@@ -70,9 +70,9 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		if err != nil {
 			return fail(err)
 		}
-		a.Status(fmt.Sprintf("downloading %s: 0%% of %s", name, humanBytes(size)))
-		d, err := st.WriteFile(incoming(name), &progressReader{r: r, total: size, report: func(p int) {
-			a.Status(fmt.Sprintf("downloading %s: %d%% of %s", name, p, humanBytes(size)))
+		a.Status(progressText(name, 0, size, 0))
+		d, err := st.WriteFile(incoming(name), &progressReader{r: r, total: size, start: time.Now(), report: func(n int64, rate float64) {
+			a.Status(progressText(name, n, size, rate))
 		}})
 		if err != nil {
 			return fail(err)
@@ -82,13 +82,15 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 	return pr.Details(), got, body.n, nil
 }
 
-// progressReader reports how far a member has come, at most once a second.
+// progressReader reports how far a member has come (bytes, average rate), at most once a
+// second.
 type progressReader struct {
 	r      io.Reader
 	total  int64
 	n      int64
+	start  time.Time
 	last   time.Time
-	report func(percent int)
+	report func(n int64, rate float64)
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
@@ -96,9 +98,19 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.n += int64(n)
 	if now := time.Now(); p.total > 0 && now.Sub(p.last) >= time.Second {
 		p.last = now
-		p.report(int(100 * p.n / p.total))
+		p.report(p.n, float64(p.n)/now.Sub(p.start).Seconds())
 	}
 	return n, err
+}
+
+// progressText is one download's progress line: bytes, percent, rate and time left.
+func progressText(label string, n, total int64, rate float64) string {
+	s := fmt.Sprintf("downloading %s: %s of %s (%d%%)", label, humanBytes(n), humanBytes(total), 100*n/max(total, 1))
+	if rate > 0 {
+		left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
+		s += fmt.Sprintf(", %s/s, %s left", humanBytes(int64(rate)), left)
+	}
+	return s
 }
 
 var errRestart = errors.New("server ignored the resume request")
@@ -247,7 +259,7 @@ func (a *Agent) watchProgress(label string, resp *grab.Response) {
 			return
 		case <-t.C:
 			if size := resp.Size(); size > 0 {
-				a.Status(fmt.Sprintf("downloading %s: %d%% of %s", label, int(100*resp.Progress()), humanBytes(size)))
+				a.Status(progressText(label, resp.BytesComplete(), size, resp.BytesPerSecond()))
 			}
 		}
 	}

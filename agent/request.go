@@ -76,6 +76,10 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 // netError classes a failed request: trust and configuration errors keep their class,
 // everything else is the network's (try later).
 func netError(what string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // what already names the URL
+	}
 	if le := localError(what, err); le != nil {
 		return le
 	}

@@ -237,7 +237,7 @@ type status struct {
 		Time   time.Time `json:"time"`
 		Result string    `json:"result"`
 		Error  string    `json:"error"`
-		Dur    int64     `json:"duration"`
+		Secs   float64   `json:"duration_s"`
 	} `json:"last_check"`
 	Refused map[string]struct {
 		App     string `json:"app"`

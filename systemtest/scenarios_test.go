@@ -158,8 +158,8 @@ func powerCuts(r *rig, n int, kinds []string) error {
 		if err != nil {
 			return fmt.Errorf("cut %d (%s, %s): did not converge: %v", i+1, kind, desc, err)
 		}
-		if st.LastCheck != nil && st.LastCheck.Result == "updated" && st.LastCheck.Dur > 0 {
-			r.install[kind] = time.Duration(st.LastCheck.Dur)
+		if st.LastCheck != nil && st.LastCheck.Result == "updated" && st.LastCheck.Secs > 0 {
+			r.install[kind] = time.Duration(st.LastCheck.Secs * float64(time.Second))
 		}
 		if res := r.sh("ota-agent verify"); res.RC != 0 {
 			return fmt.Errorf("cut %d (%s, %s): ota-agent verify: exit %d: %s", i+1, kind, desc, res.RC, res.Output)

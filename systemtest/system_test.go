@@ -197,7 +197,7 @@ func firstBoot(r *rig) error {
 		return fmt.Errorf("systemctl status shows no STATUS= line:\n%s", out)
 	}
 	if st.LastCheck != nil {
-		r.install = map[string]time.Duration{"first": time.Duration(st.LastCheck.Dur)}
+		r.install = map[string]time.Duration{"first": time.Duration(st.LastCheck.Secs * float64(time.Second))}
 	}
 	r.logf("  installed slot %s generation %d; systemd: %s", st.Slot, st.Generation, strings.Join(strings.Fields(show), " "))
 	before, n304 := st.LastCheck.Time, r.count("/package")

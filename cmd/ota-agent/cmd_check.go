@@ -27,35 +27,49 @@ func runCheck(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	}); err != nil {
 		return err
 	}
+	// The outcome is reported once: as JSON with --json (configuration errors too), else as
+	// the result line; main adds nothing but the exit status.
+	fail := func(err error) error {
+		if o.json {
+			writeJSON(stdout, &agent.Result{Result: agent.ResultFailed, Error: err.Error(), Apps: map[string]agent.AppResult{}})
+			return reported{err}
+		}
+		return err
+	}
 	if !o.once {
-		return fmt.Errorf("%w: check needs --once (the daemon is `ota-agent run`)", errUsage)
+		return fail(fmt.Errorf("%w: check needs --once (the daemon is `ota-agent run`)", errUsage))
 	}
 	a, err := load(g, stderr)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	if f, ok := stderr.(*os.File); ok && isTerminal(f) && !o.json {
-		a.Status = func(s string) { fmt.Fprintf(stderr, "\r\033[K%s", s) }
-		defer fmt.Fprint(stderr, "\r\033[K")
+	if tty := ttyOf(stderr); tty != nil && !o.json {
+		a.Status = tty.status
+		defer tty.status("")
 	}
 	res, err := a.Check(ctx, agent.CheckOptions{DryRun: o.dryRun})
-	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
-		return err
+	switch {
+	case o.json:
+		writeJSON(stdout, res)
+		if err != nil {
+			return reported{err}
+		}
+	case err == nil:
+		printResult(stdout, res, o.dryRun)
 	}
-	printResult(stdout, res, o.dryRun)
-	return err
+	return err // main prints it, once, on stderr
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
 
 func printResult(w io.Writer, res *agent.Result, dry bool) {
 	switch {
 	case dry && res.Plan != nil:
 		fmt.Fprintf(w, "plan (dry run, nothing changed):\n%s", res.Plan)
-		return
-	case res.Result == agent.ResultFailed:
-		fmt.Fprintf(w, "failed: %s\n", res.Error)
 		return
 	case res.Result == agent.ResultUpToDate:
 		fmt.Fprintf(w, "up-to-date: the server answered 304 Not Modified (slot %s, %d apps)\n", orNone(res.Slot), len(res.Apps))
@@ -83,3 +97,8 @@ func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
+
+// reported wraps an error whose outcome the command has already printed.
+type reported struct{ error }
+
+func (r reported) Unwrap() error { return r.error }

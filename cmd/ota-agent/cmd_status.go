@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,24 +16,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// statusReport is what `status --json` prints.
-type statusReport struct {
-	Slot       string                   `json:"slot"`
-	Generation int64                    `json:"generation"`
-	Status     string                   `json:"status"`
-	Trials     int                      `json:"trials,omitempty"`
-	Since      time.Time                `json:"since"`
-	Previous   *store.Reference         `json:"previous,omitempty"`
-	Apps       map[string]store.App     `json:"apps"`
-	LastCheck  *store.CheckRecord       `json:"last_check,omitempty"`
-	Refused    map[string]store.Refusal `json:"refused,omitempty"`
-	OS         *agent.OSStatus          `json:"os,omitempty"`
-	Damaged    map[string]string        `json:"damaged,omitempty"`
-	LastVerify *store.VerifyRecord      `json:"last_verify,omitempty"`
-	// Rebuilt says the database could not be read and this was rebuilt from the manifests.
-	Rebuilt string `json:"rebuilt_from_manifests,omitempty"`
-}
-
 func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
 	if err := subFlags("status", g, args, func(fs *pflag.FlagSet) {
@@ -40,41 +23,30 @@ func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	}); err != nil {
 		return err
 	}
-	return readState(g, stderr, func(a *agent.Agent, db *store.DB) error { return printStatus(a, db, asJSON, stdout) })
+	err := readState(g, stderr, func(a *agent.Agent, db *store.DB) error {
+		rep, err := a.Report(db)
+		if err != nil {
+			return err
+		}
+		return printStatus(rep, asJSON, stdout)
+	})
+	if errors.Is(err, agent.ErrNothingInstalled) {
+		// A fresh state directory is a state like any other: reported, exit 0.
+		return printStatus(&agent.Report{Apps: map[string]agent.AppReport{}}, asJSON, stdout)
+	}
+	return err
 }
 
-func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) error {
-	rep := statusReport{Apps: map[string]store.App{}}
-	s, err := db.State()
-	if err != nil {
-		return err
-	}
-	if s != nil {
-		rep.Slot, rep.Generation, rep.Status, rep.Trials, rep.Since, rep.Previous, rep.Apps = s.Slot, s.N, s.Status, s.Trials, s.Since, s.Previous, s.Apps
-		rep.Damaged = s.Damaged
-	}
-	if db.Rebuilt {
-		rep.Rebuilt = db.Damage
-	}
-	if rep.LastVerify, err = db.LastVerify(); err != nil {
-		return err
-	}
-	if rep.LastCheck, err = db.LastCheck(); err != nil {
-		return err
-	}
-	if rep.Refused, err = db.Refusals(); err != nil {
-		return err
-	}
-	rep.OS = a.OSStatus(db)
+func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	if rep.Rebuilt != "" {
-		fmt.Fprintf(stdout, "database unreadable (%s): shown from the slot manifests; the next check rebuilds it\n", rep.Rebuilt)
+	if rep.RebuiltFromManifests != "" {
+		fmt.Fprintf(stdout, "database unreadable (%s): shown from the slot manifests; the next check rebuilds it\n", rep.RebuiltFromManifests)
 	}
-	if s == nil {
+	if rep.Status == "" {
 		fmt.Fprintln(stdout, "nothing installed yet")
 	} else {
 		fmt.Fprintf(stdout, "slot %s, generation %d, %s since %s\n", rep.Slot, rep.Generation, rep.Status, rep.Since.Format(time.RFC3339))
@@ -82,7 +54,7 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 			fmt.Fprintf(stdout, "  on trial: health not yet confirmed (%d restart(s) seen)\n", rep.Trials)
 		}
 		if rep.Previous != nil {
-			fmt.Fprintf(stdout, "previous: slot %s, generation %d (ota-agent rollback)\n", rep.Previous.Slot, rep.Previous.N)
+			fmt.Fprintf(stdout, "previous: slot %s, generation %d (ota-agent rollback)\n", rep.Previous.Slot, rep.Previous.Generation)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(rep.Apps)) {
@@ -94,7 +66,7 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 		fmt.Fprintf(stdout, "  %-16s %-10s %10d bytes  md5 %s  sha256 %s  %s\n", name, x.Version, x.Size, x.MD5, x.SHA256, signed)
 	}
 	if c := rep.LastCheck; c != nil {
-		fmt.Fprintf(stdout, "last check: %s at %s (%v)", c.Result, c.Time.Format(time.RFC3339), c.Duration.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "last check: %s at %s (%s)", c.Result, c.Time.Format(time.RFC3339), seconds(c.Seconds))
 		if c.Error != "" {
 			fmt.Fprintf(stdout, ": %s", c.Error)
 		}
@@ -113,15 +85,15 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 		}
 		fmt.Fprintln(stdout)
 	}
-	if v := rep.LastVerify; v != nil && !v.Time.IsZero() {
-		fmt.Fprintf(stdout, "last verify: slot %s generation %d at %s (%v): ", v.Slot, v.N, v.Time.Format(time.RFC3339), v.Duration.Round(time.Millisecond))
-		if len(v.Problems) == 0 {
-			fmt.Fprintln(stdout, "ok")
-		} else {
-			fmt.Fprintf(stdout, "found %s\n", strings.Join(v.Problems, "; "))
-		}
-	}
 	if v := rep.LastVerify; v != nil {
+		if !v.Time.IsZero() {
+			fmt.Fprintf(stdout, "last verify: slot %s generation %d at %s (%s): ", v.Slot, v.Generation, v.Time.Format(time.RFC3339), seconds(v.Seconds))
+			if len(v.Problems) == 0 {
+				fmt.Fprintln(stdout, "ok")
+			} else {
+				fmt.Fprintf(stdout, "found %s\n", strings.Join(v.Problems, "; "))
+			}
+		}
 		for _, r := range v.Repaired {
 			fmt.Fprintf(stdout, "repaired: %s\n", r)
 		}
@@ -129,8 +101,13 @@ func printStatus(a *agent.Agent, db *store.DB, asJSON bool, stdout io.Writer) er
 	for _, app := range slices.Sorted(maps.Keys(rep.Damaged)) {
 		fmt.Fprintf(stdout, "damaged: %s (%s): the next check fetches it again\n", app, rep.Damaged[app])
 	}
-	for md5, r := range rep.Refused {
+	for _, md5 := range slices.Sorted(maps.Keys(rep.Refused)) {
+		r := rep.Refused[md5]
 		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)
 	}
 	return nil
+}
+
+func seconds(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
 }

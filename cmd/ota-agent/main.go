@@ -33,6 +33,8 @@ global flags:
   --config FILE   configuration (default /etc/ota-agent/config.yaml, under --root)
   --root DIR      sysroot: every path the agent touches is taken under DIR (image builders)
   --state-dir DIR, --server-url URL, --log-format text|json   override the configuration
+  -v, --verbose   debug logging (on a terminal, logs below WARN are shown only with -v)
+  -h, --help      this text; ota-agent COMMAND --help: that command's flags
 
 exit codes:
   0  ok (updated, or up to date)
@@ -105,13 +107,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cmd(ctx, &g, rest[1:], stdout, stderr)
+	var h *helpRequest
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return exitOK
+	}
 	if err != nil && ctx.Err() != nil {
 		// A signal, not the server or the network, ended it: say so, and exit 1 like any
 		// local failure (the active slot is as it was unless a switch was reported).
 		fmt.Fprintf(stderr, "ota-agent %s: interrupted by a signal: %v\n", rest[0], err)
 		return exitFailed
 	}
-	if err != nil {
+	var r reported
+	if err != nil && !errors.As(err, &r) {
 		fmt.Fprintf(stderr, "ota-agent %s: %v\n", rest[0], err)
 	}
 	return exitCode(err)
@@ -132,6 +140,22 @@ func exitCode(err error) int {
 	return exitFailed
 }
 
+// helpRequest is `COMMAND --help`: its text goes to stdout and the exit status is 0.
+type helpRequest struct{ text string }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
+// synopsis of each command for its --help.
+var synopsis = map[string]string{
+	"check":     "check --once [--json] [--dry-run]: one update cycle (the plan only, with --dry-run)",
+	"run":       "run: the daemon, checking on a schedule (systemd Type=notify)",
+	"status":    "status [--json]: active slot, apps, trial, last check and verification",
+	"verify":    "verify: re-hash the active slot against the database and its manifest",
+	"rollback":  "rollback: switch back to the previous generation",
+	"mark-good": "mark-good: commit the OS slot booted after an update (partitions)",
+	"version":   "version: print the version",
+}
+
 // subFlags parses a subcommand's flags; the global flags are accepted there too.
 func subFlags(name string, g *globals, args []string, define func(*pflag.FlagSet)) error {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
@@ -140,7 +164,10 @@ func subFlags(name string, g *globals, args []string, define func(*pflag.FlagSet
 	if define != nil {
 		define(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	fs.BoolP("help", "h", false, "this text")
+	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) || err == nil && fs.Changed("help") {
+		return &helpRequest{text: fmt.Sprintf("usage: ota-agent %s\n\nflags:\n%s", synopsis[name], fs.FlagUsages())}
+	} else if err != nil {
 		return fmt.Errorf("%w: %v (see ota-agent help)", errUsage, err)
 	}
 	if fs.NArg() > 0 {
@@ -170,12 +197,20 @@ func load(g *globals, stderr io.Writer) (*agent.Agent, error) {
 
 func newLogger(cfg *agent.Config, verbose bool, w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
-	if verbose || cfg.Log.Level == "debug" {
+	switch {
+	case verbose || cfg.Log.Level == "debug":
 		level = slog.LevelDebug
-	} else if cfg.Log.Level == "warn" {
+	case cfg.Log.Level == "warn":
 		level = slog.LevelWarn
-	} else if cfg.Log.Level == "error" {
+	case cfg.Log.Level == "error":
 		level = slog.LevelError
+	}
+	if t := ttyOf(w); t != nil {
+		// A person at a terminal sees warnings and the result; -v shows the rest.
+		w = t
+		if !verbose {
+			level = max(level, slog.LevelWarn)
+		}
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {

@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// Report is what `status` shows and `status --json` prints: the agent's public account of
+// a state directory (not the database's records). Durations are in seconds.
+type Report struct {
+	Slot       string               `json:"slot"`
+	Generation int64                `json:"generation"`
+	Status     string               `json:"status"` // committed | trial | "" (nothing installed)
+	Trials     int                  `json:"trials,omitempty"`
+	Since      *time.Time           `json:"since,omitempty"`
+	Previous   *SlotRef             `json:"previous,omitempty"`
+	Apps       map[string]AppReport `json:"apps"`
+	LastCheck  *CheckReport         `json:"last_check,omitempty"`
+	LastVerify *VerifyReport        `json:"last_verify,omitempty"`
+	Damaged    map[string]string    `json:"damaged,omitempty"`
+	Refused    map[string]Refusal   `json:"refused,omitempty"` // by MD5
+	OS         *OSStatus            `json:"os,omitempty"`
+	// RebuiltFromManifests says why the database could not be read (the report comes from
+	// the slot manifests instead).
+	RebuiltFromManifests string `json:"rebuilt_from_manifests,omitempty"`
+}
+
+// SlotRef names a generation in a slot.
+type SlotRef struct {
+	Slot       string `json:"slot"`
+	Generation int64  `json:"generation"`
+}
+
+// AppReport is one installed binary.
+type AppReport struct {
+	Version string `json:"version"`
+	MD5     string `json:"md5"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Serial  int64  `json:"serial,omitempty"`
+	Signed  bool   `json:"signed"`
+}
+
+// CheckReport is the last check.
+type CheckReport struct {
+	Time    time.Time `json:"time"`
+	Result  string    `json:"result"`
+	Error   string    `json:"error,omitempty"`
+	Seconds float64   `json:"duration_s"`
+	Bytes   int64     `json:"bytes"`
+}
+
+// VerifyReport is the daemon's last re-verification of the active slot.
+type VerifyReport struct {
+	Time       time.Time `json:"time"`
+	Slot       string    `json:"slot"`
+	Generation int64     `json:"generation"`
+	Seconds    float64   `json:"duration_s"`
+	Problems   []string  `json:"problems,omitempty"`
+	Repaired   []string  `json:"repaired,omitempty"`
+}
+
+// Refusal is a release the device will not install again until the server offers another.
+type Refusal struct {
+	App     string    `json:"app"`
+	Version string    `json:"version"`
+	Reason  string    `json:"reason"`
+	Time    time.Time `json:"time"`
+}
+
+// Report reads the state directory's account from db (opened with OpenDBReadOnly).
+func (a *Agent) Report(db *store.DB) (*Report, error) {
+	rep := &Report{Apps: map[string]AppReport{}}
+	s, err := db.State()
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		since := s.Since
+		rep.Slot, rep.Generation, rep.Status, rep.Trials, rep.Since, rep.Damaged = s.Slot, s.N, s.Status, s.Trials, &since, s.Damaged
+		if s.Previous != nil {
+			rep.Previous = &SlotRef{Slot: s.Previous.Slot, Generation: s.Previous.N}
+		}
+		for app, x := range s.Apps {
+			rep.Apps[app] = AppReport{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Size: x.Size, Serial: x.Serial, Signed: x.Signed}
+		}
+	}
+	if db.Rebuilt {
+		rep.RebuiltFromManifests = db.Damage
+	}
+	if c, err := db.LastCheck(); err != nil {
+		return nil, err
+	} else if c != nil {
+		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes}
+	}
+	if v, err := db.LastVerify(); err != nil {
+		return nil, err
+	} else if v != nil {
+		rep.LastVerify = &VerifyReport{Time: v.Time, Slot: v.Slot, Generation: v.N, Seconds: v.Duration.Seconds(), Problems: v.Problems, Repaired: v.Repaired}
+	}
+	refused, err := db.Refusals()
+	if err != nil {
+		return nil, err
+	}
+	for md5, r := range refused {
+		if rep.Refused == nil {
+			rep.Refused = map[string]Refusal{}
+		}
+		rep.Refused[md5] = Refusal(r)
+	}
+	rep.OS = a.OSStatus(db)
+	return rep, nil
+}
