@@ -3,16 +3,10 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
 )
 
 // DefaultConfigFile is where a device keeps its configuration.
@@ -21,245 +15,81 @@ const DefaultConfigFile = "/etc/ota-agent/config.yaml"
 // ErrConfig marks a configuration or usage error (exit 2).
 var ErrConfig = errors.New("configuration error")
 
-// Config is the agent's configuration (README, "Configuration reference").
+// Config is the agent's configuration, declared once: each `key` tag is the YAML key (and,
+// upper-cased with the parents', the OTA_AGENT_* variable), each `default` tag its default.
+// dist/config.yaml and the README table list exactly these keys (a test checks it).
 type Config struct {
-	File string // the file it was read from ("" when none)
-	Root string // sysroot prefix of every path (image builders)
+	File string `key:"-"` // the file it was read from ("" when none)
+	Root string `key:"-"` // sysroot prefix of every path (image builders)
 
 	Server struct {
-		URL        string
-		Payload    string // auto | full | metadata
-		Firmware   map[string]string
-		CAFile     string
-		PinSHA256  []string
-		ClientCert string
-		ClientKey  string
-		Proxy      string
-		Timeout    time.Duration
-		// StallTimeout ends a body that makes no progress for this long.
-		StallTimeout time.Duration
-	}
+		URL          string            `key:"url"`
+		Payload      string            `key:"payload" default:"auto"` // auto | full | metadata
+		Firmware     map[string]string `key:"firmware"`               // S3 bucket → CDN base URL
+		CAFile       string            `key:"ca_file"`
+		PinSHA256    []string          `key:"pin_sha256"`
+		ClientCert   string            `key:"client_cert"`
+		ClientKey    string            `key:"client_key"`
+		Proxy        string            `key:"proxy"`
+		Timeout      time.Duration     `key:"timeout" default:"60s"`
+		StallTimeout time.Duration     `key:"stall_timeout" default:"45s"` // a body without progress this long is ended
+	} `key:"server"`
 	Device struct {
-		CPUArch    string
-		OS         string
-		Attributes map[string]string
-		Probes     map[string]string
-		Pins       map[string]string
-	}
-	StateDir string
+		CPUArch    string            `key:"cpu_arch" default:"auto"`
+		OS         string            `key:"os" default:"prod"`
+		Attributes map[string]string `key:"attributes"`
+		Probes     map[string]string `key:"probes"`
+		Pins       map[string]string `key:"pins"`
+	} `key:"device"`
+	StateDir string `key:"state_dir" default:"/var/lib/ota-agent"`
 	Trust    struct {
-		Keys          []string
-		AllowUnsigned bool
-	}
+		Keys          []string `key:"keys"`
+		AllowUnsigned bool     `key:"allow_unsigned" default:"false"`
+	} `key:"trust"`
 	Poll struct {
-		Interval time.Duration
-		Jitter   time.Duration
-		Align    bool // devices sending the same request check in the same minute (NextCheck)
-	}
+		Interval time.Duration `key:"interval" default:"6h"`
+		Jitter   time.Duration `key:"jitter" default:"30m"`
+		Align    bool          `key:"align" default:"true"` // devices sending the same request check in the same minute (NextCheck)
+	} `key:"poll"`
 	Hooks struct {
-		Health     string
-		PreInstall string
-		PostCommit string
-		Timeout    time.Duration
-		MaxTrials  int
-	}
+		Health     string        `key:"health"`
+		PreInstall string        `key:"pre_install"`
+		PostCommit string        `key:"post_commit"`
+		Timeout    time.Duration `key:"timeout" default:"2m"`
+		MaxTrials  int           `key:"max_trials" default:"2"`
+	} `key:"hooks"`
 	Log struct {
-		Format string // text | json
-		Level  string
-	}
+		Format string `key:"format" default:"text"` // text | json
+		Level  string `key:"level" default:"info"`
+	} `key:"log"`
 	Slots struct {
-		OS OSSlots
-	}
+		OS OSSlots `key:"os"`
+	} `key:"slots"`
 	Verify struct {
-		Interval time.Duration // the daemon re-verifies the active slot this often (0: never)
-		Rate     int64         // bytes per second read while doing it
-	}
+		Interval time.Duration `key:"interval" default:"24h"` // the daemon re-verifies the active slot this often (0: never)
+		Rate     ByteRate      `key:"rate" default:"4MiB"`    // bytes per second read while doing it
+	} `key:"verify"`
 }
 
-// OSSlots configure where the os_<arch> image goes (issue: real A/B partitions).
+// OSSlots configure where the os_<arch> image goes (A/B partitions).
 type OSSlots struct {
-	Backend     string            // dir (default) | partition
-	Devices     map[string]string // a, b → device or file
-	Bootloader  string            // uboot | grub
-	Grubenv     string
-	FwEnvConfig string
-	BootIDFile  string // changes at every boot
-	Reboot      string // command run after an OS image is set to try ("" = reboot by hand)
+	Backend     string            `key:"backend" default:"dir"` // dir | partition
+	Devices     map[string]string `key:"devices"`               // a, b → device or file
+	Bootloader  string            `key:"bootloader"`            // uboot | grub
+	Grubenv     string            `key:"grubenv" default:"/boot/grub/grubenv"`
+	FwEnvConfig string            `key:"fw_env_config" default:"/etc/fw_env.config"`
+	BootIDFile  string            `key:"boot_id_file" default:"/proc/sys/kernel/random/boot_id"` // changes at every boot
+	Reboot      string            `key:"reboot"`                                                 // run after an OS image is set to try ("" = by hand)
 }
 
-// sep is viper's key delimiter: bucket names and attribute names may contain dots.
-const sep = "::"
-
-// known keys and their defaults; map-valued keys accept any sub-key.
-var defaults = map[string]any{
-	"server::url":              "",
-	"server::payload":          "auto",
-	"server::ca_file":          "",
-	"server::pin_sha256":       []string{},
-	"server::client_cert":      "",
-	"server::client_key":       "",
-	"server::proxy":            "",
-	"server::timeout":          "60s",
-	"server::stall_timeout":    "45s",
-	"device::cpu_arch":         "auto",
-	"device::os":               "prod",
-	"state_dir":                "/var/lib/ota-agent",
-	"trust::keys":              []string{},
-	"trust::allow_unsigned":    false,
-	"poll::interval":           "6h",
-	"poll::jitter":             "30m",
-	"poll::align":              true,
-	"hooks::health":            "",
-	"hooks::pre_install":       "",
-	"hooks::post_commit":       "",
-	"hooks::timeout":           "2m",
-	"hooks::max_trials":        2,
-	"log::format":              "text",
-	"log::level":               "info",
-	"slots::os::backend":       "dir",
-	"slots::os::bootloader":    "",
-	"slots::os::grubenv":       "/boot/grub/grubenv",
-	"slots::os::fw_env_config": "/etc/fw_env.config",
-	"slots::os::boot_id_file":  "/proc/sys/kernel/random/boot_id",
-	"slots::os::reboot":        "",
-	"verify::interval":         "24h",
-	"verify::rate":             "4MiB",
-}
-
-var mapKeys = []string{"server::firmware", "device::attributes", "device::probes", "device::pins", "slots::os::devices"}
-
-// Overrides are command-line values that win over the file and the environment.
-type Overrides map[string]string
-
-// LoadConfig reads file (DefaultConfigFile under root when empty), then OTA_AGENT_* variables
-// (OTA_AGENT_SERVER_URL, OTA_AGENT_DEVICE_OS, ...), then overrides. Every error names the key
-// and the file.
-func LoadConfig(file, root string, over Overrides) (*Config, error) {
-	v := viper.NewWithOptions(viper.KeyDelimiter(sep), viper.EnvKeyReplacer(strings.NewReplacer(sep, "_")))
-	v.SetEnvPrefix("OTA_AGENT")
-	v.AutomaticEnv()
-	for k, d := range defaults {
-		v.SetDefault(k, d)
-	}
-	explicit := file != ""
-	if !explicit {
-		file = InRoot(root, DefaultConfigFile)
-	}
-	if err := readYAML(v, file); err != nil {
-		if explicit || !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: read %s: %v", ErrConfig, file, err)
-		}
-		file = ""
-	}
-	for k, val := range over {
-		v.Set(strings.ReplaceAll(k, ".", sep), val)
-	}
-	c := &Config{File: file, Root: root}
-	bad := func(key string, err error) error {
-		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), source(key, file, over), err)
-	}
-	if k := unknownKey(v.AllKeys()); k != "" {
-		return nil, bad(k, errors.New("unknown key (see dist/config.yaml for every key)"))
-	}
-	var err error
-	str := func(k string) string { return strings.TrimSpace(v.GetString(k)) }
-	dur := func(k string) time.Duration {
-		if err != nil {
-			return 0
-		}
-		d, e := time.ParseDuration(v.GetString(k))
-		if e != nil || d < 0 {
-			err = bad(k, fmt.Errorf("%q is not a duration like 30s, 5m or 6h", v.GetString(k)))
-		}
-		return d
-	}
-	strMap := func(k string) map[string]string {
-		if err != nil {
-			return nil
-		}
-		m, e := stringMap(v.Get(k))
-		if e != nil {
-			err = bad(k, e)
-		}
-		return m
-	}
-	list := func(k string) []string {
-		raw := v.Get(k)
-		switch t := raw.(type) {
-		case string:
-			return strings.Fields(t)
-		case []any:
-			out := make([]string, 0, len(t))
-			for _, x := range t {
-				out = append(out, fmt.Sprint(x))
-			}
-			return out
-		case []string:
-			return t
-		}
-		if raw != nil {
-			err = bad(k, fmt.Errorf("want a list, got %T", raw))
-		}
-		return nil
-	}
-	c.Server.URL = str("server::url")
-	c.Server.Payload = str("server::payload")
-	c.Server.Firmware = strMap("server::firmware")
-	c.Server.CAFile = str("server::ca_file")
-	c.Server.PinSHA256 = list("server::pin_sha256")
-	c.Server.ClientCert = str("server::client_cert")
-	c.Server.ClientKey = str("server::client_key")
-	c.Server.Proxy = str("server::proxy")
-	c.Server.Timeout = dur("server::timeout")
-	c.Server.StallTimeout = dur("server::stall_timeout")
-	c.Device.CPUArch = strings.ToLower(str("device::cpu_arch"))
-	c.Device.OS = strings.ToLower(str("device::os"))
-	c.Device.Attributes = strMap("device::attributes")
-	c.Device.Probes = strMap("device::probes")
-	c.Device.Pins = strMap("device::pins")
-	c.StateDir = str("state_dir")
-	c.Trust.Keys = list("trust::keys")
-	c.Poll.Interval = dur("poll::interval")
-	c.Poll.Jitter = dur("poll::jitter")
-	c.Hooks.Health = str("hooks::health")
-	c.Hooks.PreInstall = str("hooks::pre_install")
-	c.Hooks.PostCommit = str("hooks::post_commit")
-	c.Hooks.Timeout = dur("hooks::timeout")
-	c.Log.Format = str("log::format")
-	c.Log.Level = strings.ToLower(str("log::level"))
-	c.Slots.OS = OSSlots{Backend: str("slots::os::backend"), Devices: strMap("slots::os::devices"), Bootloader: str("slots::os::bootloader"),
-		Grubenv: str("slots::os::grubenv"), FwEnvConfig: str("slots::os::fw_env_config"), BootIDFile: str("slots::os::boot_id_file"), Reboot: str("slots::os::reboot")}
-	if err != nil {
-		return nil, err
-	}
-	if b, e := boolValue(v.Get("poll::align")); e != nil {
-		return nil, bad("poll::align", e)
-	} else {
-		c.Poll.Align = b
-	}
-	if b, e := boolValue(v.Get("trust::allow_unsigned")); e != nil {
-		return nil, bad("trust::allow_unsigned", e)
-	} else {
-		c.Trust.AllowUnsigned = b
-	}
-	c.Verify.Interval = dur("verify::interval")
-	if err != nil {
-		return nil, err
-	}
-	if n, e := byteRate(v.GetString("verify::rate")); e != nil {
-		return nil, bad("verify::rate", e)
-	} else {
-		c.Verify.Rate = n
-	}
-	if n, e := intValue(v.Get("hooks::max_trials")); e != nil || n < 1 {
-		return nil, bad("hooks::max_trials", fmt.Errorf("%v is not a whole number of at least 1", v.Get("hooks::max_trials")))
-	} else {
-		c.Hooks.MaxTrials = n
-	}
-	return c, c.validate(bad)
-}
+// ByteRate is a rate in bytes per second, written 4MiB, 512KiB or 1000000.
+type ByteRate int64
 
 func (c *Config) validate(bad func(string, error) error) error {
+	c.Device.CPUArch, c.Device.OS, c.Log.Level = strings.ToLower(c.Device.CPUArch), strings.ToLower(c.Device.OS), strings.ToLower(c.Log.Level)
+	if c.Hooks.MaxTrials < 1 {
+		return bad("hooks::max_trials", fmt.Errorf("%d: want at least 1", c.Hooks.MaxTrials))
+	}
 	if c.Server.URL == "" {
 		return bad("server::url", errors.New("missing: set the update endpoint, e.g. https://d111.cloudfront.net/package"))
 	}
@@ -328,69 +158,6 @@ func (c *Config) validate(bad func(string, error) error) error {
 	return nil
 }
 
-// readYAML merges the YAML file into v. It is read here, not by viper, to cap its size and
-// so that viper's other formats are not linked into the binary (armv7 size budget).
-func readYAML(v *viper.Viper, file string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
-	if err != nil {
-		return err
-	}
-	if len(raw) > maxConfigBytes {
-		return fmt.Errorf("over the %d bytes a configuration may have; is it the right file?", maxConfigBytes)
-	}
-	m := map[string]any{}
-	if err := yaml.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("not valid YAML: %v", err)
-	}
-	return v.MergeConfigMap(m)
-}
-
-// maxConfigBytes caps the configuration file: a real one is a few KiB, and parsing a huge
-// one costs minutes of CPU on a small device before it fails.
-const maxConfigBytes = 1 << 20
-
-// source names where a key's value came from, for its error: a flag, an OTA_AGENT_*
-// variable, the file, or the built-in default.
-func source(key, file string, over Overrides) string {
-	dotted := strings.ReplaceAll(key, sep, ".")
-	if _, ok := over[dotted]; ok {
-		return "the command line (--" + strings.NewReplacer(".", "-", "_", "-").Replace(dotted) + ")"
-	}
-	env := "OTA_AGENT_" + strings.ToUpper(strings.ReplaceAll(key, sep, "_"))
-	if _, ok := os.LookupEnv(env); ok {
-		return "the environment (" + env + ")"
-	}
-	if file != "" {
-		return file
-	}
-	return "the built-in defaults"
-}
-
-// byteRate parses a rate in bytes per second: 4MiB, 512KiB, 1000000.
-func byteRate(raw string) (int64, error) {
-	s := strings.TrimSpace(raw)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"KB", 1e3}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.n
-			break
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
-		return 0, fmt.Errorf("%q is not a rate like 4MiB or 512KiB (bytes per second, above 0)", raw)
-	}
-	return n * mult, nil
-}
-
 func token(s string) bool {
 	if s == "" {
 		return false
@@ -412,74 +179,6 @@ func checkURL(raw string) error {
 		return fmt.Errorf("%q is not an http(s) URL", raw)
 	}
 	return nil
-}
-
-func unknownKey(keys []string) string {
-	sort.Strings(keys)
-	for _, k := range keys {
-		if _, ok := defaults[k]; ok {
-			continue
-		}
-		known := false
-		for _, p := range mapKeys {
-			if strings.HasPrefix(k, p+sep) {
-				known = true
-			}
-		}
-		if !known {
-			return k
-		}
-	}
-	return ""
-}
-
-func stringMap(raw any) (map[string]string, error) {
-	out := map[string]string{}
-	if raw == nil {
-		return out, nil
-	}
-	m, ok := raw.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("want a map of name: value, got %T", raw)
-	}
-	for k, v := range m {
-		switch t := v.(type) {
-		case string, bool, int, float64:
-			out[k] = fmt.Sprint(t)
-		default:
-			return nil, fmt.Errorf("%s: want a plain value, got %T", k, v)
-		}
-	}
-	return out, nil
-}
-
-func boolValue(raw any) (bool, error) {
-	switch t := raw.(type) {
-	case bool:
-		return t, nil
-	case string:
-		switch strings.ToLower(t) {
-		case "true", "yes", "1":
-			return true, nil
-		case "false", "no", "0", "":
-			return false, nil
-		}
-	}
-	return false, fmt.Errorf("%v is not true or false", raw)
-}
-
-func intValue(raw any) (int, error) {
-	switch t := raw.(type) {
-	case int:
-		return t, nil
-	case float64:
-		return int(t), nil
-	case string:
-		var n int
-		_, err := fmt.Sscan(t, &n)
-		return n, err
-	}
-	return 0, fmt.Errorf("%v is not a number", raw)
 }
 
 // InRoot maps a path of the target system into the sysroot: it never leaves root.

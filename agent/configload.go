@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// sep is viper's key delimiter: bucket names and attribute names may contain dots.
+const sep = "::"
+
+// Overrides are command-line values that win over the file and the environment.
+type Overrides map[string]string
+
+// KeyDoc is one configuration key as Config declares it.
+type KeyDoc struct {
+	Key     string // dotted: server.stall_timeout
+	Default string // the `default` tag ("" when none)
+	Map     bool   // any sub-key is accepted (server.firmware.<bucket>)
+	field   []int
+}
+
+// ConfigKeys lists every key of Config in declaration order.
+func ConfigKeys() []KeyDoc { return keysOf(reflect.TypeOf(Config{}), "", nil) }
+
+func keysOf(t reflect.Type, prefix string, index []int) []KeyDoc {
+	var out []KeyDoc
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("key")
+		if name == "" || name == "-" {
+			continue
+		}
+		idx := append(append([]int(nil), index...), i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			out = append(out, keysOf(f.Type, prefix+name+".", idx)...)
+			continue
+		}
+		out = append(out, KeyDoc{Key: prefix + name, Default: f.Tag.Get("default"), Map: f.Type.Kind() == reflect.Map, field: idx})
+	}
+	return out
+}
+
+// LoadConfig reads file (DefaultConfigFile under root when empty), then OTA_AGENT_* variables
+// (OTA_AGENT_SERVER_URL, OTA_AGENT_DEVICE_OS, ...), then overrides, into Config in one pass
+// over its keys. Every error names the key and where its value came from.
+func LoadConfig(file, root string, over Overrides) (*Config, error) {
+	v := viper.NewWithOptions(viper.KeyDelimiter(sep), viper.EnvKeyReplacer(strings.NewReplacer(sep, "_")))
+	v.SetEnvPrefix("OTA_AGENT")
+	v.AutomaticEnv()
+	keys := ConfigKeys()
+	for _, k := range keys {
+		if !k.Map {
+			v.SetDefault(strings.ReplaceAll(k.Key, ".", sep), k.Default)
+		}
+	}
+	explicit := file != ""
+	if !explicit {
+		file = InRoot(root, DefaultConfigFile)
+	}
+	if err := readYAML(v, file); err != nil {
+		if explicit || !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: read %s: %v", ErrConfig, file, err)
+		}
+		file = ""
+	}
+	for k, val := range over {
+		v.Set(strings.ReplaceAll(k, ".", sep), val)
+	}
+	bad := func(key string, err error) error {
+		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), source(key, file, over), err)
+	}
+	if k := unknownKey(v.AllKeys(), keys); k != "" {
+		return nil, bad(k, errors.New("unknown key (see dist/config.yaml for every key)"))
+	}
+	c := &Config{File: file, Root: root}
+	cv := reflect.ValueOf(c).Elem()
+	for _, k := range keys {
+		key := strings.ReplaceAll(k.Key, ".", sep)
+		if err := decode(cv.FieldByIndex(k.field), v.Get(key)); err != nil {
+			return nil, bad(key, err)
+		}
+	}
+	return c, c.validate(bad)
+}
+
+// decode sets one field from viper's value (a YAML value, or a string from the
+// environment or a flag).
+func decode(f reflect.Value, raw any) error {
+	switch f.Interface().(type) {
+	case string:
+		f.SetString(strings.TrimSpace(fmt.Sprint(orEmpty(raw))))
+	case []string:
+		l, err := list(raw)
+		f.Set(reflect.ValueOf(l))
+		return err
+	case map[string]string:
+		m, err := stringMap(raw)
+		f.Set(reflect.ValueOf(m))
+		return err
+	case time.Duration:
+		s := fmt.Sprint(orEmpty(raw))
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q is not a duration like 30s, 5m or 6h", s)
+		}
+		f.SetInt(int64(d))
+	case bool:
+		b, err := boolValue(raw)
+		f.SetBool(b)
+		return err
+	case int:
+		n, err := intValue(raw)
+		if err != nil {
+			return fmt.Errorf("%v is not a whole number", raw)
+		}
+		f.SetInt(int64(n))
+	case ByteRate:
+		n, err := byteRate(fmt.Sprint(orEmpty(raw)))
+		f.SetInt(n)
+		return err
+	default:
+		return fmt.Errorf("no decoder for %s", f.Type())
+	}
+	return nil
+}
+
+func orEmpty(raw any) any {
+	if raw == nil {
+		return ""
+	}
+	return raw
+}
+
+func list(raw any) ([]string, error) {
+	switch t := raw.(type) {
+	case nil:
+		return []string{}, nil
+	case string:
+		return strings.Fields(t), nil
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, x := range t {
+			out = append(out, fmt.Sprint(x))
+		}
+		return out, nil
+	case []string:
+		return t, nil
+	}
+	return nil, fmt.Errorf("want a list, got %T", raw)
+}
+
+func unknownKey(all []string, keys []KeyDoc) string {
+	sort.Strings(all)
+	for _, k := range all {
+		dotted := strings.ReplaceAll(k, sep, ".")
+		known := false
+		for _, d := range keys {
+			if dotted == d.Key || d.Map && strings.HasPrefix(dotted, d.Key+".") {
+				known = true
+				break
+			}
+		}
+		if !known {
+			return k
+		}
+	}
+	return ""
+}
+
+// readYAML merges the YAML file into v. It is read here, not by viper, to cap its size and
+// so that viper's other formats are not linked into the binary (armv7 size budget).
+func readYAML(v *viper.Viper, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(raw) > maxConfigBytes {
+		return fmt.Errorf("over the %d bytes a configuration may have; is it the right file?", maxConfigBytes)
+	}
+	m := map[string]any{}
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("not valid YAML: %v", err)
+	}
+	return v.MergeConfigMap(m)
+}
+
+// maxConfigBytes caps the configuration file: a real one is a few KiB, and parsing a huge
+// one costs minutes of CPU on a small device before it fails.
+const maxConfigBytes = 1 << 20
+
+// source names where a key's value came from, for its error: a flag, an OTA_AGENT_*
+// variable, the file, or the built-in default.
+func source(key, file string, over Overrides) string {
+	dotted := strings.ReplaceAll(key, sep, ".")
+	if _, ok := over[dotted]; ok {
+		return "the command line (--" + strings.NewReplacer(".", "-", "_", "-").Replace(dotted) + ")"
+	}
+	env := "OTA_AGENT_" + strings.ToUpper(strings.ReplaceAll(key, sep, "_"))
+	if _, ok := os.LookupEnv(env); ok {
+		return "the environment (" + env + ")"
+	}
+	if file != "" {
+		return file
+	}
+	return "the built-in defaults"
+}
+
+// byteRate parses a rate in bytes per second: 4MiB, 512KiB, 1000000.
+func byteRate(raw string) (int64, error) {
+	s := strings.TrimSpace(raw)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.n
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("%q is not a rate like 4MiB or 512KiB (bytes per second, above 0)", raw)
+	}
+	return n * mult, nil
+}
+
+func stringMap(raw any) (map[string]string, error) {
+	out := map[string]string{}
+	if raw == nil {
+		return out, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want a map of name: value, got %T", raw)
+	}
+	for k, v := range m {
+		switch t := v.(type) {
+		case string, bool, int, float64:
+			out[k] = fmt.Sprint(t)
+		default:
+			return nil, fmt.Errorf("%s: want a plain value, got %T", k, v)
+		}
+	}
+	return out, nil
+}
+
+func boolValue(raw any) (bool, error) {
+	switch t := raw.(type) {
+	case bool:
+		return t, nil
+	case string:
+		switch strings.ToLower(t) {
+		case "true", "yes", "1":
+			return true, nil
+		case "false", "no", "0", "":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("%v is not true or false", raw)
+}
+
+func intValue(raw any) (int, error) {
+	switch t := raw.(type) {
+	case int:
+		return t, nil
+	case float64:
+		return int(t), nil
+	case string:
+		var n int
+		_, err := fmt.Sscan(t, &n)
+		return n, err
+	}
+	return 0, fmt.Errorf("%v is not a number", raw)
+}
