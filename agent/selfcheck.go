@@ -88,7 +88,9 @@ func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
 	}
 	a.Status(fmt.Sprintf("verifying slot %s", s.Slot))
 	start := time.Now()
-	files, manifest, err := a.slotProblems(s, func(r io.Reader) io.Reader { return &paced{ctx: ctx, r: r, rate: int64(a.cfg.Verify.Rate), start: time.Now()} })
+	files, manifest, err := a.slotProblems(s, func(r io.Reader) io.Reader {
+		return &paced{ctx: ctx, r: r, rate: int64(a.cfg.Verify.Rate), start: time.Now()}
+	})
 	if err != nil {
 		return err
 	}
