@@ -16,7 +16,6 @@ import (
 	"sync"
 
 	"github.com/ota-agent/ota-agent/packaging"
-	"github.com/ota-agent/ota-agent/store"
 )
 
 // Slot names.
@@ -30,8 +29,19 @@ const ManifestName = ".manifest.json"
 
 // Manifest describes a sealed slot.
 type Manifest struct {
-	Generation int64                `json:"generation"`
-	Apps       map[string]store.App `json:"apps"`
+	Generation int64          `json:"generation"`
+	Apps       map[string]App `json:"apps"`
+}
+
+// App is one installed binary as a slot's manifest records it (the database indexes the
+// same record: store.App).
+type App struct {
+	Version string `json:"version"`
+	MD5     string `json:"md5"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Serial  int64  `json:"serial,omitempty"`
+	Signed  bool   `json:"signed"`
 }
 
 // ErrNoSlot: nothing was ever installed (no `current` link).
@@ -208,7 +218,7 @@ func (l Slots) Unlink() error {
 
 // Verify re-hashes slot s against want: every app present with its size, MD5 and SHA-256,
 // and nothing else but the manifest.
-func (l Slots) Verify(s string, want map[string]store.App) error {
+func (l Slots) Verify(s string, want map[string]App) error {
 	bad, err := l.Check(s, want, nil)
 	if err != nil {
 		return err
@@ -226,7 +236,7 @@ func (l Slots) Verify(s string, want map[string]store.App) error {
 
 // Check re-hashes slot s against want and returns what differs, by file name. read, when
 // set, wraps each file's reader (a rate limit).
-func (l Slots) Check(s string, want map[string]store.App, read func(io.Reader) io.Reader) (map[string]string, error) {
+func (l Slots) Check(s string, want map[string]App, read func(io.Reader) io.Reader) (map[string]string, error) {
 	dir := "slots/" + s
 	entries, err := l.readDir(dir)
 	if err != nil {

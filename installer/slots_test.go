@@ -5,23 +5,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ota-agent/ota-agent/store"
 )
 
-func stage(t *testing.T, l Slots, slot string, files map[string]string, gen int64) map[string]store.App {
+func stage(t *testing.T, l Slots, slot string, files map[string]string, gen int64) map[string]App {
 	t.Helper()
 	st, err := l.Stage(slot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	apps := map[string]store.App{}
+	apps := map[string]App{}
 	for name, body := range files {
 		d, err := st.WriteFile(name, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		apps[name] = store.App{MD5: d.MD5, SHA256: d.SHA256, Size: d.Size}
+		apps[name] = App{MD5: d.MD5, SHA256: d.SHA256, Size: d.Size}
 	}
 	if err := st.Seal(Manifest{Generation: gen, Apps: apps}); err != nil {
 		t.Fatal(err)
@@ -203,7 +201,7 @@ func TestSealRefusesFilesBeyondTheManifest(t *testing.T) {
 	}
 	d, _ := st.WriteFile("app1", strings.NewReader("one"))
 	st.WriteFile("stray", strings.NewReader("x"))
-	err = st.Seal(Manifest{Generation: 1, Apps: map[string]store.App{"app1": {MD5: d.MD5, SHA256: d.SHA256, Size: d.Size}}})
+	err = st.Seal(Manifest{Generation: 1, Apps: map[string]App{"app1": {MD5: d.MD5, SHA256: d.SHA256, Size: d.Size}}})
 	if err == nil || !strings.Contains(err.Error(), "stray") {
 		t.Fatalf("sealed a slot with a stray file: %v", err)
 	}
@@ -211,7 +209,7 @@ func TestSealRefusesFilesBeyondTheManifest(t *testing.T) {
 	// Fewer files than apps.
 	st, _ = l.Stage(SlotA)
 	st.WriteFile("app1", strings.NewReader("one"))
-	err = st.Seal(Manifest{Generation: 1, Apps: map[string]store.App{"app1": {}, "app2": {}}})
+	err = st.Seal(Manifest{Generation: 1, Apps: map[string]App{"app1": {}, "app2": {}}})
 	if err == nil || !strings.Contains(err.Error(), "1 files for 2 apps") {
 		t.Fatalf("sealed a slot missing an app: %v", err)
 	}

@@ -1,16 +1,13 @@
 package store
 
-import "time"
+import (
+	"time"
 
-// App is one installed binary.
-type App struct {
-	Version string `json:"version"`
-	MD5     string `json:"md5"`
-	SHA256  string `json:"sha256"`
-	Size    int64  `json:"size"`
-	Serial  int64  `json:"serial,omitempty"`
-	Signed  bool   `json:"signed"`
-}
+	"github.com/ota-agent/ota-agent/installer"
+)
+
+// App is one installed binary: the slot manifest's record, which installer owns.
+type App = installer.App
 
 // Generation is one complete set of binaries in one slot.
 type Generation struct {

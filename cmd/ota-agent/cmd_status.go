@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/agent"
-	"github.com/ota-agent/ota-agent/store"
 	"github.com/spf13/pflag"
 )
 
@@ -23,18 +21,15 @@ func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io
 	}); err != nil {
 		return err
 	}
-	err := readState(g, stderr, func(a *agent.Agent, db *store.DB) error {
-		rep, err := a.Report(db)
-		if err != nil {
-			return err
-		}
-		return printStatus(rep, asJSON, stdout)
-	})
-	if errors.Is(err, agent.ErrNothingInstalled) {
-		// A fresh state directory is a state like any other: reported, exit 0.
-		return printStatus(&agent.Report{Apps: map[string]agent.AppReport{}}, asJSON, stdout)
+	a, err := load(g, stderr)
+	if err != nil {
+		return err
 	}
-	return err
+	rep, err := a.ReadReport()
+	if err != nil {
+		return err
+	}
+	return printStatus(rep, asJSON, stdout)
 }
 
 func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
@@ -50,7 +45,7 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "nothing installed yet")
 	} else {
 		fmt.Fprintf(stdout, "slot %s, generation %d, %s since %s\n", rep.Slot, rep.Generation, rep.Status, rep.Since.Format(time.RFC3339))
-		if rep.Status == store.StatusTrial {
+		if rep.Status == "trial" {
 			fmt.Fprintf(stdout, "  on trial: health not yet confirmed (%d restart(s) seen)\n", rep.Trials)
 		}
 		if rep.Previous != nil {

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/ota-agent/ota-agent/agent"
-	"github.com/ota-agent/ota-agent/store"
 	"github.com/spf13/pflag"
 )
 
@@ -217,39 +216,4 @@ func newLogger(cfg *agent.Config, verbose bool, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// withState runs fn under the state directory's lock with the reconciled database: the
-// commands that change something (rollback, mark-good).
-func withState(g *globals, stderr io.Writer, fn func(*agent.Agent, *store.DB) error) error {
-	a, err := load(g, stderr)
-	if err != nil {
-		return err
-	}
-	unlock, err := a.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	db, err := a.OpenDB()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return fn(a, db)
-}
-
-// readState runs fn with the database opened read-only: status and verify work while the
-// daemon runs.
-func readState(g *globals, stderr io.Writer, fn func(*agent.Agent, *store.DB) error) error {
-	a, err := load(g, stderr)
-	if err != nil {
-		return err
-	}
-	db, err := a.OpenDBReadOnly()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return fn(a, db)
 }
