@@ -167,7 +167,7 @@ func TestLambdaEdge(t *testing.T) {
 func TestLambdaResponseLimit(t *testing.T) {
 	s, base, _ := newSample(t, Options{Origin: OriginLambda})
 	c := s.Catalog()
-	big := &Catalog{Bucket: c.Bucket, Rows: append([]Row(nil), c.Rows...), dir: c.Dir()}
+	big := c.WithRows(append([]Row(nil), c.Rows...))
 	for i := 0; i < 3500; i++ { // ~350 bytes of JSON each with the extension fields
 		big.Rows = append(big.Rows, Row{App: fmt.Sprintf("app%05d_with_a_long_name", i), Env: "prod", Version: "1.0.0", File: c.Rows[0].File, DeviceAttr: map[string]bool{"big": true}})
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // serveFirmware is the firmware CDN: a CloudFront distribution in front of the S3 bucket
@@ -40,13 +39,13 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 			xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
 			return
 		}
-		body, _ := json.Marshal(releaseOf(*row))
+		body, _ := json.Marshal(row.Release())
 		hdr.Set("Content-Type", "application/json")
 		hdr.Set("ETag", `"`+md5hex(body)+`"`)
 		http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
 		return
 	}
-	f, err := os.Open(row.path)
+	f, err := os.Open(row.Path())
 	if err != nil {
 		xmlError(w, 500, "InternalError", "We encountered an internal error. Please try again.")
 		return
@@ -69,11 +68,6 @@ func (s *Server) findObject(key string) (*Row, bool) {
 		}
 	}
 	return nil, false
-}
-
-// releaseOf is the statement published beside the row's binary.
-func releaseOf(r Row) packaging.ReleaseFile {
-	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}
 }
 
 // xmlError is the S3 / CloudFront error document.

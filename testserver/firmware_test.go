@@ -34,7 +34,7 @@ func httpGet(t *testing.T, u string, hdrs ...string) (*http.Response, []byte) {
 func TestFirmwareCDN(t *testing.T) {
 	s, base, _ := newSample(t, Options{})
 	row := s.Catalog().Rows[0]
-	data, _ := os.ReadFile(row.path)
+	data, _ := os.ReadFile(row.Path())
 	u := base + "/firmware/" + row.Key()
 	r, b := httpGet(t, u)
 	if r.StatusCode != 200 || string(b) != string(data) || r.Header.Get("ETag") != `"`+row.MD5+`"` || r.Header.Get("Accept-Ranges") != "bytes" {
@@ -153,7 +153,7 @@ func TestFaults(t *testing.T) {
 	s, base, _ := newSample(t, Options{})
 	row := s.Catalog().Rows[0]
 	u := base + "/firmware/" + row.Key()
-	data, _ := os.ReadFile(row.path)
+	data, _ := os.ReadFile(row.Path())
 	s.SetFaults(Faults{FailStatus: 429, FailCount: 2, RetryAfter: "7"})
 	for i := 0; i < 2; i++ {
 		if r, _ := httpGet(t, u); r.StatusCode != 429 || r.Header.Get("Retry-After") != "7" {

@@ -196,7 +196,7 @@ func (s *Server) extend(e *packaging.Entry, r Row, base string) {
 func writePayload(w io.Writer, rows []Row, details []byte) error {
 	pw := packaging.NewPayloadWriter(w, time.Now())
 	for _, r := range rows {
-		f, err := os.Open(r.path)
+		f, err := os.Open(r.Path())
 		if err != nil {
 			return err
 		}

@@ -130,18 +130,18 @@ func (s *Server) Catalog() *Catalog {
 func (s *Server) SetRow(r Row) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := r.load(s.cat.dir); err != nil {
+	if err := r.Load(s.cat.Dir()); err != nil {
 		return err
 	}
 	rows := append([]Row(nil), s.cat.Rows...)
 	for i := range rows {
 		if rows[i].App == r.App && rows[i].Env == r.Env {
 			rows[i] = r
-			s.cat = &Catalog{Bucket: s.cat.Bucket, Rows: rows, dir: s.cat.dir}
+			s.cat = s.cat.WithRows(rows)
 			return nil
 		}
 	}
-	s.cat = &Catalog{Bucket: s.cat.Bucket, Rows: append(rows, r), dir: s.cat.dir}
+	s.cat = s.cat.WithRows(append(rows, r))
 	return nil
 }
 
@@ -155,12 +155,12 @@ func (s *Server) DeleteRow(app, env string) {
 			rows = append(rows, r)
 		}
 	}
-	s.cat = &Catalog{Bucket: s.cat.Bucket, Rows: rows, dir: s.cat.dir}
+	s.cat = s.cat.WithRows(rows)
 }
 
 // Reload reads the catalog directory again (SIGHUP in ota-testserver).
 func (s *Server) Reload() error {
-	c, err := LoadCatalog(s.Catalog().dir)
+	c, err := LoadCatalog(s.Catalog().Dir())
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/ota-agent/ota-agent/internal/catalog"
 	"github.com/ota-agent/ota-agent/packaging"
-	"github.com/ota-agent/ota-agent/testserver"
 )
 
 const usage = `usage:
@@ -67,7 +67,7 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		c, err := testserver.LoadCatalog(*dir)
+		c, err := catalog.Load(*dir)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,230 @@
+// Package catalog is a deployment's table and bucket on disk: DIR/catalog.json (the DynamoDB
+// rows of the reference deployment plus this project's fields) and the binaries it names.
+// It loads and hashes them, and signs them as a publisher does; the test server serves a
+// catalog and ota-release signs one.
+package catalog
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/ota-agent/ota-agent/packaging"
+)
+
+// Row is one DynamoDB item of the reference deployment, plus this project's extension fields.
+// MD5, SHA256 and Size are computed from File at load.
+type Row struct {
+	App        string          `json:"app"`
+	Env        string          `json:"env"`
+	Version    string          `json:"version"`
+	File       string          `json:"file"`
+	DeviceAttr map[string]bool `json:"deviceAttr,omitempty"`
+	Serial     int64           `json:"serial,omitempty"`
+	Sig        string          `json:"sig,omitempty"`
+	KeyID      string          `json:"keyid,omitempty"`
+
+	MD5    string `json:"-"`
+	SHA256 string `json:"-"`
+	Size   int64  `json:"-"`
+	path   string
+}
+
+// Key is the S3 object key of the row's binary, and its tar member name.
+func (r Row) Key() string { return r.App + "_" + r.Version }
+
+// Catalog is the table and the bucket.
+type Catalog struct {
+	Bucket string `json:"bucket"`
+	Rows   []Row  `json:"rows"`
+	dir    string
+}
+
+// Load reads DIR/catalog.json and hashes every binary it names.
+func Load(dir string) (*Catalog, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "catalog.json"))
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	var c Catalog
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("load catalog %s: %w", filepath.Join(dir, "catalog.json"), err)
+	}
+	if c.Bucket == "" {
+		return nil, fmt.Errorf("load catalog %s: no bucket", dir)
+	}
+	c.dir = dir
+	for i := range c.Rows {
+		if err := c.Rows[i].Load(dir); err != nil {
+			return nil, err
+		}
+	}
+	return &c, nil
+}
+
+// Load checks r and hashes its binary (r.File, relative to the catalog directory dir).
+func (r *Row) Load(dir string) error {
+	if r.App == "" || r.Env == "" || r.Version == "" || r.File == "" {
+		return fmt.Errorf("catalog row %+v: app, env, version and file are required", *r)
+	}
+	if err := packaging.ValidFileName(r.Key()); err != nil {
+		return fmt.Errorf("catalog row %s: %w", r.Key(), err)
+	}
+	r.path = r.File
+	if !filepath.IsAbs(r.path) {
+		r.path = filepath.Join(dir, r.File)
+	}
+	d, err := packaging.DigestFile(r.path)
+	if err != nil {
+		return fmt.Errorf("catalog row %s: %w", r.Key(), err)
+	}
+	r.MD5, r.SHA256, r.Size = d.MD5, d.SHA256, d.Size
+	return nil
+}
+
+// Save writes the catalog back to DIR/catalog.json atomically.
+func (c *Catalog) Save() error {
+	raw, err := json.MarshalIndent(c, "", " ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.dir, ".catalog.json.tmp")
+	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(c.dir, "catalog.json"))
+}
+
+// Dir is where the catalog lives.
+func (c *Catalog) Dir() string { return c.dir }
+
+// WithRows is the same catalog (bucket, directory) with other rows.
+func (c *Catalog) WithRows(rows []Row) *Catalog {
+	return &Catalog{Bucket: c.Bucket, Rows: rows, dir: c.dir}
+}
+
+// Path is the file of the row's binary (after Load).
+func (r Row) Path() string { return r.path }
+
+// Release is the statement published beside the row's binary.
+func (r Row) Release() packaging.ReleaseFile {
+	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}
+}
+
+// Statement returns what a publisher signs for row i.
+func (c *Catalog) Statement(i int) packaging.Statement {
+	r := c.Rows[i]
+	return packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
+}
+
+// SignRows signs every row with priv, giving each a serial: rows keep theirs when already
+// set, others get one above the highest serial of their app. It also writes each statement
+// as `<file>.release` beside the binary (PROTOCOL 3.3). The catalog is saved.
+func (c *Catalog) SignRows(privPEM []byte) error {
+	priv, err := packaging.ParsePrivateKeyPEM(privPEM)
+	if err != nil {
+		return err
+	}
+	top := map[string]int64{}
+	for _, r := range c.Rows {
+		top[r.App] = max(top[r.App], r.Serial)
+	}
+	for i := range c.Rows {
+		r := &c.Rows[i]
+		if r.Serial == 0 {
+			top[r.App]++
+			r.Serial = top[r.App]
+		}
+		if err := signRow(r, priv); err != nil {
+			return err
+		}
+	}
+	return c.Save()
+}
+
+// SignRow loads r's digests, signs it with its serial as given and writes its .release file:
+// how a publisher prepares a roll-out (or a roll-back: an old binary with a new serial).
+func (c *Catalog) SignRow(r Row, privPEM []byte) (Row, error) {
+	priv, err := packaging.ParsePrivateKeyPEM(privPEM)
+	if err != nil {
+		return r, err
+	}
+	if err := r.Load(c.dir); err != nil {
+		return r, err
+	}
+	return r, signRow(&r, priv)
+}
+
+// signRow signs r's statement and writes it as <binary>.release.
+func signRow(r *Row, priv ed25519.PrivateKey) error {
+	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
+	r.Sig, r.KeyID = st.Sign(priv)
+	rel, _ := json.MarshalIndent(r.Release(), "", " ")
+	return os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
+}
+
+// SampleRows are the nine rows of PROTOCOL 1.1, in the reference init.py's order.
+var SampleRows = []Row{
+	{App: "os_armv8", Env: "beta", Version: "2.0.0"},
+	{App: "os_armv8", Env: "prod", Version: "1.1.0"},
+	{App: "os_armv7", Env: "beta", Version: "2.0.0"},
+	{App: "os_armv7", Env: "prod", Version: "1.0.0"},
+	{App: "scoreboard", Env: "beta", Version: "2.0.0", DeviceAttr: map[string]bool{"gamer": true}},
+	{App: "scoreboard", Env: "prod", Version: "1.0.0", DeviceAttr: map[string]bool{"gamer": true}},
+	{App: "videoStreamer", Env: "beta", Version: "0.1.2", DeviceAttr: map[string]bool{"camera": true}},
+	{App: "videoStreamer", Env: "prod", Version: "0.0.1", DeviceAttr: map[string]bool{"camera": true, "gamer": true}},
+	{App: "modemFW", Env: "prod", Version: "1.0", DeviceAttr: map[string]bool{"cellular": true}},
+}
+
+// WriteSample writes the sample catalog into dir: size random bytes per binary, the same
+// bytes for the same seed. With a private key the rows are signed (SignRows).
+func WriteSample(dir string, size int64, seed uint64, privPEM []byte) (*Catalog, error) {
+	if size < 0 {
+		return nil, errors.New("sample: negative size")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
+		return nil, err
+	}
+	c := &Catalog{Bucket: "cf-iot-ota-appbinaries-local", dir: dir}
+	for i, r := range SampleRows {
+		r.File = "blobs/" + r.Key()
+		if err := writeRandom(filepath.Join(dir, r.File), size, seed*1000+uint64(i)); err != nil {
+			return nil, err
+		}
+		c.Rows = append(c.Rows, r)
+	}
+	if err := c.Save(); err != nil {
+		return nil, err
+	}
+	c, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	if privPEM != nil {
+		return c, c.SignRows(privPEM)
+	}
+	return c, nil
+}
+
+func writeRandom(path string, size int64, seed uint64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24), byte(seed >> 32)})
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := min(left, int64(len(buf)))
+		rng.Read(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
+}
