@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
 )
 
 // serveFirmware is the firmware CDN: a CloudFront distribution in front of the S3 bucket
