@@ -7,6 +7,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"log/slog"
 	"net/http"
 	"os"
@@ -21,9 +23,9 @@ import (
 // Error classes; the CLI maps them to exit codes (README, "Exit codes").
 var (
 	// ErrUnavailable: the server or the network could not be used; try later (exit 3).
-	ErrUnavailable = errors.New("server or network unavailable")
+	ErrUnavailable = fault.Unavailable
 	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
-	ErrRejected = errors.New("update rejected")
+	ErrRejected = fault.Rejected
 	// ErrBusy: another ota-agent holds the state directory.
 	ErrBusy = errors.New("another ota-agent is using the state directory")
 )
@@ -107,7 +109,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		}
 		return cfg.Path(p)
 	}
-	c, err := NewHTTPClient(ClientOptions{
+	c, err := transport.NewHTTPClient(transport.ClientOptions{
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
 		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -165,7 +166,7 @@ func TestBadInput(t *testing.T) {
 				e.srv.SetFaults(*c.faults)
 			}
 			a := e.agent(e.config(extra))
-			a.http, _ = NewHTTPClient(ClientOptions{StallTimeout: 300 * time.Millisecond})
+			a.http, _ = transport.NewHTTPClient(transport.ClientOptions{StallTimeout: 300 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			res, err := a.Check(ctx, CheckOptions{})

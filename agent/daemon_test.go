@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 			BackoffBase: 50 * time.Millisecond,
 			Load: func() (*Agent, error) {
 				a := e.agent(cfg)
-				a.http, _ = NewHTTPClient(ClientOptions{StallTimeout: 300 * time.Millisecond})
+				a.http, _ = transport.NewHTTPClient(transport.ClientOptions{StallTimeout: 300 * time.Millisecond})
 				return a, nil
 			},
 			Checked: func(err error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"io"
 	"log/slog"
 	"net"
@@ -256,4 +257,4 @@ func fileMD5(t testing.TB, path string) string {
 }
 
 // The package's tests reach the test server over plain http on loopback, as a test build does.
-func init() { loopbackHTTP = true }
+func init() { transport.LoopbackHTTP = true }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"io"
 	"net/http"
 	"os"
@@ -223,7 +224,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		}
 		return nil
 	}
-	c := &grab.Client{HTTPClient: a.http, UserAgent: UserAgent(), BufferSize: 256 << 10}
+	c := &grab.Client{HTTPClient: a.http, UserAgent: transport.UserAgent, BufferSize: 256 << 10}
 	resp := c.Do(req)
 	a.watchProgress(label, resp)
 	err = resp.Err()

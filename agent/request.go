@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"io"
 	"net/http"
 	"net/url"
@@ -177,7 +178,7 @@ func (a *Agent) firmwareURL(app string, e packaging.Entry, suffix string) (strin
 		// The field is not signed: only https (http to loopback, for tests) is followed, so a
 		// hostile answer cannot make the device fetch from its local network in the clear.
 		u, err := url.Parse(e.Download)
-		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) && u.Host != "" {
+		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && transport.IsLoopback(u.Hostname())) && u.Host != "" {
 			return e.Download, nil
 		}
 		a.log.Warn("ignoring a download URL that is not https", "app", app, "url", redact(e.Download))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"net"
 	"os"
 	"path/filepath"
@@ -74,7 +75,7 @@ func TestHTTPSTrust(t *testing.T) {
 	}
 }
 
-func testserverPin(c *x509.Certificate) string { return SPKIPin(c) }
+func testserverPin(c *x509.Certificate) string { return transport.SPKIPin(c) }
 
 func TestMutualTLS(t *testing.T) {
 	clientCA, _ := testserver.NewTestCA("client CA", certFrom, 20*365*24*time.Hour)

@@ -1,4 +1,8 @@
-package agent
+// Package transport is the agent's one HTTP/1.1 client for the endpoint and the firmware
+// CDN: bounded waits, a stall timer and a minimum rate on every body, no transparent gzip,
+// https-only redirects to known hosts, TLS with optional CA bundle, SPKI pins and a client
+// certificate, proxies, and errors a person can act on (DESIGN-NOTES 4).
+package transport
 
 import (
 	"cmp"
@@ -6,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"io"
 	"net"
 	"net/http"
@@ -15,15 +20,11 @@ import (
 	"time"
 )
 
-// Version is stamped by the Makefile (-X ...agent.Version=...).
-var Version = "dev"
-
-// UserAgent is sent on every request.
-func UserAgent() string { return "ota-agent/" + Version }
+// UserAgent is sent on every request that has none (the agent sets it at start).
+var UserAgent = "ota-agent/dev"
 
 // Network limits (DESIGN-NOTES 4).
 const (
-	maxErrorBody   = 64 << 10
 	stallTimeout   = 45 * time.Second
 	minRateWindow  = 2 * time.Minute
 	minRateBytes   = 1 << 10 // per second, averaged over minRateWindow
@@ -60,7 +61,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 	if o.Proxy != "" {
 		pu, err := url.Parse(o.Proxy)
 		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-			return nil, fmt.Errorf("%w: server.proxy %q is not an http(s)://host:port URL", ErrConfig, o.Proxy)
+			return nil, fmt.Errorf("%w: server.proxy %q is not an http(s)://host:port URL", fault.Config, o.Proxy)
 		}
 		proxy = http.ProxyURL(pu)
 	}
@@ -90,7 +91,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 			if len(via) >= maxRedirects {
 				return fmt.Errorf("more than %d redirects", maxRedirects)
 			}
-			if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
+			if req.URL.Scheme != "https" && !IsLoopback(req.URL.Hostname()) {
 				return fmt.Errorf("refusing redirect to %s: not https", req.URL.Redacted())
 			}
 			if req.URL.Host != via[0].URL.Host && !slices.Contains(o.RedirectHosts, req.URL.Host) {
@@ -101,13 +102,13 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 	}, nil
 }
 
-// loopbackHTTP lets plain http to a loopback host through where https is required: set in
-// test builds (-tags otatest) and by the package's own tests, never in a release build.
-var loopbackHTTP bool
+// LoopbackHTTP lets plain http to a loopback host through where https is required: set by
+// test builds (-tags otatest) and tests, never in a release build.
+var LoopbackHTTP bool
 
-// isLoopback reports a loopback host that may be reached in the clear (test builds only).
-func isLoopback(host string) bool {
-	if !loopbackHTTP {
+// IsLoopback reports a loopback host that may be reached in the clear (test builds only).
+func IsLoopback(host string) bool {
+	if !LoopbackHTTP {
 		return false
 	}
 	if host == "localhost" {
@@ -133,7 +134,7 @@ type stallTransport struct {
 func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
-		req.Header.Set("User-Agent", UserAgent())
+		req.Header.Set("User-Agent", UserAgent)
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
