@@ -23,9 +23,9 @@ import (
 // Error classes; the CLI maps them to exit codes (README, "Exit codes").
 var (
 	// ErrUnavailable: the server or the network could not be used; try later (exit 3).
-	ErrUnavailable = fault.Unavailable
+	ErrUnavailable = fault.ErrUnavailable
 	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
-	ErrRejected = fault.Rejected
+	ErrRejected = fault.ErrRejected
 	// ErrBusy: another ota-agent holds the state directory.
 	ErrBusy = errors.New("another ota-agent is using the state directory")
 )

@@ -14,7 +14,7 @@ import (
 const DefaultConfigFile = "/etc/ota-agent/config.yaml"
 
 // ErrConfig marks a configuration or usage error (exit 2).
-var ErrConfig = fault.Config
+var ErrConfig = fault.ErrConfig
 
 // Config is the agent's configuration, declared once: each `key` tag is the YAML key (and,
 // upper-cased with the parents', the OTA_AGENT_* variable), each `default` tag its default.

@@ -5,10 +5,10 @@ package fault
 import "errors"
 
 var (
-	// Config: a configuration or usage error (exit 2).
-	Config = errors.New("configuration error")
-	// Unavailable: the server or the network could not be used; try later (exit 3).
-	Unavailable = errors.New("server or network unavailable")
-	// Rejected: what the server sent failed verification and was not installed (exit 4).
-	Rejected = errors.New("update rejected")
+	// ErrConfig: a configuration or usage error (exit 2).
+	ErrConfig = errors.New("configuration error")
+	// ErrUnavailable: the server or the network could not be used; try later (exit 3).
+	ErrUnavailable = errors.New("server or network unavailable")
+	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
+	ErrRejected = errors.New("update rejected")
 )

@@ -61,7 +61,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 	if o.Proxy != "" {
 		pu, err := url.Parse(o.Proxy)
 		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-			return nil, fmt.Errorf("%w: server.proxy %q is not an http(s)://host:port URL", fault.Config, o.Proxy)
+			return nil, fmt.Errorf("%w: server.proxy %q is not an http(s)://host:port URL", fault.ErrConfig, o.Proxy)
 		}
 		proxy = http.ProxyURL(pu)
 	}
