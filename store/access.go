@@ -1,0 +1,203 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The records: one accessor pair per key of keys.go.
+
+func get[T any](d *DB, bucket, key []byte) (*T, error) {
+	var out *T
+	err := d.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		raw := b.Get(key)
+		if raw == nil {
+			return nil
+		}
+		out = new(T)
+		return json.Unmarshal(raw, out)
+	})
+	return out, err
+}
+
+func put(tx *bolt.Tx, bucket, key []byte, v any) error {
+	if v == nil {
+		return tx.Bucket(bucket).Delete(key)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put(key, raw)
+}
+
+// State returns the active generation, nil when nothing was ever installed.
+func (d *DB) State() (*State, error) { return get[State](d, bucketAgent, keyState) }
+
+// Pending returns the generation a switch was started for, if any.
+func (d *DB) Pending() (*Generation, error) { return get[Generation](d, bucketAgent, keyPending) }
+
+// LastCheck returns the last check's record.
+func (d *DB) LastCheck() (*CheckRecord, error) { return get[CheckRecord](d, bucketAgent, keyLastCheck) }
+
+// SetPending journals g before the switch (nil clears it).
+func (d *DB) SetPending(g *Generation) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if g == nil {
+			return put(tx, bucketAgent, keyPending, nil)
+		}
+		return put(tx, bucketAgent, keyPending, g)
+	})
+}
+
+// SetState records s as active (nil: nothing installed) and clears the pending journal, in
+// one transaction.
+func (d *DB) SetState(s *State) error {
+	return d.update(func(tx *bolt.Tx) error {
+		var err error
+		if s == nil {
+			err = put(tx, bucketAgent, keyState, nil)
+		} else {
+			err = put(tx, bucketAgent, keyState, s)
+		}
+		if err != nil {
+			return err
+		}
+		return put(tx, bucketAgent, keyPending, nil)
+	})
+}
+
+// RecordCheck stores the last check's outcome.
+func (d *DB) RecordCheck(c CheckRecord) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyLastCheck, c) })
+}
+
+// Refuse remembers that the release with this md5 must not be installed again.
+func (d *DB) Refuse(md5 string, r Refusal) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketRefused, []byte(md5), r) })
+}
+
+// Refused returns why md5 is refused, or nil.
+func (d *DB) Refused(md5 string) (*Refusal, error) {
+	return get[Refusal](d, bucketRefused, []byte(md5))
+}
+
+// Refusals lists every refused release by md5.
+func (d *DB) Refusals() (map[string]Refusal, error) {
+	out := map[string]Refusal{}
+	err := d.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRefused).ForEach(func(k, v []byte) error {
+			var r Refusal
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out[string(k)] = r
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ForgetRefusals drops refusals whose md5 is not in keep: the server offers something else.
+func (d *DB) ForgetRefusals(app string, keep string) error {
+	return d.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRefused)
+		var drop [][]byte
+		b.ForEach(func(k, v []byte) error {
+			var r Refusal
+			if json.Unmarshal(v, &r) == nil && r.App == app && string(k) != keep {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Progress returns the resume record of a download.
+func (d *DB) Progress(name string) (*Progress, error) {
+	return get[Progress](d, bucketDownloads, []byte(name))
+}
+
+// SetProgress stores (or with nil, clears) the resume record of a download.
+func (d *DB) SetProgress(name string, p *Progress) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if p == nil {
+			return put(tx, bucketDownloads, []byte(name), nil)
+		}
+		return put(tx, bucketDownloads, []byte(name), p)
+	})
+}
+
+// Mode returns the payload mode learnt for a server URL ("" when none).
+func (d *DB) Mode(server string) (string, error) {
+	var m string
+	err := d.view(func(tx *bolt.Tx) error {
+		m = string(tx.Bucket(bucketModes).Get([]byte(server)))
+		return nil
+	})
+	return m, err
+}
+
+// SetMode remembers the payload mode for a server URL.
+func (d *DB) SetMode(server, mode string) error {
+	return d.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketModes).Put([]byte(server), []byte(mode)) })
+}
+
+// TimeFloor is the newest time the agent has trusted; the clock is never taken to be earlier.
+func (d *DB) TimeFloor() (time.Time, error) {
+	var t time.Time
+	err := d.view(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketAgent).Get(keyTimeFloor)
+		if raw != nil {
+			var s int64
+			fmt.Sscan(string(raw), &s)
+			t = time.Unix(s, 0)
+		}
+		return nil
+	})
+	return t, err
+}
+
+// RaiseTimeFloor moves the floor up to t (never down).
+func (d *DB) RaiseTimeFloor(t time.Time) error {
+	return d.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAgent)
+		var cur int64
+		if raw := b.Get(keyTimeFloor); raw != nil {
+			fmt.Sscan(string(raw), &cur)
+		}
+		if t.Unix() <= cur {
+			return nil
+		}
+		return b.Put(keyTimeFloor, []byte(fmt.Sprint(t.Unix())))
+	})
+}
+
+// LastVerify returns the last re-verification of the active slot.
+func (d *DB) LastVerify() (*VerifyRecord, error) { return get[VerifyRecord](d, bucketAgent, keyVerify) }
+
+// RecordVerify stores a re-verification's outcome.
+func (d *DB) RecordVerify(v VerifyRecord) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyVerify, v) })
+}
+
+// OS returns the partition-slot record (nil before the first OS install).
+func (d *DB) OS() (*OSState, error) { return get[OSState](d, bucketAgent, keyOS) }
+
+// SetOS stores the partition-slot record.
+func (d *DB) SetOS(o *OSState) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyOS, o) })
+}
