@@ -46,14 +46,14 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	defer unlock()
-	n := notifier{log: a.log}
+	d := &daemonLoop{o: o, a: a, n: notifier{log: a.log}, done: make(chan outcome, 1),
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	usr1 := make(chan os.Signal, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(usr1)
 	defer signal.Stop(hup)
-
 	wd := time.Duration(0)
 	if us, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && us > 0 {
 		wd = time.Duration(us) * time.Microsecond / 2
@@ -64,88 +64,110 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		defer t.Stop()
 		wdTick = t.C
 	}
-	n.send(daemon.SdNotifyReady)
+	d.n.send(daemon.SdNotifyReady)
 	a.log.Info("daemon started", "state_dir", a.slots.Dir, "interval", a.cfg.Poll.Interval, "watchdog", wd*2)
-
 	timer := time.NewTimer(0) // check at start
 	defer timer.Stop()
-	type outcome struct {
-		key string // the next request's cache key
-		err error
-	}
-	var (
-		running  context.CancelFunc
-		done     = make(chan outcome, 1)
-		failures int
-		rng      = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	)
-	start := func() {
-		if running != nil {
-			return
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		running = cancel
-		ag := a
-		ag.Status = func(s string) { n.status(s) }
-		go func() {
-			key, err := ag.runOnce(cctx)
-			done <- outcome{key, err}
-		}()
-	}
 	for {
 		select {
 		case <-ctx.Done():
-			n.send(daemon.SdNotifyStopping)
-			if running != nil {
-				running()
-				select {
-				case <-done:
-				case <-time.After(2 * time.Second):
-					a.log.Warn("check did not stop within 2s; exiting anyway")
-				}
-			}
-			a.log.Info("daemon stopped")
+			d.stop()
 			return nil
 		case <-timer.C:
-			start()
+			d.start(ctx)
 		case <-usr1:
-			a.log.Info("SIGUSR1: checking now")
-			start()
+			d.a.log.Info("SIGUSR1: checking now")
+			d.start(ctx)
 		case <-hup:
-			na, err := o.Load()
-			switch {
-			case err != nil:
-				a.log.Error("SIGHUP: configuration not reloaded; keeping the old one", "error", err)
-				n.status("config reload failed, keeping the old one: " + err.Error())
-			case na.slots.Dir != a.slots.Dir:
-				a.log.Error("SIGHUP: state_dir cannot change while running; restart the service", "old", a.slots.Dir, "new", na.slots.Dir)
-			default:
-				na.slots, na.tidy = a.slots, a.tidy // the same directory, opened once
-				a = na
-				a.log.Info("SIGHUP: configuration reloaded")
-			}
-		case out := <-done:
-			running = nil
-			err := out.err
-			if o.Checked != nil {
-				o.Checked(err)
-			}
-			var wait time.Duration
-			if err == nil {
-				failures = 0
-				now := a.clock.Now()
-				wait = NextCheck(now, out.key, a.cfg.Poll.Interval, a.cfg.Poll.Jitter, a.cfg.Poll.Align, rng).Sub(now)
-				n.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
-			} else {
-				failures++
-				wait = backoff(failures, cmp.Or(o.BackoffBase, backoffBase), a.cfg.Poll.Interval, err)
-				n.status(fmt.Sprintf("failed: %v, retry in %v", oneLine(err), wait.Round(time.Second)))
-			}
-			timer.Reset(wait)
+			d.reload()
+		case out := <-d.done:
+			timer.Reset(d.finished(out))
 		case <-wdTick:
-			n.send(daemon.SdNotifyWatchdog)
+			d.n.send(daemon.SdNotifyWatchdog)
 		}
 	}
+}
+
+// outcome of one check in the daemon.
+type outcome struct {
+	key string // the next request's cache key
+	err error
+}
+
+// daemonLoop is the daemon's state between events: at most one check runs at a time.
+type daemonLoop struct {
+	o        DaemonOptions
+	a        *Agent
+	n        notifier
+	running  context.CancelFunc
+	done     chan outcome
+	failures int
+	rng      *rand.Rand
+}
+
+// start begins a check unless one is running.
+func (d *daemonLoop) start(ctx context.Context) {
+	if d.running != nil {
+		return
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	d.running = cancel
+	ag := d.a
+	ag.Status = func(s string) { d.n.status(s) }
+	go func() {
+		key, err := ag.runOnce(cctx)
+		d.done <- outcome{key, err}
+	}()
+}
+
+// stop ends a running check (SIGTERM) and says so to systemd.
+func (d *daemonLoop) stop() {
+	d.n.send(daemon.SdNotifyStopping)
+	if d.running != nil {
+		d.running()
+		select {
+		case <-d.done:
+		case <-time.After(2 * time.Second):
+			d.a.log.Warn("check did not stop within 2s; exiting anyway")
+		}
+	}
+	d.a.log.Info("daemon stopped")
+}
+
+// reload is SIGHUP: a new configuration, or the old one kept with the reason logged.
+func (d *daemonLoop) reload() {
+	na, err := d.o.Load()
+	switch {
+	case err != nil:
+		d.a.log.Error("SIGHUP: configuration not reloaded; keeping the old one", "error", err)
+		d.n.status("config reload failed, keeping the old one: " + err.Error())
+	case na.slots.Dir != d.a.slots.Dir:
+		d.a.log.Error("SIGHUP: state_dir cannot change while running; restart the service", "old", d.a.slots.Dir, "new", na.slots.Dir)
+	default:
+		na.slots, na.tidy = d.a.slots, d.a.tidy // the same directory, opened once
+		d.a = na
+		d.a.log.Info("SIGHUP: configuration reloaded")
+	}
+}
+
+// finished records a check's end and returns the wait until the next one.
+func (d *daemonLoop) finished(out outcome) time.Duration {
+	d.running = nil
+	err := out.err
+	if d.o.Checked != nil {
+		d.o.Checked(err)
+	}
+	if err == nil {
+		d.failures = 0
+		now := d.a.clock.Now()
+		wait := NextCheck(now, out.key, d.a.cfg.Poll.Interval, d.a.cfg.Poll.Jitter, d.a.cfg.Poll.Align, d.rng).Sub(now)
+		d.n.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
+		return wait
+	}
+	d.failures++
+	wait := backoff(d.failures, cmp.Or(d.o.BackoffBase, backoffBase), d.a.cfg.Poll.Interval, err)
+	d.n.status(fmt.Sprintf("failed: %v, retry in %v", oneLine(err), wait.Round(time.Second)))
+	return wait
 }
 
 // runOnce opens the database for one check (so `status` can read between checks) and
