@@ -84,34 +84,7 @@ func (b *bench) simulate(n int, interval time.Duration, client int) (testserver.
 	h := srv.Handler()
 	rng := rand.New(rand.NewPCG(7, 7))
 	start := clk.now()
-	q := &queue{}
-	for i := 0; i < n; i++ {
-		d := &device{facts: agent.Facts{}, installed: map[string]string{}}
-		d.facts["cpuarch"] = pick(rng, 0.7, "armv8", "armv7")
-		ch := pick(rng, 0.9, "prod", "beta")
-		d.facts["os"] = ch
-		for attr, p := range map[string]float64{"gamer": 0.4, "camera": 0.3, "cellular": 0.5} {
-			if rng.Float64() < p {
-				d.facts["attr"+attr] = ch
-			}
-		}
-		d.next = start.Add(time.Duration(rng.Int64N(int64(interval))))
-		heap.Push(q, d)
-	}
-	// The fleet before the day: 85% current, 10% one app behind, 5% fresh out of the factory.
-	clk.set(start.Add(-24 * time.Hour))
-	for _, d := range *q {
-		switch r := rng.Float64(); {
-		case r < 0.95:
-			d.poll(h, true, rng)
-			if r >= 0.85 {
-				for app := range d.installed {
-					d.installed[app] = "0123456789abcdef0123456789abcdef" // an older build
-					break
-				}
-			}
-		}
-	}
+	q := newFleet(n, interval, start, clk, h, rng)
 	// A fleet in steady state: the agent's devices already check in their aligned minute.
 	if client == clientAgent {
 		for _, d := range *q {
@@ -150,6 +123,40 @@ func (b *bench) simulate(n int, interval time.Duration, client int) (testserver.
 	after.OriginRequests -= before.OriginRequests
 	after.OriginBytes -= before.OriginBytes
 	return after, reqs
+}
+
+// newFleet makes n devices with random facts, each first due at a random moment of the
+// interval, and plays the day before: 85% current, 10% one app behind, 5% fresh out of
+// the factory.
+func newFleet(n int, interval time.Duration, start time.Time, clk *simClock, h http.Handler, rng *rand.Rand) *queue {
+	q := &queue{}
+	for i := 0; i < n; i++ {
+		d := &device{facts: agent.Facts{}, installed: map[string]string{}}
+		d.facts["cpuarch"] = pick(rng, 0.7, "armv8", "armv7")
+		ch := pick(rng, 0.9, "prod", "beta")
+		d.facts["os"] = ch
+		for attr, p := range map[string]float64{"gamer": 0.4, "camera": 0.3, "cellular": 0.5} {
+			if rng.Float64() < p {
+				d.facts["attr"+attr] = ch
+			}
+		}
+		d.next = start.Add(time.Duration(rng.Int64N(int64(interval))))
+		heap.Push(q, d)
+	}
+	clk.set(start.Add(-24 * time.Hour))
+	for _, d := range *q {
+		switch r := rng.Float64(); {
+		case r < 0.95:
+			d.poll(h, true, rng)
+			if r >= 0.85 {
+				for app := range d.installed {
+					d.installed[app] = "0123456789abcdef0123456789abcdef" // an older build
+					break
+				}
+			}
+		}
+	}
+	return q
 }
 
 func pick(rng *rand.Rand, p float64, a, b string) string {

@@ -135,29 +135,8 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	opts := testserver.Options{Origin: *origin, NoEdge: *noEdge, ReferenceOnly: *refOnly}
-	if *signed != "" {
-		id, pemFile, _ := strings.Cut(*signed, "=")
-		raw, err := os.ReadFile(pemFile)
-		if err != nil {
-			return fmt.Errorf("--signed-urls: %w", err)
-		}
-		pub, err := testserver.ParseRSAPublicKeyPEM(raw)
-		if err != nil {
-			return fmt.Errorf("--signed-urls %s: %w", pemFile, err)
-		}
-		opts.SignedURLKeys = map[string]*rsa.PublicKey{id: pub}
-	}
-	if *signKey != "" {
-		id, pemFile, _ := strings.Cut(*signKey, "=")
-		raw, err := os.ReadFile(pemFile)
-		if err != nil {
-			return fmt.Errorf("--url-signing-key: %w", err)
-		}
-		priv, err := testserver.ParseRSAPrivateKeyPEM(raw)
-		if err != nil {
-			return fmt.Errorf("--url-signing-key %s: %w", pemFile, err)
-		}
-		opts.URLSigner = &testserver.URLSigner{KeyPairID: id, Key: priv, TTL: *urlTTL}
+	if err := urlSigning(&opts, *signed, *signKey, *urlTTL); err != nil {
+		return err
 	}
 	if *useTLS {
 		t, err := tlsOptions(*tlsDir, *certFile, *keyFile, *clientCA, *hosts, *http2)
@@ -185,9 +164,14 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "endpoint  %s/package (origin %s, edge %v)\nfirmware  %s/firmware/  (bucket %s)\nstats     %s/_stats\n",
 		base, *origin, !*noEdge, base, cat.Bucket, base)
+	defer reloadOnHUP(srv)()
+	return srv.Serve(ctx, l)
+}
+
+// reloadOnHUP re-reads the catalog on every SIGHUP until the returned stop is called.
+func reloadOnHUP(srv *testserver.Server) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			if err := srv.Reload(); err != nil {
@@ -197,7 +181,37 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 	}()
-	return srv.Serve(ctx, l)
+	return func() { signal.Stop(hup) }
+}
+
+// urlSigning sets up CloudFront signed URLs: demanded on /firmware/ (KEYPAIR_ID=public.pem)
+// and made for the entries' download URLs (KEYPAIR_ID=private.pem).
+func urlSigning(opts *testserver.Options, signed, signKey string, ttl time.Duration) error {
+	if signed != "" {
+		id, pemFile, _ := strings.Cut(signed, "=")
+		raw, err := os.ReadFile(pemFile)
+		if err != nil {
+			return fmt.Errorf("--signed-urls: %w", err)
+		}
+		pub, err := testserver.ParseRSAPublicKeyPEM(raw)
+		if err != nil {
+			return fmt.Errorf("--signed-urls %s: %w", pemFile, err)
+		}
+		opts.SignedURLKeys = map[string]*rsa.PublicKey{id: pub}
+	}
+	if signKey != "" {
+		id, pemFile, _ := strings.Cut(signKey, "=")
+		raw, err := os.ReadFile(pemFile)
+		if err != nil {
+			return fmt.Errorf("--url-signing-key: %w", err)
+		}
+		priv, err := testserver.ParseRSAPrivateKeyPEM(raw)
+		if err != nil {
+			return fmt.Errorf("--url-signing-key %s: %w", pemFile, err)
+		}
+		opts.URLSigner = &testserver.URLSigner{KeyPairID: id, Key: priv, TTL: ttl}
+	}
+	return nil
 }
 
 func tlsOptions(dir, certFile, keyFile, clientCA, hosts string, http2 bool) (*testserver.TLSOptions, error) {
