@@ -163,7 +163,9 @@ func (a *Agent) openState(create bool) error {
 // Close releases the state directory.
 func (a *Agent) Close() error { return a.slots.Close() }
 
-// OpenDB opens the database (creating the state directory), reconciling it with the slots.
+// OpenDB opens the database for writing (creating the state directory). It only opens:
+// recovery from an interrupted run is Recover, which check, run and the commands that
+// change something call by name.
 func (a *Agent) OpenDB() (*store.DB, error) {
 	if err := a.openState(true); err != nil {
 		return nil, err
@@ -179,16 +181,35 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 	if db.Rebuilt {
 		a.log.Error("database was damaged; moved aside (agent.db.corrupt-*) and rebuilt from the slot manifests", "path", a.dbPath(), "damage", db.Damage)
 	}
-	if err := a.reconcile(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("reconcile %s: %w", a.slots.Dir, err)
-	}
-	if err := a.reconcileOS(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("reconcile the OS partitions: %w", err)
-	}
 	if floor, err := db.TimeFloor(); err == nil {
 		a.clock.raise(floor)
+	}
+	return db, nil
+}
+
+// Recover makes the database agree with the slots and the OS partitions after whatever
+// interrupted the last run (a crash, a power cut, a reboot into a new OS image): an
+// interrupted install is discarded, an interrupted switch or rollback finished, a damaged
+// state directory healed, a generation found on trial counted. It never asks the server.
+func (a *Agent) Recover(db *store.DB) error {
+	if err := a.reconcile(db); err != nil {
+		return fmt.Errorf("recover %s: %w", a.slots.Dir, err)
+	}
+	if err := a.reconcileOS(db); err != nil {
+		return fmt.Errorf("recover the OS partitions: %w", err)
+	}
+	return nil
+}
+
+// openRecovered is OpenDB then Recover: what every command that writes starts with.
+func (a *Agent) openRecovered() (*store.DB, error) {
+	db, err := a.OpenDB()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Recover(db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }

@@ -26,7 +26,7 @@ func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
 		return failed(err), err
 	}
 	defer unlock()
-	db, err := a.OpenDB()
+	db, err := a.openRecovered()
 	if err != nil {
 		return failed(err), err
 	}
@@ -49,7 +49,8 @@ func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
 	return a.CheckWith(ctx, db, opt)
 }
 
-// CheckWith runs one cycle on an open, reconciled database (the daemon's path).
+// CheckWith runs one cycle on an open database that Recover has made consistent (the
+// daemon's path): a generation left on trial is judged first, then the server is asked.
 func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
 	start := time.Now()
 	if !opt.DryRun {

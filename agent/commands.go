@@ -19,7 +19,7 @@ func (a *Agent) withDB(fn func(*store.DB) error) error {
 		return err
 	}
 	defer unlock()
-	db, err := a.OpenDB()
+	db, err := a.openRecovered()
 	if err != nil {
 		return err
 	}
