@@ -154,7 +154,7 @@ func (a *Agent) reconcileOS(db *store.DB) error {
 	}
 	reason := fmt.Sprintf("the bootloader fell back to slot %s instead of booting slot %s", p.Booted(env), o.Try)
 	a.log.Warn("OS update failed", "app", o.App, "version", o.Release.Version, "reason", reason)
-	if err := db.Refuse(o.Release.MD5, store.Refusal{App: o.App, Version: o.Release.Version, Reason: reason, Time: a.now(db)}); err != nil {
+	if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
 		return err
 	}
 	if err := p.MarkGood(); err != nil { // clear upgrade_available on the slot we run
@@ -179,7 +179,9 @@ func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
 			return ctx.Err()
 		}
 		reason := "health check failed on the new OS: " + err.Error()
-		db.Refuse(o.Release.MD5, store.Refusal{App: o.App, Version: o.Release.Version, Reason: reason, Time: a.now(db)})
+		if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
+			return err
+		}
 		if err := p.Env.Write(map[string]string{installer.VarSlot: o.Committed, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
 			return err
 		}

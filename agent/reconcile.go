@@ -235,16 +235,8 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps, Rollback: true}
 	a.Status("rolling back to slot " + back.Slot)
 	if refuse { // first: a crash later in the rollback must not let the release back in
-		for app, x := range s.Apps {
-			if old, ok := m.Apps[app]; ok && old.MD5 == x.MD5 {
-				continue
-			}
-			if r, _ := db.Refused(x.MD5); r != nil {
-				continue // keep the first reason
-			}
-			if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
-				return err
-			}
+		if err := a.refuseApps(db, s.Apps, m.Apps, reason); err != nil {
+			return err
 		}
 	}
 	if err := db.SetPending(back); err != nil {
@@ -264,6 +256,23 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	return nil
 }
 
+// refuseApps refuses every app of apps whose MD5 keep does not also hold, keeping the reason
+// of an earlier refusal of the same MD5.
+func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason string) error {
+	for app, x := range apps {
+		if old, ok := keep[app]; ok && old.MD5 == x.MD5 {
+			continue
+		}
+		if r, _ := db.Refused(x.MD5); r != nil {
+			continue
+		}
+		if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // rollbackToNothing undoes a first install: the device had no generation before it.
 func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, refuse bool) error {
 	if err := db.SetPending(nil); err != nil {
@@ -273,10 +282,8 @@ func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, r
 		return err
 	}
 	if refuse {
-		for app, x := range s.Apps {
-			if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
-				return err
-			}
+		if err := a.refuseApps(db, s.Apps, nil, reason); err != nil {
+			return err
 		}
 	}
 	if err := db.SetState(nil); err != nil {

@@ -94,36 +94,40 @@ func GenerateKey() (privPEM, pubPEM []byte, err error) {
 
 // ParsePublicKeyPEM reads a PKIX "PUBLIC KEY" PEM block holding an Ed25519 key.
 func ParsePublicKeyPEM(data []byte) (ed25519.PublicKey, error) {
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PUBLIC KEY" {
-		return nil, errors.New("no PEM \"PUBLIC KEY\" block (want the output of `openssl pkey -pubout` or `ota-release keygen`)")
-	}
-	k, err := x509.ParsePKIXPublicKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("public key is %T, not Ed25519", k)
-	}
-	return pub, nil
+	return DecodeKey[ed25519.PublicKey](data, "PUBLIC KEY", "Ed25519",
+		"want the output of `openssl pkey -pubout` or `ota-release keygen`", x509.ParsePKIXPublicKey)
 }
 
 // ParsePrivateKeyPEM reads a PKCS#8 "PRIVATE KEY" PEM block holding an Ed25519 key.
 func ParsePrivateKeyPEM(data []byte) (ed25519.PrivateKey, error) {
+	return DecodeKey[ed25519.PrivateKey](data, "PRIVATE KEY", "Ed25519",
+		"want `openssl genpkey -algorithm ed25519` or `ota-release keygen` output", x509.ParsePKCS8PrivateKey)
+}
+
+// DecodeKey reads the first PEM block of data (of type block, when not ""), parses it with
+// the first parser that accepts it, and wants a key of type K (named kind in errors); hint
+// says where a right one comes from.
+func DecodeKey[K any](data []byte, block, kind, hint string, parsers ...func([]byte) (any, error)) (K, error) {
+	var zero K
 	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PRIVATE KEY" {
-		return nil, errors.New("no PEM \"PRIVATE KEY\" block (want `openssl genpkey -algorithm ed25519` or `ota-release keygen` output)")
+	if b == nil || block != "" && b.Type != block {
+		if block == "" {
+			block = "key"
+		}
+		return zero, fmt.Errorf("no PEM %q block (%s)", block, hint)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
+	var err error
+	for _, parse := range parsers {
+		var k any
+		if k, err = parse(b.Bytes); err == nil {
+			key, ok := k.(K)
+			if !ok {
+				return zero, fmt.Errorf("the key is %T, not %s", k, kind)
+			}
+			return key, nil
+		}
 	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("private key is %T, not Ed25519", k)
-	}
-	return priv, nil
+	return zero, fmt.Errorf("parse %s key: %w", kind, err)
 }
 
 // ReleaseFile is `<app>_<version>.release`, the statement published beside the binary for

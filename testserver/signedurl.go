@@ -11,9 +11,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/packaging"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -148,39 +147,13 @@ func (s *URLSigner) Sign(rawURL string) string {
 
 // ParseRSAPublicKeyPEM reads a PKIX RSA public key (CloudFront public keys).
 func ParseRSAPublicKeyPEM(data []byte) (*rsa.PublicKey, error) {
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, errors.New("no PEM block")
-	}
-	k, err := x509.ParsePKIXPublicKey(b.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%T is not an RSA key", k)
-	}
-	return pub, nil
+	return packaging.DecodeKey[*rsa.PublicKey](data, "", "RSA", "a PKIX public key", x509.ParsePKIXPublicKey)
 }
 
 // ParseRSAPrivateKeyPEM reads a PKCS#1 or PKCS#8 RSA private key.
 func ParseRSAPrivateKeyPEM(data []byte) (*rsa.PrivateKey, error) {
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(b.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	priv, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%T is not an RSA key", k)
-	}
-	return priv, nil
+	pkcs1 := func(b []byte) (any, error) { return x509.ParsePKCS1PrivateKey(b) }
+	return packaging.DecodeKey[*rsa.PrivateKey](data, "", "RSA", "a PKCS#1 or PKCS#8 private key", pkcs1, x509.ParsePKCS8PrivateKey)
 }
 
 func md5hex(b []byte) string {
