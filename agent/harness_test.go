@@ -9,15 +9,13 @@ import (
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/internal/testenv"
 	"github.com/ota-agent/ota-agent/store"
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -26,6 +24,7 @@ import (
 // loopback, and a state directory in t.TempDir().
 type env struct {
 	t       testing.TB
+	world   *testenv.World
 	dir     string
 	cat     *testserver.Catalog
 	srv     *testserver.Server
@@ -37,46 +36,20 @@ type env struct {
 func newEnv(t testing.TB, opts testserver.Options) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
-	priv, pub, err := packaging.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.privPEM = priv
-	e.pubPath = filepath.Join(e.dir, "release.pub.pem")
-	os.WriteFile(e.pubPath, pub, 0o644)
-	if e.cat, err = testserver.WriteSample(filepath.Join(e.dir, "catalog"), 8192, 11, priv); err != nil {
-		t.Fatal(err)
-	}
 	opts.SpoolDir = t.TempDir()
-	if e.srv, err = testserver.New(e.cat, opts); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	w, err := testenv.NewWorld(e.dir, 8192, 11, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.srv.Serve(ctx, l); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; e.srv.Close() })
-	e.base = "http://" + l.Addr().String()
+	t.Cleanup(w.Stop)
+	e.world, e.cat, e.srv, e.base, e.privPEM, e.pubPath = w, w.Cat, w.Srv, w.Base, w.PrivPEM, w.PubPath
 	return e
 }
 
-// config writes a YAML configuration (the default one plus extra lines) and loads it.
+// config writes a YAML configuration (the default one plus extra sections) and loads it.
 func (e *env) config(extra string) *Config {
 	e.t.Helper()
-	y := fmt.Sprintf(`server:
-  url: %s/package
-  firmware: {%s: %s/firmware/}
-device:
-  cpu_arch: armv8
-  attributes: {gamer: prod, cellular: prod}
-state_dir: %s
-trust:
-  keys: [%s]
-`, e.base, e.cat.Bucket, e.base, filepath.Join(e.dir, "state"), e.pubPath)
-	y = mergeYAML(y, extra)
+	y := e.world.Config(filepath.Join(e.dir, "state"), "", "{gamer: prod, cellular: prod}", extra)
 	path := filepath.Join(e.dir, fmt.Sprintf("config-%d.yaml", time.Now().UnixNano()))
 	os.WriteFile(path, []byte(y), 0o644)
 	c, err := LoadConfig(path, "", nil)
@@ -84,35 +57,6 @@ trust:
 		e.t.Fatal(err)
 	}
 	return c
-}
-
-// mergeYAML lets extra replace whole top-level sections of base.
-func mergeYAML(base, extra string) string {
-	sections := map[string]string{}
-	var order []string
-	for _, doc := range []string{base, extra} {
-		cur := ""
-		for _, line := range strings.Split(doc, "\n") {
-			if line == "" {
-				continue
-			}
-			if !strings.HasPrefix(line, " ") {
-				cur = strings.SplitN(line, ":", 2)[0]
-				if _, seen := sections[cur]; !seen {
-					order = append(order, cur)
-				}
-				if doc == extra {
-					sections[cur] = ""
-				}
-			}
-			sections[cur] += line + "\n"
-		}
-	}
-	var b strings.Builder
-	for _, k := range order {
-		b.WriteString(sections[k])
-	}
-	return b.String()
 }
 
 func (e *env) agent(c *Config) *Agent {

@@ -2,11 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/testenv"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,14 +80,9 @@ func (b *bench) serve(catDir string, opts testserver.Options) *server {
 	must(err)
 	opts.SpoolDir = filepath.Join(b.dir, "spool-"+filepath.Base(catDir))
 	must(os.MkdirAll(opts.SpoolDir, 0o755))
-	srv, err := testserver.New(cat, opts)
+	ts, err := testenv.Serve(cat, opts)
 	must(err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, l); close(done) }()
-	return &server{srv: srv, base: "http://" + l.Addr().String(), cat: cat, stop: func() { cancel(); <-done; srv.Close() }}
+	return &server{srv: ts.Srv, base: strings.Replace(ts.Base, "https://", "http://", 1), cat: cat, stop: ts.Stop}
 }
 
 // config writes an agent configuration for srv into a fresh state directory.
@@ -96,8 +90,8 @@ func (b *bench) config(s *server, pub, payload, name string) (cfg, state string)
 	state = filepath.Join(b.dir, "state-"+name)
 	os.RemoveAll(state)
 	cfg = filepath.Join(b.dir, "config-"+name+".yaml")
-	y := fmt.Sprintf("server:\n  url: %s/package\n  payload: %s\n  firmware: {%s: %s/firmware/}\ndevice:\n  cpu_arch: armv8\n  attributes: {gamer: prod}\nstate_dir: %s\ntrust:\n  keys: [%s]\npoll:\n  interval: 1h\n",
-		s.base, payload, s.cat.Bucket, s.base, state, pub)
+	y := testenv.Config(testenv.ConfigOptions{Base: s.base, Bucket: s.cat.Bucket, PubPath: pub, StateDir: state,
+		Payload: payload, Attributes: "{gamer: prod}", Extra: "poll:\n  interval: 1h\n"})
 	must(os.WriteFile(cfg, []byte(y), 0o644))
 	return cfg, state
 }

@@ -27,7 +27,7 @@ func TestHTTPSProxyFromEnvironment(t *testing.T) {
 	}
 	defer proxy.Close()
 	cfg := "server:\n  url: https://ota.test:" + port + "/package\n  ca_file: " + filepath.Join(tlsDir, "ca.pem") +
-		"\ndevice:\n  cpu_arch: armv8\nstate_dir: " + w.state + "\ntrust:\n  keys: [" + filepath.Join(w.dir, "rel.pub.pem") + "]\n"
+		"\ndevice:\n  cpu_arch: armv8\nstate_dir: " + w.state + "\ntrust:\n  keys: [" + w.tw.PubPath + "]\n"
 	os.WriteFile(w.cfg, []byte(cfg), 0o644)
 	if r := w.agent([]string{"HTTPS_PROXY=" + proxy.URL()}, "check", "--once"); r.code != 0 {
 		t.Fatalf("through HTTPS_PROXY: exit %d %s", r.code, r.stderr)

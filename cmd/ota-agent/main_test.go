@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/internal/testenv"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
@@ -42,6 +40,7 @@ func TestMain(m *testing.M) {
 // world is a signed sample catalog behind the real testserver, and a config for it.
 type world struct {
 	t       *testing.T
+	tw      *testenv.World
 	dir     string
 	cat     *testserver.Catalog
 	srv     *testserver.Server
@@ -58,40 +57,27 @@ func newWorld(t *testing.T, size int64, extra string) *world {
 func newWorldWith(t *testing.T, size int64, extra string, opts testserver.Options) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir()}
-	priv, pub, _ := packaging.GenerateKey()
-	w.privPEM = priv
-	os.WriteFile(filepath.Join(w.dir, "rel.pub.pem"), pub, 0o644)
-	var err error
-	if w.cat, err = testserver.WriteSample(filepath.Join(w.dir, "cat"), size, 5, priv); err != nil {
-		t.Fatal(err)
-	}
 	opts.SpoolDir = t.TempDir()
-	if w.srv, err = testserver.New(w.cat, opts); err != nil {
+	tw, err := testenv.NewWorld(w.dir, size, 5, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.srv.Serve(ctx, l); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; w.srv.Close() })
-	w.base = "http://" + l.Addr().String()
-	if opts.TLS != nil {
-		w.base = "https://" + l.Addr().String()
-	}
+	t.Cleanup(tw.Stop)
+	w.tw, w.cat, w.srv, w.base, w.privPEM = tw, tw.Cat, tw.Srv, tw.Base, tw.PrivPEM
 	w.state = filepath.Join(w.dir, "state")
 	w.writeConfig(extra)
 	return w
 }
 
+// writeConfig writes the world's configuration plus extra sections; "#metadata" in extra
+// asks for metadata mode.
 func (w *world) writeConfig(extra string) {
 	w.cfg = filepath.Join(w.dir, "config.yaml")
-	y := fmt.Sprintf("server:\n  url: %s/package\n  firmware: {%s: %s/firmware/}\n  payload: %%s\ndevice:\n  cpu_arch: armv8\n  attributes: {gamer: prod}\nstate_dir: %s\ntrust:\n  keys: [%s]\n%s",
-		w.base, w.cat.Bucket, w.base, w.state, filepath.Join(w.dir, "rel.pub.pem"), extra)
 	payload := "full"
 	if strings.Contains(extra, "#metadata") {
 		payload = "metadata"
 	}
-	os.WriteFile(w.cfg, []byte(fmt.Sprintf(y, payload)), 0o644)
+	os.WriteFile(w.cfg, []byte(w.tw.Config(w.state, payload, "{gamer: prod}", extra)), 0o644)
 }
 
 type outcome struct {

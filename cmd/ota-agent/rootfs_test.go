@@ -16,7 +16,7 @@ func TestBakeRootfsThenArmUnderQEMU(t *testing.T) {
 	w := newWorld(t, 16384, "")
 	root := filepath.Join(w.dir, "rootfs")
 	os.MkdirAll(filepath.Join(root, "etc/ota-agent/keys"), 0o755)
-	pub, _ := os.ReadFile(filepath.Join(w.dir, "rel.pub.pem"))
+	pub, _ := os.ReadFile(w.tw.PubPath)
 	os.WriteFile(filepath.Join(root, "etc/ota-agent/keys/release.pub.pem"), pub, 0o644)
 	cfg := filepath.Join(root, "etc/ota-agent/config.yaml")
 	os.WriteFile(cfg, []byte("server:\n  url: "+w.base+"/package\ndevice:\n  cpu_arch: armv7\n  attributes: {camera: prod}\ntrust:\n  keys: [/etc/ota-agent/keys/release.pub.pem]\n"), 0o644)

@@ -20,7 +20,7 @@ func TestStrictModes(t *testing.T) {
 	hook := filepath.Join(hookDir, "health.sh")
 	os.WriteFile(hook, []byte("#!/bin/sh\nexit 0\n"), 0o755)
 	w.writeConfig("hooks:\n  health: " + hook + " --quick\n")
-	key := filepath.Join(w.dir, "rel.pub.pem")
+	key := w.tw.PubPath
 	for _, c := range []struct {
 		name, want string
 		spoil, fix func()
@@ -66,8 +66,9 @@ func TestConfigErrorSources(t *testing.T) {
 	if r := w.agent(nil, "check", "--once"); r.code != 2 || !strings.Contains(r.stderr, "log.level in "+w.cfg) {
 		t.Errorf("log.level in the file: exit %d\n%s", r.code, r.stderr)
 	}
-	big := "# padding\n" + strings.Repeat("#"+strings.Repeat("x", 1000)+"\n", 1100)
-	w.writeConfig(big)
+	w.writeConfig("")
+	cfg, _ := os.ReadFile(w.cfg)
+	os.WriteFile(w.cfg, append(cfg, strings.Repeat("#"+strings.Repeat("x", 1000)+"\n", 1100)...), 0o644)
 	if r := w.agent(nil, "check", "--once"); r.code != 2 || !strings.Contains(r.stderr, "over the 1048576 bytes") {
 		t.Errorf("a 1.1 MB configuration: exit %d\n%s", r.code, r.stderr)
 	}
