@@ -192,11 +192,21 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 // interrupted install is discarded, an interrupted switch or rollback finished, a damaged
 // state directory healed, a generation found on trial counted. It never asks the server.
 func (a *Agent) Recover(db *store.DB) error {
+	m, err := db.Machine()
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		a.log.Warn("recovering from an update interrupted in state "+m.State, "state", m.State, "since", m.Since)
+	}
 	if err := a.reconcile(db); err != nil {
 		return fmt.Errorf("recover %s: %w", a.slots.Dir, err)
 	}
 	if err := a.reconcileOS(db); err != nil {
 		return fmt.Errorf("recover the OS partitions: %w", err)
+	}
+	if m != nil {
+		return db.SetMachine(nil) // what was left is settled; a trial resumes from the record
 	}
 	return nil
 }

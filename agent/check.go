@@ -166,40 +166,34 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if state != nil && len(state.Damaged) > 0 && !opt.DryRun {
 		a.log.Warn("asking the server again for apps found damaged on disk", "apps", strings.Join(slices.Sorted(maps.Keys(state.Damaged)), ","))
 	}
-	mode := a.payloadMode(db)
-	if opt.DryRun {
-		mode = modeMetadata // the plan without the payload
+	if !opt.DryRun {
+		return a.update(ctx, db, c)
 	}
 	a.Status("checking " + a.cfg.Server.URL)
-	ans, mode, err := a.fetchAnswer(ctx, db, facts, c.inm, mode, opt.DryRun)
+	ans, _, err := a.fetchAnswer(ctx, db, facts, c.inm, modeMetadata, true) // the plan without the payload
 	if err != nil {
 		return nil, err
 	}
 	defer ans.resp.Body.Close()
 	if ans.status == http.StatusNotModified {
 		res := upToDate(state)
-		if opt.DryRun {
-			res.Plan = &Plan{}
-		}
+		res.Plan = &Plan{}
 		return res, nil
 	}
-	if opt.DryRun {
-		d, err := packaging.DecodeDetails(ans.resp.Body)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRejected, err)
-		}
-		plan, err := makePlan(d, installed)
-		if err != nil {
-			return nil, err
-		}
-		res := upToDate(state)
-		res.Plan = plan
-		if len(plan.Download)+len(plan.Remove) > 0 {
-			res.Result = ResultAvailable
-		}
-		return res, nil
+	d, err := packaging.DecodeDetails(ans.resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	return a.install(ctx, db, state, installed, ans.resp, mode)
+	plan, err := makePlan(d, installed)
+	if err != nil {
+		return nil, err
+	}
+	res := upToDate(state)
+	res.Plan = plan
+	if len(plan.Download)+len(plan.Remove) > 0 {
+		res.Result = ResultAvailable
+	}
+	return res, nil
 }
 
 func upToDate(state *store.State) *Result {

@@ -12,16 +12,19 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// job is one install, from the server's 200 answer to the switched (or refused) generation.
-// The active slot is never touched before the switch: any error leaves the old set active
-// and the database as it was.
+// job is one run of the update state machine (machine.go): from asking the server to the
+// switched (or refused) generation, or a generation's trial after a restart. The active slot
+// is never touched before the switch: any error leaves the old set active and the database
+// as it was.
 type job struct {
 	a         *Agent
 	db        *store.DB
+	c         *current // what the device has and says
 	mode      string
 	state     *store.State
 	installed map[string]store.App
-	active    string // "" before the first install
+	resp      *http.Response // the server's 200
+	active    string         // "" before the first install
 	st        *installer.Staging
 	details   *packaging.Details
 	plan      *Plan
@@ -32,69 +35,40 @@ type job struct {
 	osApp     string
 	osItem    *PlanItem
 	osRec     store.App
+	os        *store.OSState
 	dirChange bool
-	bytes     int64 // received so far, reported even when the install fails
+	bytes     int64        // received so far, reported even when the install fails
+	sealed    bool         // the staging directory became a slot
+	done      bool         // downloads and old refusals may go
+	cur       *store.State // the generation switched to, on trial or committed
+	reason    string       // why it is rolled back
 }
 
-// install runs the phases in order: receive → plan → verify → compose → (OS) → commit.
-func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, installed map[string]store.App, resp *http.Response, mode string) (res *Result, err error) {
-	j := &job{a: a, db: db, mode: mode, state: state, installed: installed, parts: a.partitions(), osApp: a.osApp(), got: map[string]packaging.Digests{}}
+// update is one check that may install: the machine from Asking.
+func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (res *Result, err error) {
+	j := &job{a: a, db: db, c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed,
+		parts: a.partitions(), osApp: a.osApp(), got: map[string]packaging.Digests{}}
 	defer func() {
+		if j.resp != nil {
+			j.resp.Body.Close()
+		}
+		if j.st != nil && !j.sealed {
+			j.st.Abort()
+		}
+		if j.done {
+			j.finished()
+		}
 		if err != nil && res == nil {
 			res = failed(err)
 			res.Bytes = j.bytes
 		}
 	}()
-	active, err := a.slots.Active()
-	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
+	if err := j.run(ctx, Asking); err != nil {
 		return nil, err
 	}
-	j.active = active
-	target := installer.SlotA
-	if active != "" {
-		target = installer.Other(active)
+	if j.next == nil || !j.dirChange {
+		return j.res, nil // up to date, or only the OS image changed
 	}
-	if j.st, err = a.slots.Stage(target); err != nil {
-		return nil, err
-	}
-	sealed, done := false, false
-	defer func() {
-		if !sealed {
-			j.st.Abort()
-		}
-		if done {
-			j.finished()
-		}
-	}()
-	if err := j.receive(ctx, resp); err != nil {
-		return nil, err
-	}
-	if err := j.verifyAll(ctx); err != nil {
-		return nil, err
-	}
-	if err := j.compose(); err != nil {
-		return nil, err
-	}
-	a.step("verified")
-	if err := j.installOS(ctx); err != nil {
-		return nil, err
-	}
-	if !j.dirChange {
-		j.res.Slot, done = active, true // only the OS changed: the directory slots stay
-		return j.res, nil
-	}
-	if err := a.runHook(ctx, "pre_install", a.cfg.Hooks.PreInstall, a.hookEnv(j.next, active)); err != nil {
-		return nil, fmt.Errorf("hooks.pre_install refused the install: %w", err)
-	}
-	if err := j.st.Seal(installer.Manifest{Generation: j.next.N, Apps: j.next.Apps}); err != nil {
-		return nil, fmt.Errorf("seal slot %s: %w", target, err)
-	}
-	sealed = true
-	a.step("sealed")
-	if err := a.switchTo(ctx, db, state, j.next); err != nil {
-		return nil, err
-	}
-	done = true
 	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
 		j.res.Result, j.res.Slot = ResultFailed, ""
 		if cur != nil {
@@ -103,6 +77,143 @@ func (a *Agent) install(ctx context.Context, db *store.DB, state *store.State, i
 		return j.res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, orNothing(j.res.Slot))
 	}
 	return j.res, nil
+}
+
+// ask: the canonical request; a 304 ends the run.
+func (j *job) ask(ctx context.Context) (State, error) {
+	j.a.Status("checking " + j.a.cfg.Server.URL)
+	ans, mode, err := j.a.fetchAnswer(ctx, j.db, j.c.facts, j.c.inm, j.mode, false)
+	if err != nil {
+		return "", err
+	}
+	j.mode = mode
+	if ans.status == http.StatusNotModified {
+		ans.resp.Body.Close()
+		j.res = upToDate(j.state)
+		return Idle, nil
+	}
+	j.resp = ans.resp
+	return Staging, nil
+}
+
+// stage receives the payload (or the downloads) into a fresh staging directory.
+func (j *job) stage(ctx context.Context) (State, error) {
+	active, err := j.a.slots.Active()
+	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
+		return "", err
+	}
+	j.active = active
+	target := installer.SlotA
+	if active != "" {
+		target = installer.Other(active)
+	}
+	if j.st, err = j.a.slots.Stage(target); err != nil {
+		return "", err
+	}
+	return Verifying, j.receive(ctx, j.resp)
+}
+
+func (j *job) verifyState(ctx context.Context) (State, error) { return Composing, j.verifyAll(ctx) }
+
+// composeState carries unchanged apps over; an OS image goes to its partition next.
+func (j *job) composeState(ctx context.Context) (State, error) {
+	if err := j.compose(); err != nil {
+		return "", err
+	}
+	if j.osItem != nil {
+		return Written, j.writeOS()
+	}
+	return j.seal(ctx)
+}
+
+// seal runs the pre_install hook and seals the staging directory into the new slot.
+func (j *job) seal(ctx context.Context) (State, error) {
+	if !j.dirChange {
+		j.res.Slot, j.done = j.active, true
+		return Idle, nil
+	}
+	if err := j.a.runHook(ctx, "pre_install", j.a.cfg.Hooks.PreInstall, j.a.hookEnv(j.next, j.active)); err != nil {
+		return "", fmt.Errorf("hooks.pre_install refused the install: %w", err)
+	}
+	if err := j.st.Seal(installer.Manifest{Generation: j.next.N, Apps: j.next.Apps}); err != nil {
+		return "", fmt.Errorf("seal slot %s: %w", j.st.Slot(), err)
+	}
+	j.sealed = true
+	return Sealed, nil
+}
+
+// afterEnv: the OS image waits for its reboot (run now when slots.os.reboot says how); the
+// directory slots follow.
+func (j *job) afterEnv(ctx context.Context) (State, error) {
+	if cmd := j.a.cfg.Slots.OS.Reboot; cmd != "" {
+		if err := j.a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + j.os.Try}); err != nil {
+			return "", err
+		}
+	} else {
+		j.a.Status(fmt.Sprintf("reboot to try OS slot %s", j.os.Try))
+	}
+	return j.seal(ctx)
+}
+
+// journal records the generation being switched to.
+func (j *job) journal(context.Context) (State, error) {
+	j.a.Status("switching to slot " + j.next.Slot)
+	return Pending, j.db.SetPending(j.next)
+}
+
+// switchLink points `current` at the new slot.
+func (j *job) switchLink(context.Context) (State, error) {
+	return Switched, j.a.slots.Switch(j.next.Slot)
+}
+
+// record makes the new generation the active one: on trial with a health hook, else
+// committed.
+func (j *job) record(context.Context) (State, error) {
+	s := j.a.newState(j.state, j.next)
+	if err := j.db.SetState(s); err != nil {
+		return "", err
+	}
+	j.done, j.cur = true, s
+	j.a.log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)
+	if j.state != nil && len(j.state.Damaged) > 0 {
+		j.a.repaired(j.db, j.state, j.next)
+	}
+	if s.Status == store.StatusTrial {
+		return Trial, nil
+	}
+	return Committed, nil
+}
+
+// trial runs the health hook: success commits, failure rolls back.
+func (j *job) trial(ctx context.Context) (State, error) {
+	s := j.cur
+	j.a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
+	if err := j.a.runHook(ctx, "health", j.a.cfg.Hooks.Health, j.a.hookEnv(&s.Generation, "")); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err() // stopped: the next start counts a trial
+		}
+		j.reason = "health check failed: " + err.Error()
+		return RollingBack, nil
+	}
+	s.Status = store.StatusCommitted
+	if err := j.db.SetState(s); err != nil {
+		return "", err
+	}
+	j.a.log.Info("committed", "slot", s.Slot, "generation", s.N)
+	return Committed, nil
+}
+
+// committed runs post_commit (its failure leaves the generation committed).
+func (j *job) committed(ctx context.Context) (State, error) {
+	if err := j.a.runHook(ctx, "post_commit", j.a.cfg.Hooks.PostCommit, j.a.hookEnv(&j.cur.Generation, "")); err != nil {
+		j.a.log.Warn("hooks.post_commit failed (the generation stays committed)", "error", err)
+	}
+	return Idle, nil
+}
+
+// rollBack returns to the previous generation and refuses the failed release.
+func (j *job) rollBack(context.Context) (State, error) {
+	return Idle, j.a.rollback(j.db, j.reason, true)
 }
 
 // receive streams the full payload into staging, or reads the metadata and downloads each
@@ -117,7 +228,6 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	j.a.step("received")
 	if j.plan, err = makePlan(j.details, j.installed); err != nil {
 		return err
 	}
@@ -142,7 +252,6 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 			j.got[item.Member()] = d
 		}
 	}
-	j.a.step("downloaded")
 	gen := int64(0)
 	if j.state != nil {
 		gen = j.state.N
@@ -208,24 +317,6 @@ func (j *job) compose() error {
 		j.dirChange = true
 	}
 	return nil
-}
-
-// installOS puts a new OS image on its partition; the staged copy then leaves the slot.
-func (j *job) installOS(ctx context.Context) error {
-	if j.osItem == nil {
-		return nil
-	}
-	staged := incoming(j.osItem.Member())
-	f, err := j.st.Open(staged)
-	if err != nil {
-		return err
-	}
-	err = j.a.installOS(ctx, j.db, j.parts, j.osApp, f, j.osRec)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	return j.st.Remove(staged)
 }
 
 // finished drops what an installed (or refused) release no longer needs: its downloads, and

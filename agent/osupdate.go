@@ -73,9 +73,10 @@ func (a *Agent) osInstalled(db *store.DB) (map[string]store.App, []string, error
 	return apps, extra, nil
 }
 
-// installOS writes a verified image (a file in the staging directory) to the inactive
-// partition and sets the bootloader to try it.
-func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partitions, app string, image io.Reader, rec store.App) error {
+// writeOS puts the verified image (staged as a file) on the partition that is not booted,
+// fsync'd and read back; nothing points at it yet.
+func (j *job) writeOS() error {
+	a, db, p := j.a, j.db, j.parts
 	env, err := p.Env.Read()
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partit
 		return err
 	}
 	if o == nil {
-		o = &store.OSState{App: app, Committed: booted}
+		o = &store.OSState{App: j.osApp, Committed: booted}
 	}
 	if o.Try != "" {
 		// A newer image replaces one still waiting for its reboot: first stop the bootloader
@@ -100,30 +101,37 @@ func (a *Agent) installOS(ctx context.Context, db *store.DB, p *installer.Partit
 			return err
 		}
 	}
-	a.Status(fmt.Sprintf("writing %s %s to OS slot %s", app, rec.Version, target))
-	if err := p.Write(target, booted, image, rec.Size, rec.SHA256); err != nil {
+	staged := incoming(j.osItem.Member())
+	f, err := j.st.Open(staged)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a.Status(fmt.Sprintf("writing %s %s to OS slot %s", j.osApp, j.osRec.Version, target))
+	if err := p.Write(target, booted, f, j.osRec.Size, j.osRec.SHA256); err != nil {
 		return fmt.Errorf("OS slot %s: %w", target, err)
 	}
-	a.step("os-written")
-	o.Try, o.Release, o.BootID, o.EnvSet = target, rec, a.bootID(), false
-	if err := db.SetOS(o); err != nil {
-		return err
-	}
-	a.step("os-pending")
-	if err := p.SetTry(target); err != nil {
-		return fmt.Errorf("%s: %w", p.Env, err)
-	}
-	a.step("os-env")
-	o.EnvSet = true
-	if err := db.SetOS(o); err != nil {
-		return err
-	}
-	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", app, "version", rec.Version, "slot", target, "bytes", rec.Size)
-	if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
-		return a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + target})
-	}
-	a.Status(fmt.Sprintf("reboot to try OS slot %s", target))
+	o.Try, o.Release, o.BootID, o.EnvSet = target, j.osRec, a.bootID(), false
+	j.os = o
 	return nil
+}
+
+// setEnv journals the written image, then asks the bootloader to try it once (one atomic
+// environment write, fsync'd).
+func (j *job) setEnv(context.Context) (State, error) {
+	a, o := j.a, j.os
+	if err := j.db.SetOS(o); err != nil {
+		return "", err
+	}
+	if err := j.parts.SetTry(o.Try); err != nil {
+		return "", fmt.Errorf("%s: %w", j.parts.Env, err)
+	}
+	o.EnvSet = true
+	if err := j.db.SetOS(o); err != nil {
+		return "", err
+	}
+	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
+	return EnvSet, j.st.Remove(incoming(j.osItem.Member()))
 }
 
 // reconcileOS settles an interrupted OS install and notices a bootloader fallback.
@@ -164,7 +172,8 @@ func (a *Agent) reconcileOS(db *store.DB) error {
 	return db.SetOS(o)
 }
 
-// osTrial runs after a reboot into the new OS: the health hook decides; success commits.
+// osTrial runs after a reboot into the new OS: the machine from Rebooted (its health hook
+// decides; success commits).
 func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
 	p := a.partitions()
 	if p == nil {
@@ -174,28 +183,42 @@ func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
 	if err != nil || o == nil || o.Try == "" || !o.EnvSet || a.bootID() == o.BootID {
 		return err
 	}
-	if err := a.runHook(ctx, "health", a.cfg.Hooks.Health, []string{"OTA_OS_SLOT=" + o.Try}); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		reason := "health check failed on the new OS: " + err.Error()
-		if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
-			return err
-		}
-		if err := p.Env.Write(map[string]string{installer.VarSlot: o.Committed, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
-			return err
-		}
-		o.Try, o.Release, o.EnvSet = "", store.App{}, false
-		if err := db.SetOS(o); err != nil {
-			return err
-		}
-		a.log.Error("new OS failed its health check; the next boot returns to the committed slot", "slot", o.Committed)
-		if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
-			return a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + o.Committed})
-		}
-		return fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
+	j := &job{a: a, db: db, parts: p, os: o}
+	return j.run(ctx, Rebooted)
+}
+
+// osHealth is the new OS image's health hook: failure sends the next boot back to the
+// committed slot and refuses the image.
+func (j *job) osHealth(ctx context.Context) (State, error) {
+	a, db, p, o := j.a, j.db, j.parts, j.os
+	err := a.runHook(ctx, "health", a.cfg.Hooks.Health, []string{"OTA_OS_SLOT=" + o.Try})
+	if err == nil {
+		return MarkedGood, nil
 	}
-	return a.markGood(db, p, o)
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	reason := "health check failed on the new OS: " + err.Error()
+	if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
+		return "", err
+	}
+	if err := p.Env.Write(map[string]string{installer.VarSlot: o.Committed, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
+		return "", err
+	}
+	o.Try, o.Release, o.EnvSet = "", store.App{}, false
+	if err := db.SetOS(o); err != nil {
+		return "", err
+	}
+	a.log.Error("new OS failed its health check; the next boot returns to the committed slot", "slot", o.Committed)
+	if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
+		return Idle, a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + o.Committed})
+	}
+	return "", fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
+}
+
+// osCommitted marks the new OS image good in the environment and the record.
+func (j *job) osCommitted(context.Context) (State, error) {
+	return Idle, j.a.markGood(j.db, j.parts, j.os)
 }
 
 // MarkGood commits the OS slot the device booted into after an update (`ota-agent mark-good`).

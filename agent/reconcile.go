@@ -150,64 +150,14 @@ func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
 	return s
 }
 
-// switchTo journals the new generation, flips the link, and puts it on trial (health hook)
-// or commits it. A failed health check rolls back and refuses the release.
-func (a *Agent) switchTo(ctx context.Context, db *store.DB, prev *store.State, next *store.Generation) error {
-	a.Status("switching to slot " + next.Slot)
-	if err := db.SetPending(next); err != nil {
-		return err
-	}
-	a.step("pending")
-	if err := a.slots.Switch(next.Slot); err != nil {
-		return err
-	}
-	a.step("switched")
-	s := a.newState(prev, next)
-	if err := db.SetState(s); err != nil {
-		return err
-	}
-	a.log.Info("switched", "slot", next.Slot, "generation", next.N, "status", s.Status)
-	if prev != nil && len(prev.Damaged) > 0 {
-		a.repaired(db, prev, next)
-	}
-	a.step("recorded")
-	return a.trial(ctx, db, s)
-}
-
-// trial runs the health hook for a generation on trial: success commits, failure rolls back.
-func (a *Agent) trial(ctx context.Context, db *store.DB, s *store.State) error {
-	if s.Status != store.StatusTrial {
-		return a.committed(ctx, s)
-	}
-	a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
-	if err := a.runHook(ctx, "health", a.cfg.Hooks.Health, a.hookEnv(&s.Generation, "")); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err() // stopped: the next start counts a trial
-		}
-		return a.rollback(db, "health check failed: "+err.Error(), true)
-	}
-	s.Status = store.StatusCommitted
-	if err := db.SetState(s); err != nil {
-		return err
-	}
-	a.log.Info("committed", "slot", s.Slot, "generation", s.N)
-	return a.committed(ctx, s)
-}
-
-func (a *Agent) committed(ctx context.Context, s *store.State) error {
-	if err := a.runHook(ctx, "post_commit", a.cfg.Hooks.PostCommit, a.hookEnv(&s.Generation, "")); err != nil {
-		a.log.Warn("hooks.post_commit failed (the generation stays committed)", "error", err)
-	}
-	return nil
-}
-
-// ResumeTrial finishes a trial left by a restart (max_trials > 1).
+// ResumeTrial finishes a trial left by a restart (max_trials > 1): the machine from Trial.
 func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
 	s, err := db.State()
 	if err != nil || s == nil || s.Status != store.StatusTrial {
 		return err
 	}
-	return a.trial(ctx, db, s)
+	j := &job{a: a, db: db, cur: s}
+	return j.run(ctx, Trial)
 }
 
 // Rollback switches back to the previous generation by hand.

@@ -201,3 +201,16 @@ func (d *DB) OS() (*OSState, error) { return get[OSState](d, bucketAgent, keyOS)
 func (d *DB) SetOS(o *OSState) error {
 	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyOS, o) })
 }
+
+// Machine returns the update state machine's persisted state (nil: idle).
+func (d *DB) Machine() (*Machine, error) { return get[Machine](d, bucketAgent, keyMachine) }
+
+// SetMachine persists the state machine's state (nil: idle).
+func (d *DB) SetMachine(m *Machine) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if m == nil {
+			return put(tx, bucketAgent, keyMachine, nil)
+		}
+		return put(tx, bucketAgent, keyMachine, m)
+	})
+}

@@ -17,6 +17,7 @@ var (
 	keyTimeFloor = []byte("time_floor")  // unix seconds, never decreases
 	keyOS        = []byte("os")          // OSState: partition slots
 	keyVerify    = []byte("last_verify") // VerifyRecord
+	keyMachine   = []byte("machine")     // Machine: the update's state, before its handler runs
 )
 
 const schemaVersion = "1"

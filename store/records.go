@@ -89,3 +89,9 @@ type OSState struct {
 	BootID    string `json:"boot_id,omitempty"` // boot when Try was set: a different one means the device rebooted
 	EnvSet    bool   `json:"env_set,omitempty"` // the bootloader was told to try
 }
+
+// Machine is the update state machine's current state, written before its handler runs.
+type Machine struct {
+	State string    `json:"state"`
+	Since time.Time `json:"since"`
+}

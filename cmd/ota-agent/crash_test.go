@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/ota-agent/ota-agent/agent"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,13 +14,36 @@ import (
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
-// TestCrashChains stops the process after each step of the cycle, then restarts it: the slot
+// The update machine's states each crash test stops the process in (as the state is
+// persisted, before its handler runs): together, every state of agent.States() but Idle.
+var (
+	installStates  = []agent.State{agent.Asking, agent.Staging, agent.Verifying, agent.Composing, agent.Sealed, agent.Pending, agent.Switched, agent.Committed}
+	rollbackStates = []agent.State{agent.Trial, agent.RollingBack}
+	osStates       = []agent.State{agent.Written, agent.EnvSet, agent.Rebooted, agent.MarkedGood}
+)
+
+// The crash tests walk the whole table.
+func TestCrashTestsCoverEveryState(t *testing.T) {
+	covered := map[agent.State]bool{agent.Idle: true}
+	for _, l := range [][]agent.State{installStates, rollbackStates, osStates} {
+		for _, s := range l {
+			covered[s] = true
+		}
+	}
+	for _, s := range agent.States() {
+		if !covered[s] {
+			t.Errorf("no crash test stops in state %s", s)
+		}
+	}
+}
+
+// TestCrashChains stops the process in each state of an install, then restarts it: the slot
 // set is whole at every stop, and after the restart the new release is installed and verify
 // passes. Full payload and metadata mode.
 func TestCrashChains(t *testing.T) {
-	steps := []string{"received", "downloaded", "verified", "sealed", "pending", "switched", "recorded"}
 	for _, mode := range []string{"", "#metadata\n"} {
-		for _, step := range steps {
+		for _, state := range installStates {
+			step := string(state)
 			t.Run(strings.TrimSpace(strings.TrimPrefix(mode, "#"))+"/"+step, func(t *testing.T) {
 				w := newWorld(t, 8192, mode)
 				w.mustAgent("check", "--once")
@@ -29,13 +53,13 @@ func TestCrashChains(t *testing.T) {
 					t.Fatalf("crash hook at %s: exit %d\n%s", step, r.code, r.stderr)
 				}
 				slot := w.wholeSlot()
-				switchedAlready := step == "switched" || step == "recorded"
+				switchedAlready := state == agent.Switched || state == agent.Committed
 				if (slot == "slots/b") != switchedAlready {
 					t.Fatalf("after a crash at %s the active slot is %s", step, slot)
 				}
 				fetched := w.srv.Stats().BytesByPath["/firmware"]
 				r = w.mustAgent("check", "--once", "--json")
-				if mode != "" && step != "received" && w.srv.Stats().BytesByPath["/firmware"] != fetched {
+				if mode != "" && state != agent.Asking && state != agent.Staging && w.srv.Stats().BytesByPath["/firmware"] != fetched {
 					t.Fatalf("after a crash at %s the restart downloaded the binary again", step)
 				}
 				w.mustAgent("verify")
@@ -52,11 +76,12 @@ func TestCrashChains(t *testing.T) {
 }
 
 // TestKillMidDownload: SIGKILL while a throttled full payload streams in leaves the old slot
-// whole and the database unchanged; the next run installs.
+// whole and the database's account unchanged (only the machine's state, staging, was
+// recorded); the next run says what it recovers from and installs.
 func TestKillMidDownload(t *testing.T) {
 	w := newWorld(t, 8192, "")
 	w.mustAgent("check", "--once")
-	before, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
+	before := w.mustAgent("status", "--json").stdout
 	w.release("scoreboard", "2.5.0", randomBytes(400000, 9), 50)
 	w.srv.SetFaults(testserver.Faults{RateBPS: 400000, PathPrefix: "/package"})
 	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
@@ -72,12 +97,13 @@ func TestKillMidDownload(t *testing.T) {
 	if w.wholeSlot() != "slots/a" {
 		t.Fatal("a killed download switched slots")
 	}
-	after, _ := os.ReadFile(filepath.Join(w.state, "agent.db"))
-	if string(before) != string(after) {
-		t.Fatal("a killed download changed the database file")
+	if after := w.mustAgent("status", "--json").stdout; after != before {
+		t.Fatalf("a killed download changed the database's account:\n%s\nwas\n%s", after, before)
 	}
 	w.srv.SetFaults(testserver.Faults{})
-	w.mustAgent("check", "--once")
+	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stderr, "interrupted in state staging") {
+		t.Fatalf("the restart does not say what it recovers from:\n%s", r.stderr)
+	}
 	w.mustAgent("verify")
 }
 
@@ -105,7 +131,11 @@ func TestSecondInstanceRefused(t *testing.T) {
 // restart finishes it (old generation committed, never put on trial) and the release stays
 // refused.
 func TestRollbackCrashChains(t *testing.T) {
-	for _, step := range []string{"rollback-pending", "rollback-switched"} {
+	steps := []string{"rollback-pending", "rollback-switched"} // inside the rolling-back handler
+	for _, s := range rollbackStates {
+		steps = append(steps, string(s))
+	}
+	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			w := newWorld(t, 4096, "hooks:\n  health: \"! grep -q BAD $OTA_SLOT_DIR/scoreboard\"\n")
 			w.mustAgent("check", "--once")
