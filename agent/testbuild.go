@@ -8,9 +8,11 @@ import (
 	"github.com/ota-agent/ota-agent/internal/transport"
 )
 
-// Built with -tags otatest (the binary the tests run): crash points a test names in
-// OTA_AGENT_TEST_CRASH_AFTER exit the process after that step, and plain http to loopback
-// (the test server) is followed like https. A release build has neither (testbuild_release.go).
+// Built with -tags otatest (the binary the tests run): OTA_AGENT_TEST_CRASH_AFTER names a
+// state of the update machine (the process exits 99 once that state is persisted, before its
+// handler runs) or a step inside a rollback (rollback-pending, rollback-switched); and plain
+// http to loopback (the test server) is followed like https. A release build has neither
+// (testbuild_release.go).
 
 func init() { transport.LoopbackHTTP = true }
 
