@@ -42,6 +42,7 @@ type job struct {
 	done      bool         // downloads and old refusals may go
 	cur       *store.State // the generation switched to, on trial or committed
 	reason    string       // why it is rolled back
+	byHand    bool         // `ota-agent rollback`: nothing is refused
 }
 
 // update is one check that may install: the machine from Asking.
@@ -211,9 +212,11 @@ func (j *job) committed(ctx context.Context) (State, error) {
 	return Idle, nil
 }
 
-// rollBack returns to the previous generation and refuses the failed release.
+// rollBack returns to the previous generation and refuses the failed release (not when
+// asked by hand). Its journalled switch has crash points of its own (rollback-pending,
+// rollback-switched).
 func (j *job) rollBack(context.Context) (State, error) {
-	return Idle, j.a.rollback(j.db, j.reason, true)
+	return Idle, j.a.rollback(j.db, j.reason, !j.byHand)
 }
 
 // receive streams the full payload into staging, or reads the metadata and downloads each

@@ -67,7 +67,8 @@ func (a *Agent) reconcile(db *store.DB) error {
 	if state.Status == store.StatusTrial {
 		state.Trials++
 		if state.Trials >= a.cfg.Hooks.MaxTrials {
-			return a.rollback(db, fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N), true)
+			j := &job{a: a, db: db, reason: fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N)}
+			return j.run(context.Background(), RollingBack)
 		}
 		return db.SetState(state)
 	}
@@ -162,7 +163,8 @@ func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
 
 // Rollback switches back to the previous generation by hand.
 func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
-	return a.rollback(db, reason, false)
+	j := &job{a: a, db: db, reason: reason, byHand: true}
+	return j.run(ctx, RollingBack)
 }
 
 // rollback returns to the previous generation; with refuse, every binary of the abandoned
