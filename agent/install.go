@@ -17,27 +17,47 @@ import (
 // is never touched before the switch: any error leaves the old set active and the database
 // as it was.
 type job struct {
-	a         *Agent
-	db        *store.DB
-	c         *current // what the device has and says
-	mode      string
+	a  *Agent
+	db *store.DB
+	asking
+	staging
+	osImage
+	made
+}
+
+// asking is what the device says and what the server answered.
+type asking struct {
+	c         *current // facts, installed set, If-None-Match
+	mode      string   // full | metadata
 	state     *store.State
 	installed map[string]store.App
 	resp      *http.Response // the server's 200
-	active    string         // "" before the first install
-	st        *installer.Staging
-	details   *packaging.Details
-	plan      *Plan
-	got       map[string]packaging.Digests // member → digests of what arrived
+}
+
+// staging is what arrived and where it is being assembled.
+type staging struct {
+	active  string // "" before the first install
+	st      *installer.Staging
+	details *packaging.Details
+	plan    *Plan
+	got     map[string]packaging.Digests // member → digests of what arrived
+	bytes   int64                        // received so far, reported even when the install fails
+}
+
+// osImage is the OS image's part (slots.os.backend: partition).
+type osImage struct {
+	parts  *installer.Partitions // nil: the OS image is an app like the others
+	osApp  string
+	osItem *PlanItem
+	osRec  store.App
+	os     *store.OSState
+}
+
+// made is the generation made and how it went.
+type made struct {
 	next      *store.Generation
 	res       *Result
-	parts     *installer.Partitions // nil: the OS image is an app like the others
-	osApp     string
-	osItem    *PlanItem
-	osRec     store.App
-	os        *store.OSState
-	dirChange bool
-	bytes     int64        // received so far, reported even when the install fails
+	dirChange bool         // the directory slots change (else only the OS image did)
 	sealed    bool         // the staging directory became a slot
 	done      bool         // downloads and old refusals may go
 	cur       *store.State // the generation switched to, on trial or committed
@@ -47,8 +67,10 @@ type job struct {
 
 // update is one check that may install: the machine from Asking.
 func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (res *Result, err error) {
-	j := &job{a: a, db: db, c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed,
-		parts: a.partitions(), osApp: a.osApp(), got: map[string]packaging.Digests{}}
+	j := &job{a: a, db: db,
+		asking:  asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed},
+		staging: staging{got: map[string]packaging.Digests{}},
+		osImage: osImage{parts: a.partitions(), osApp: a.osApp()}}
 	defer func() {
 		if j.resp != nil {
 			j.resp.Body.Close()

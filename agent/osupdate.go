@@ -183,7 +183,7 @@ func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
 	if err != nil || o == nil || o.Try == "" || !o.EnvSet || a.bootID() == o.BootID {
 		return err
 	}
-	j := &job{a: a, db: db, parts: p, os: o}
+	j := &job{a: a, db: db, osImage: osImage{parts: p, os: o}}
 	return j.run(ctx, Rebooted)
 }
 

@@ -67,7 +67,7 @@ func (a *Agent) reconcile(db *store.DB) error {
 	if state.Status == store.StatusTrial {
 		state.Trials++
 		if state.Trials >= a.cfg.Hooks.MaxTrials {
-			j := &job{a: a, db: db, reason: fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N)}
+			j := &job{a: a, db: db, made: made{reason: fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N)}}
 			return j.run(context.Background(), RollingBack)
 		}
 		return db.SetState(state)
@@ -157,13 +157,13 @@ func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
 	if err != nil || s == nil || s.Status != store.StatusTrial {
 		return err
 	}
-	j := &job{a: a, db: db, cur: s}
+	j := &job{a: a, db: db, made: made{cur: s}}
 	return j.run(ctx, Trial)
 }
 
 // Rollback switches back to the previous generation by hand.
 func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
-	j := &job{a: a, db: db, reason: reason, byHand: true}
+	j := &job{a: a, db: db, made: made{reason: reason, byHand: true}}
 	return j.run(ctx, RollingBack)
 }
 
