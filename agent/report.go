@@ -21,6 +21,9 @@ type Report struct {
 	Damaged    map[string]string    `json:"damaged,omitempty"`
 	Refused    map[string]Refusal   `json:"refused,omitempty"` // by MD5
 	OS         *OSStatus            `json:"os,omitempty"`
+	// InProgress is the update machine's state while an update runs (or where one was
+	// interrupted, until the next check recovers from it).
+	InProgress string `json:"in_progress,omitempty"`
 	// RebuiltFromManifests says why the database could not be read (the report comes from
 	// the slot manifests instead).
 	RebuiltFromManifests string `json:"rebuilt_from_manifests,omitempty"`
@@ -110,5 +113,8 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 		rep.Refused[md5] = Refusal(r)
 	}
 	rep.OS = a.OSStatus(db)
+	if m, err := db.Machine(); err == nil && m != nil && m.State != string(Asking) {
+		rep.InProgress = m.State
+	}
 	return rep, nil
 }

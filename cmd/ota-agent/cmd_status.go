@@ -60,6 +60,9 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  %-16s %-10s %10d bytes  md5 %s  sha256 %s  %s\n", name, x.Version, x.Size, x.MD5, x.SHA256, signed)
 	}
+	if rep.InProgress != "" {
+		fmt.Fprintf(stdout, "update in progress: %s (or interrupted there; the next check recovers)\n", rep.InProgress)
+	}
 	if c := rep.LastCheck; c != nil {
 		fmt.Fprintf(stdout, "last check: %s at %s (%s)", c.Result, c.Time.Format(time.RFC3339), seconds(c.Seconds))
 		if c.Error != "" {
