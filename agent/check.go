@@ -84,6 +84,19 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		if rerr := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); rerr != nil && err == nil {
 			err = rerr
 		}
+		db.Count(func(c *store.Counters) {
+			c.Checks++
+			c.DownloadedBytes += res.Bytes
+			switch res.Result {
+			case ResultFailed:
+				c.FailedChecks++
+			case ResultUpdated:
+				c.Updates++
+			}
+		})
+		if merr := a.writeMetrics(db); merr != nil {
+			a.log.Warn("metrics not written", "error", merr)
+		}
 	}
 	level := slog.LevelInfo
 	switch {

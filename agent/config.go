@@ -66,6 +66,9 @@ type Config struct {
 	Slots struct {
 		OS OSSlots `key:"os"`
 	} `key:"slots"`
+	Metrics struct {
+		Textfile string `key:"textfile"` // node_exporter textfile collector file ("" = none)
+	} `key:"metrics"`
 	Verify struct {
 		Interval time.Duration `key:"interval" default:"24h"` // the daemon re-verifies the active slot this often (0: never)
 		Rate     ByteRate      `key:"rate" default:"4MiB"`    // bytes per second read while doing it

@@ -204,6 +204,7 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	if err := db.SetState(ns); err != nil {
 		return err
 	}
+	db.Count(func(c *store.Counters) { c.Rollbacks++ })
 	a.log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", s.N, "reason", reason)
 	return nil
 }
@@ -241,6 +242,7 @@ func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, r
 	if err := db.SetState(nil); err != nil {
 		return err
 	}
+	db.Count(func(c *store.Counters) { c.Rollbacks++ })
 	a.log.Warn("rolled back the first install: nothing is installed now", "from_generation", s.N, "reason", reason)
 	return nil
 }

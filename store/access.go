@@ -214,3 +214,26 @@ func (d *DB) SetMachine(m *Machine) error {
 		return put(tx, bucketAgent, keyMachine, m)
 	})
 }
+
+// Counters returns the running totals (zero before the first check).
+func (d *DB) Counters() (Counters, error) {
+	c, err := get[Counters](d, bucketAgent, keyCounters)
+	if err != nil || c == nil {
+		return Counters{}, err
+	}
+	return *c, nil
+}
+
+// Count adds to the running totals in one transaction.
+func (d *DB) Count(add func(*Counters)) error {
+	return d.update(func(tx *bolt.Tx) error {
+		var c Counters
+		if raw := tx.Bucket(bucketAgent).Get(keyCounters); raw != nil {
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return err
+			}
+		}
+		add(&c)
+		return put(tx, bucketAgent, keyCounters, c)
+	})
+}

@@ -18,6 +18,7 @@ var (
 	keyOS        = []byte("os")          // OSState: partition slots
 	keyVerify    = []byte("last_verify") // VerifyRecord
 	keyMachine   = []byte("machine")     // Machine: the update's state, before its handler runs
+	keyCounters  = []byte("counters")    // Counters: running totals for the metrics
 )
 
 const schemaVersion = "1"

@@ -95,3 +95,12 @@ type Machine struct {
 	State string    `json:"state"`
 	Since time.Time `json:"since"`
 }
+
+// Counters are running totals for the metrics (they survive restarts).
+type Counters struct {
+	Checks          int64 `json:"checks"`
+	FailedChecks    int64 `json:"failed_checks"`
+	Updates         int64 `json:"updates"`
+	Rollbacks       int64 `json:"rollbacks"`
+	DownloadedBytes int64 `json:"downloaded_bytes"`
+}

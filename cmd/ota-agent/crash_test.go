@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"github.com/ota-agent/ota-agent/agent"
 	"os"
@@ -199,8 +200,17 @@ func TestDamagedDatabaseHeals(t *testing.T) {
 	}{
 		{"zero-filled", func(raw []byte) { clear(raw) }},
 		{"random freelist page", func(raw []byte) {
-			rng := randomBytes(4096, 3)
-			copy(raw[8192:min(len(raw), 12288)], rng)
+			// The freelist's page id is in the newer of the two meta pages (page header 16
+			// bytes, then magic, version, page size, flags, root bucket 16, freelist pgid).
+			meta := func(off int) (txid, freelist uint64) {
+				return binary.LittleEndian.Uint64(raw[off+64:]), binary.LittleEndian.Uint64(raw[off+48:])
+			}
+			tx0, fl := meta(0)
+			if tx1, fl1 := meta(4096); tx1 > tx0 {
+				fl = fl1
+			}
+			off := int(fl) * 4096
+			copy(raw[off:min(len(raw), off+4096)], randomBytes(4096, 3))
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
