@@ -66,6 +66,9 @@ type Config struct {
 	Slots struct {
 		OS OSSlots `key:"os"`
 	} `key:"slots"`
+	Install struct {
+		MaxAttempts int `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
+	} `key:"install"`
 	Metrics struct {
 		Textfile string `key:"textfile"` // node_exporter textfile collector file ("" = none)
 	} `key:"metrics"`
@@ -91,6 +94,9 @@ type ByteRate int64
 
 func (c *Config) validate(bad func(string, error) error) error {
 	c.Device.CPUArch, c.Device.OS, c.Log.Level = strings.ToLower(c.Device.CPUArch), strings.ToLower(c.Device.OS), strings.ToLower(c.Log.Level)
+	if c.Install.MaxAttempts < 1 {
+		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
+	}
 	if c.Hooks.MaxTrials < 1 {
 		return bad("hooks::max_trials", fmt.Errorf("%d: want at least 1", c.Hooks.MaxTrials))
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -297,12 +298,13 @@ func (j *job) verifyAll(ctx context.Context) error {
 		if h, ok := j.installed[item.App]; ok {
 			have = &h
 		}
-		rec, err := j.a.verify(ctx, item.App, j.details.Entries[item.App], j.got[item.Member()], have)
+		e := j.details.Entries[item.App]
+		rec, err := j.a.verify(ctx, item.App, e, j.got[item.Member()], have)
 		if err != nil {
 			if j.mode == modeMetadata {
 				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
 			}
-			return err
+			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), err)
 		}
 		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5}
 		j.a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
@@ -352,5 +354,26 @@ func (j *job) finished() {
 			j.a.dropDownload(j.db, item.Member())
 		}
 		j.db.ForgetRefusals(item.App, j.res.Apps[item.App].MD5)
+		j.db.ForgetAttempts(j.res.Apps[item.App].MD5)
 	}
+}
+
+// budget counts a failed install of a release (install.max_attempts): at the last attempt
+// the release is refused like one that failed its health check, so the device stops
+// fetching it until the server offers another.
+func (a *Agent) budget(db *store.DB, item PlanItem, md5 string, err error) error {
+	if md5 == "" {
+		return err
+	}
+	n, aerr := db.Attempt(md5)
+	if aerr != nil || n < a.cfg.Install.MaxAttempts {
+		return err
+	}
+	reason := fmt.Sprintf("gave up after %d failed installs: %v", n, err)
+	if rerr := db.Refuse(md5, store.Refusal{App: item.App, Version: item.Version, Reason: reason, Time: a.now(db)}); rerr != nil {
+		return err
+	}
+	db.ForgetAttempts(md5)
+	a.log.Error("release refused: install.max_attempts reached", "app", item.App, "version", item.Version, "attempts", n)
+	return fmt.Errorf("%w; gave up after %d attempts (install.max_attempts): not fetched again until the server offers another release", err, n)
 }

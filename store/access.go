@@ -237,3 +237,41 @@ func (d *DB) Count(add func(*Counters)) error {
 		return put(tx, bucketAgent, keyCounters, c)
 	})
 }
+
+// Attempt counts one more failed install of the release with this md5 and returns the count.
+func (d *DB) Attempt(md5 string) (int, error) {
+	n := 0
+	err := d.update(func(tx *bolt.Tx) error {
+		m := map[string]int{}
+		if raw := tx.Bucket(bucketAgent).Get(keyAttempts); raw != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return err
+			}
+		}
+		m[md5]++
+		n = m[md5]
+		return put(tx, bucketAgent, keyAttempts, m)
+	})
+	return n, err
+}
+
+// ForgetAttempts drops the failed-install counts of these md5s (installed, or refused).
+func (d *DB) ForgetAttempts(md5s ...string) error {
+	return d.update(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketAgent).Get(keyAttempts)
+		if raw == nil {
+			return nil
+		}
+		m := map[string]int{}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		for _, k := range md5s {
+			delete(m, k)
+		}
+		if len(m) == 0 {
+			return put(tx, bucketAgent, keyAttempts, nil)
+		}
+		return put(tx, bucketAgent, keyAttempts, m)
+	})
+}

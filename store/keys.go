@@ -19,6 +19,7 @@ var (
 	keyVerify    = []byte("last_verify") // VerifyRecord
 	keyMachine   = []byte("machine")     // Machine: the update's state, before its handler runs
 	keyCounters  = []byte("counters")    // Counters: running totals for the metrics
+	keyAttempts  = []byte("attempts")    // md5 → failed installs of that release (install.max_attempts)
 )
 
 const schemaVersion = "1"

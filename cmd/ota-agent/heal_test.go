@@ -328,3 +328,42 @@ func TestDaemonSelfRepair(t *testing.T) {
 		t.Fatal("files outside state_dir changed")
 	}
 }
+
+// install.max_attempts: a release whose bytes fail verification is refused after that many
+// tries; the next check fetches nothing; a good release later installs.
+func TestRetryBudget(t *testing.T) {
+	w := newWorld(t, 4096, "install:\n  max_attempts: 2\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", "7.0.0", randomBytes(20000, 12), 70)
+	for _, r := range w.srv.Catalog().Rows {
+		if r.App == "scoreboard" && r.Env == "prod" {
+			raw, _ := os.ReadFile(r.Path())
+			raw[10] ^= 1 // the CDN's copy rots after the release was signed
+			os.WriteFile(r.Path(), raw, 0o644)
+		}
+	}
+	w.srv.FlushEdge()
+	if r := w.agent(nil, "check", "--once"); r.code != 4 || strings.Contains(r.stderr, "gave up") {
+		t.Fatalf("first attempt: exit %d\n%s", r.code, r.stderr)
+	}
+	r := w.agent(nil, "check", "--once")
+	if r.code != 4 || !strings.Contains(r.stderr, "gave up after 2 attempts (install.max_attempts)") {
+		t.Fatalf("second attempt: exit %d\n%s", r.code, r.stderr)
+	}
+	before := w.srv.Stats().BytesByPath["/package"]
+	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stdout, "up-to-date") {
+		t.Fatalf("after giving up: %s", r.stdout)
+	}
+	if w.srv.Stats().BytesByPath["/package"] != before {
+		t.Fatal("the refused release was fetched again")
+	}
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "refused: scoreboard 7.0.0") || !strings.Contains(st.stdout, "gave up after 2 failed installs") {
+		t.Fatalf("status:\n%s", st.stdout)
+	}
+	w.converges()
+	w.release("scoreboard", "7.0.1", randomBytes(20000, 13), 71)
+	w.mustAgent("check", "--once")
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "7.0.1") || strings.Contains(st.stdout, "refused:") {
+		t.Fatalf("a good release after the refusal:\n%s", st.stdout)
+	}
+}
