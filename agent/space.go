@@ -43,10 +43,26 @@ func (a *Agent) needSpace(need int64, what string) error {
 		return fmt.Errorf("free space of %s: %w", a.slots.Dir, err)
 	}
 	if need+spaceMargin > have {
-		return fmt.Errorf("not enough space for %s: need %s (+%s margin), have %s free on the filesystem of %s; free space there or give the state directory a larger partition",
-			what, humanBytes(need), humanBytes(spaceMargin), humanBytes(have), a.slots.Dir)
+		return fmt.Errorf("not enough space for %s: need %s (+%s margin), have %s free on %s (the filesystem of %s); free space there or give the state directory a larger partition",
+			what, humanBytes(need), humanBytes(spaceMargin), humanBytes(have), mountOf(a.slots.Dir), a.slots.Dir)
 	}
 	return nil
+}
+
+// mountOf is the mount point dir lies on: the last directory up the tree on the same device.
+func mountOf(dir string) string {
+	var st syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil {
+		return dir
+	}
+	for {
+		parent := filepath.Dir(dir)
+		var ps syscall.Stat_t
+		if parent == dir || syscall.Stat(parent, &ps) != nil || ps.Dev != st.Dev {
+			return dir
+		}
+		dir = parent
+	}
 }
 
 func freeBytes(dir string) (int64, error) {
