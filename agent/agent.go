@@ -113,6 +113,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
 		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),
+		Limit: limiter(cfg, a.clock.Now),
 	})
 	if err != nil {
 		return nil, err
@@ -158,6 +159,14 @@ func (a *Agent) openState(create bool) error {
 	}
 	a.slots, a.tidy = l, create
 	return nil
+}
+
+// limiter is the bandwidth cap of net.max_rate and net.schedule (nil when neither is set).
+func limiter(cfg *Config, now func() time.Time) *transport.Limiter {
+	if cfg.Net.MaxRate == 0 && len(cfg.Net.Schedule) == 0 {
+		return nil
+	}
+	return transport.NewLimiter(func(time.Time) int64 { return cfg.rateAt(now().Local()) })
 }
 
 // Close releases the state directory.

@@ -66,6 +66,10 @@ type Config struct {
 	Slots struct {
 		OS OSSlots `key:"os"`
 	} `key:"slots"`
+	Net struct {
+		MaxRate  ByteRate `key:"max_rate" default:"0"` // bytes per second of all transfers together (0: no cap)
+		Schedule []string `key:"schedule"`             // "22:00-06:00 0", "* 64KiB/s": the first that matches, device-local time
+	} `key:"net"`
 	Install struct {
 		MaxAttempts int `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
 	} `key:"install"`
@@ -94,6 +98,12 @@ type ByteRate int64
 
 func (c *Config) validate(bad func(string, error) error) error {
 	c.Device.CPUArch, c.Device.OS, c.Log.Level = strings.ToLower(c.Device.CPUArch), strings.ToLower(c.Device.OS), strings.ToLower(c.Log.Level)
+	if c.Verify.Rate <= 0 {
+		return bad("verify::rate", fmt.Errorf("%d: want a rate above 0", c.Verify.Rate))
+	}
+	if _, err := parseSchedule(c.Net.Schedule); err != nil {
+		return bad("net::schedule", err)
+	}
 	if c.Install.MaxAttempts < 1 {
 		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
 	}
@@ -219,4 +229,51 @@ func mapValues(m map[string]string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// window is one entry of net.schedule: from..to minutes after midnight (any time when all).
+type window struct {
+	all      bool
+	from, to int
+	rate     int64
+}
+
+// parseSchedule reads net.schedule: "HH:MM-HH:MM RATE" (a range may wrap midnight) or
+// "* RATE"; RATE as net.max_rate, 0 for no cap.
+func parseSchedule(entries []string) ([]window, error) {
+	var out []window
+	for _, e := range entries {
+		f := strings.Fields(e)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%q: want \"HH:MM-HH:MM RATE\" or \"* RATE\"", e)
+		}
+		rate, err := byteRate(f[1], true)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %v", e, err)
+		}
+		w := window{all: f[0] == "*", rate: rate}
+		if !w.all {
+			var h1, m1, h2, m2 int
+			if n, _ := fmt.Sscanf(f[0], "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || h1 > 23 || h2 > 24 || m1 > 59 || m2 > 59 || h1 < 0 || h2 < 0 || m1 < 0 || m2 < 0 {
+				return nil, fmt.Errorf("%q: want a time range like 22:00-06:00", e)
+			}
+			w.from, w.to = h1*60+m1, h2*60+m2
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// rateAt is the bandwidth cap at t (device-local time): the first schedule entry that
+// covers t, else net.max_rate; 0 is no cap.
+func (c *Config) rateAt(t time.Time) int64 {
+	ws, _ := parseSchedule(c.Net.Schedule)
+	m := t.Hour()*60 + t.Minute()
+	for _, w := range ws {
+		in := w.all || w.from <= w.to && m >= w.from && m < w.to || w.from > w.to && (m >= w.from || m < w.to)
+		if in {
+			return w.rate
+		}
+	}
+	return int64(c.Net.MaxRate)
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,7 +17,7 @@ func docDefault(k KeyDoc) string {
 	switch {
 	case k.Map:
 		return "{}"
-	case k.Key == "trust.keys" || k.Key == "server.pin_sha256":
+	case k.List:
 		return "[]"
 	}
 	return k.Default
@@ -112,5 +113,31 @@ func TestReadmeTableListsEveryKey(t *testing.T) {
 	}
 	for k := range got {
 		t.Errorf("the README's table has %s, which is not a key", k)
+	}
+}
+
+// net.schedule: the first entry that covers the device-local time, across midnight too;
+// else net.max_rate; bad entries name themselves.
+func TestBandwidthSchedule(t *testing.T) {
+	c := &Config{}
+	c.Net.MaxRate = 1 << 20
+	c.Net.Schedule = []string{"22:00-06:00 0", "12:00-13:00 64KiB/s", "* 128KiB"}
+	at := func(h, m int) int64 { return c.rateAt(time.Date(2026, 11, 30, h, m, 0, 0, time.Local)) }
+	for _, x := range []struct {
+		h, m int
+		want int64
+	}{{23, 0, 0}, {2, 30, 0}, {5, 59, 0}, {6, 0, 128 << 10}, {12, 30, 64 << 10}, {13, 0, 128 << 10}} {
+		if got := at(x.h, x.m); got != x.want {
+			t.Errorf("%02d:%02d: %d, want %d", x.h, x.m, got, x.want)
+		}
+	}
+	c.Net.Schedule = []string{"12:00-13:00 64KiB/s"}
+	if got := at(8, 0); got != 1<<20 {
+		t.Errorf("outside every entry: %d, want net.max_rate", got)
+	}
+	for _, bad := range []string{"22:00 0", "25:00-06:00 0", "* fast", "22:00-06:00"} {
+		if _, err := parseSchedule([]string{bad}); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q accepted or not named: %v", bad, err)
+		}
 	}
 }

@@ -25,6 +25,7 @@ type KeyDoc struct {
 	Key     string // dotted: server.stall_timeout
 	Default string // the `default` tag ("" when none)
 	Map     bool   // any sub-key is accepted (server.firmware.<bucket>)
+	List    bool   // a list of strings
 	field   []int
 }
 
@@ -44,7 +45,7 @@ func keysOf(t reflect.Type, prefix string, index []int) []KeyDoc {
 			out = append(out, keysOf(f.Type, prefix+name+".", idx)...)
 			continue
 		}
-		out = append(out, KeyDoc{Key: prefix + name, Default: f.Tag.Get("default"), Map: f.Type.Kind() == reflect.Map, field: idx})
+		out = append(out, KeyDoc{Key: prefix + name, Default: f.Tag.Get("default"), Map: f.Type.Kind() == reflect.Map, List: f.Type.Kind() == reflect.Slice, field: idx})
 	}
 	return out
 }
@@ -124,7 +125,7 @@ func decode(f reflect.Value, raw any) error {
 		}
 		f.SetInt(int64(n))
 	case ByteRate:
-		n, err := byteRate(fmt.Sprint(orEmpty(raw)))
+		n, err := byteRate(fmt.Sprint(orEmpty(raw)), true)
 		f.SetInt(n)
 		return err
 	default:
@@ -220,8 +221,8 @@ func source(key, file string, over Overrides) string {
 }
 
 // byteRate parses a rate in bytes per second: 4MiB, 512KiB, 1000000.
-func byteRate(raw string) (int64, error) {
-	s := strings.TrimSpace(raw)
+func byteRate(raw string, zeroOK bool) (int64, error) {
+	s := strings.TrimSuffix(strings.TrimSpace(raw), "/s")
 	mult := int64(1)
 	for _, u := range []struct {
 		suffix string
@@ -233,8 +234,8 @@ func byteRate(raw string) (int64, error) {
 		}
 	}
 	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
-		return 0, fmt.Errorf("%q is not a rate like 4MiB or 512KiB (bytes per second, above 0)", raw)
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 0 || n == 0 && !zeroOK || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("%q is not a rate like 4MiB/s or 512KiB/s (bytes per second)", raw)
 	}
 	return n * mult, nil
 }

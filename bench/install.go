@@ -186,3 +186,28 @@ func (b *bench) resume() {
 		"the file: " + mib(size), fmt.Sprintf("%.4f%%", 100*float64(again)/float64(size)), "≤ 1% of the file", verdict(again <= size/100)})
 	os.RemoveAll(state)
 }
+
+// netcap: under net.max_rate, a transfer of ~10 s runs at the cap (within ±15%).
+func (b *bench) netcap() {
+	capRate, size := int64(256<<10), int64(2560<<10) // 10 s at the cap
+	if b.quick {
+		size = 512 << 10
+	}
+	dir, pub := b.catalog("netcap", map[string]int64{"os_armv8": size})
+	s := b.serve(dir, testserver.Options{})
+	defer s.stop()
+	cfg, state := b.config(s, pub, "metadata", "netcap")
+	raw, err := os.ReadFile(cfg)
+	must(err)
+	must(os.WriteFile(cfg, append(raw, []byte("net:\n  max_rate: 256KiB/s\n")...), 0o644))
+	before := s.srv.Stats().BytesByPath["/firmware"]
+	p := b.run(filepath.Join(b.bin, "ota-agent"), "--config", cfg, "check", "--once")
+	must(p.err)
+	got := s.srv.Stats().BytesByPath["/firmware"] - before
+	rate := float64(got) / p.wall.Seconds()
+	ratio := rate / float64(capRate)
+	b.add(row{fmt.Sprintf("net.max_rate 256 KiB/s, one %s download", mib(size)),
+		fmt.Sprintf("%.0f KiB/s (%s in %v)", rate/1024, mib(got), p.wall.Round(10*time.Millisecond)),
+		"the cap: 256 KiB/s", fmt.Sprintf("%.2f×", ratio), "within ±15% of the cap", verdict(ratio >= 0.85 && ratio <= 1.15)})
+	os.RemoveAll(state)
+}

@@ -47,6 +47,7 @@ type ClientOptions struct {
 	Now           func() time.Time // for certificate checks (the time floor applies)
 	Learn         func(time.Time)  // receives the Date of authenticated HTTPS answers
 	RedirectHosts []string         // hosts a redirect may lead to, besides the original one
+	Limit         *Limiter         // caps the bytes per second of all bodies together (nil: none)
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
@@ -86,7 +87,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 		MaxIdleConnsPerHost:    2,
 	}
 	return &http.Client{
-		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn},
+		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn, limit: o.Limit},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
 				return fmt.Errorf("more than %d redirects", maxRedirects)
@@ -129,6 +130,7 @@ type stallTransport struct {
 	proxy func(*http.Request) (*url.URL, error)
 	now   func() time.Time
 	learn func(time.Time)
+	limit *Limiter
 }
 
 func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -148,7 +150,7 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.learn(d) // an authenticated server's clock
 		}
 	}
-	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now()}
+	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now(), limit: t.limit, ctx: ctx}
 	w.timer = time.AfterFunc(t.stall, w.fire)
 	resp.Body = w
 	return resp, nil
@@ -170,6 +172,8 @@ type watchedBody struct {
 	start  time.Time // of the current rate window
 	n      int64     // bytes in the current rate window
 	err    error
+	limit  *Limiter
+	ctx    context.Context
 }
 
 func (w *watchedBody) fire() {
@@ -181,6 +185,18 @@ func (w *watchedBody) fire() {
 
 func (w *watchedBody) Read(p []byte) (int, error) {
 	n, err := w.rc.Read(p)
+	if n > 0 && w.limit != nil {
+		// Waiting for the bandwidth cap is not a stall: the timer stops meanwhile, and the
+		// wait is left out of the rate window.
+		w.timer.Stop()
+		waited, werr := w.limit.Wait(w.ctx, n)
+		w.mu.Lock()
+		w.start = w.start.Add(waited)
+		w.mu.Unlock()
+		if werr != nil {
+			return n, werr
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -189,9 +205,10 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		w.n += int64(n)
 		w.timer.Reset(w.stall)
+		floor := w.limit.minRate(time.Now())
 		if el := time.Since(w.start); el > minRateWindow {
-			if float64(w.n)/el.Seconds() < minRateBytes {
-				w.err = fmt.Errorf("%w: %d bytes in %v, under %d B/s", ErrStalled, w.n, el.Round(time.Second), minRateBytes)
+			if float64(w.n)/el.Seconds() < float64(floor) {
+				w.err = fmt.Errorf("%w: %d bytes in %v, under %d B/s", ErrStalled, w.n, el.Round(time.Second), floor)
 				w.cancel(w.err)
 				return n, w.err
 			}
