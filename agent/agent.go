@@ -44,6 +44,8 @@ const (
 	ResultUpToDate = "up-to-date"
 	ResultUpdated  = "updated"
 	ResultFailed   = "failed"
+	// ResultStaged: installed into the inactive slot, waiting for an install window.
+	ResultStaged = "staged"
 	// ResultAvailable: a --dry-run found something to install (nothing was changed).
 	ResultAvailable = "update-available"
 )

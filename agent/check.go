@@ -61,7 +61,14 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 			return failed(err), err
 		}
 	}
-	res, err := a.check(ctx, db, opt)
+	var res *Result
+	var err error
+	if !opt.DryRun {
+		res, err = a.applyStaged(ctx, db, false) // an install window opened
+	}
+	if res == nil && err == nil {
+		res, err = a.check(ctx, db, opt)
+	}
 	if err != nil {
 		received := int64(0)
 		if res != nil {
@@ -147,6 +154,11 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 	refused, err := db.Refusals()
 	if err != nil {
 		return nil, err
+	}
+	if g, _ := db.Staged(); g != nil {
+		for _, x := range g.Apps {
+			trying = append(trying, x.MD5) // staged: waiting for its window
+		}
 	}
 	for _, m := range trying {
 		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again

@@ -110,3 +110,24 @@ func (a *Agent) MarkGoodNow() (string, error) {
 	})
 	return out, err
 }
+
+// ErrNothingStaged: `apply` found no staged generation.
+var ErrNothingStaged = errors.New("nothing is staged")
+
+// Apply is `ota-agent apply`: switch the staged generation now, window or not.
+func (a *Agent) Apply(ctx context.Context) (string, error) {
+	var out string
+	err := a.withDB(func(db *store.DB) error {
+		res, err := a.applyStaged(ctx, db, true)
+		if err != nil {
+			return err
+		}
+		if res == nil {
+			return fmt.Errorf("%w: no sealed update waits for an install window (ota-agent status)", ErrNothingStaged)
+		}
+		s, _ := db.State()
+		out = fmt.Sprintf("applied: slot %s, generation %d, %s", s.Slot, s.N, s.Status)
+		return nil
+	})
+	return out, err
+}

@@ -71,7 +71,8 @@ type Config struct {
 		Schedule []string `key:"schedule"`             // "22:00-06:00 0", "* 64KiB/s": the first that matches, device-local time
 	} `key:"net"`
 	Install struct {
-		MaxAttempts int `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
+		MaxAttempts int      `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
+		Windows     []string `key:"windows"`                  // "Sat,Sun 02:00-05:00", "01:00-04:00": when a sealed update may switch ([] = any time)
 	} `key:"install"`
 	Metrics struct {
 		Textfile string `key:"textfile"` // node_exporter textfile collector file ("" = none)
@@ -98,14 +99,8 @@ type ByteRate int64
 
 func (c *Config) validate(bad func(string, error) error) error {
 	c.Device.CPUArch, c.Device.OS, c.Log.Level = strings.ToLower(c.Device.CPUArch), strings.ToLower(c.Device.OS), strings.ToLower(c.Log.Level)
-	if c.Verify.Rate <= 0 {
-		return bad("verify::rate", fmt.Errorf("%d: want a rate above 0", c.Verify.Rate))
-	}
-	if _, err := parseSchedule(c.Net.Schedule); err != nil {
-		return bad("net::schedule", err)
-	}
-	if c.Install.MaxAttempts < 1 {
-		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
+	if err := c.validateOperator(bad); err != nil {
+		return err
 	}
 	if c.Hooks.MaxTrials < 1 {
 		return bad("hooks::max_trials", fmt.Errorf("%d: want at least 1", c.Hooks.MaxTrials))
@@ -174,6 +169,23 @@ func (c *Config) validate(bad func(string, error) error) error {
 		if l := strings.ToLower(app); l == "cpuarch" || l == "os" || l == "payloadtype" || strings.HasPrefix(l, "attr") {
 			return bad("device::pins::"+app, errors.New("a pin cannot be named cpuarch, os, payloadtype or attr*"))
 		}
+	}
+	return nil
+}
+
+// validateOperator checks the operator controls: rates, schedules, windows, budgets.
+func (c *Config) validateOperator(bad func(string, error) error) error {
+	if c.Verify.Rate <= 0 {
+		return bad("verify::rate", fmt.Errorf("%d: want a rate above 0", c.Verify.Rate))
+	}
+	if _, err := parseSchedule(c.Net.Schedule); err != nil {
+		return bad("net::schedule", err)
+	}
+	if _, err := parseWindows(c.Install.Windows); err != nil {
+		return bad("install::windows", err)
+	}
+	if c.Install.MaxAttempts < 1 {
+		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
 	}
 	return nil
 }
@@ -276,4 +288,82 @@ func (c *Config) rateAt(t time.Time) int64 {
 		}
 	}
 	return int64(c.Net.MaxRate)
+}
+
+// installWindow is one entry of install.windows: days (none: every day) and a time range.
+type installWindow struct {
+	days     map[time.Weekday]bool
+	from, to int // minutes after midnight; to < from wraps midnight
+}
+
+var weekdays = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+
+// parseWindows reads install.windows: "[DAYS ]HH:MM-HH:MM", DAYS like Sat,Sun.
+func parseWindows(entries []string) ([]installWindow, error) {
+	var out []installWindow
+	for _, e := range entries {
+		f := strings.Fields(e)
+		w := installWindow{}
+		if len(f) == 2 {
+			w.days = map[time.Weekday]bool{}
+			for _, d := range strings.Split(strings.ToLower(f[0]), ",") {
+				wd, ok := weekdays[d]
+				if !ok {
+					return nil, fmt.Errorf("%q: %q is not a day (Mon, Tue, … Sun)", e, d)
+				}
+				w.days[wd] = true
+			}
+			f = f[1:]
+		}
+		var h1, m1, h2, m2 int
+		if len(f) != 1 {
+			return nil, fmt.Errorf("%q: want \"[DAYS ]HH:MM-HH:MM\", e.g. \"Sat,Sun 02:00-05:00\"", e)
+		}
+		if n, _ := fmt.Sscanf(f[0], "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || h1 < 0 || h1 > 23 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59 {
+			return nil, fmt.Errorf("%q: want a time range like 02:00-05:00", e)
+		}
+		w.from, w.to = h1*60+m1, h2*60+m2
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// inWindow tells whether a sealed update may switch at t (device-local time); with no
+// install.windows, always.
+func (c *Config) inWindow(t time.Time) bool {
+	ws, _ := parseWindows(c.Install.Windows)
+	return len(ws) == 0 || inWindows(ws, t)
+}
+
+func inWindows(ws []installWindow, t time.Time) bool {
+	m := t.Hour()*60 + t.Minute()
+	for _, w := range ws {
+		day := t.Weekday()
+		if w.from > w.to && m < w.to {
+			day = (day + 6) % 7 // the part after midnight belongs to the day the window began
+		}
+		if w.days != nil && !w.days[day] {
+			continue
+		}
+		if w.from <= w.to && m >= w.from && m < w.to || w.from > w.to && (m >= w.from || m < w.to) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextWindow is the start of the next install window after t (zero when there are none).
+func (c *Config) nextWindow(t time.Time) time.Time {
+	ws, _ := parseWindows(c.Install.Windows)
+	if len(ws) == 0 {
+		return time.Time{}
+	}
+	t = t.Truncate(time.Minute).Add(time.Minute)
+	for i := 0; i < 8*24*60; i++ { // a week and a day, minute by minute: cheap and exact
+		if inWindows(ws, t) {
+			return t
+		}
+		t = t.Add(time.Minute)
+	}
+	return time.Time{}
 }

@@ -90,8 +90,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 
 // outcome of one check in the daemon.
 type outcome struct {
-	key string // the next request's cache key
-	err error
+	key  string    // the next request's cache key
+	wake time.Time // a staged generation's install window opens (zero: none)
+	err  error
 }
 
 // daemonLoop is the daemon's state between events: at most one check runs at a time.
@@ -115,8 +116,7 @@ func (d *daemonLoop) start(ctx context.Context) {
 	ag := d.a
 	ag.Status = func(s string) { d.n.status(s) }
 	go func() {
-		key, err := ag.runOnce(cctx)
-		d.done <- outcome{key, err}
+		d.done <- ag.runOnce(cctx)
 	}()
 }
 
@@ -161,6 +161,11 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 		d.failures = 0
 		now := d.a.clock.Now()
 		wait := NextCheck(now, out.key, d.a.cfg.Poll.Interval, d.a.cfg.Poll.Jitter, d.a.cfg.Poll.Align, d.rng).Sub(now)
+		if !out.wake.IsZero() && out.wake.Sub(now) < wait {
+			wait = max(out.wake.Sub(now), time.Second) // the install window of a staged update opens
+			d.n.status("staged, installs at " + time.Now().Add(wait).Format("15:04"))
+			return wait
+		}
 		d.n.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
 		return wait
 	}
@@ -172,20 +177,24 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 
 // runOnce opens the database for one check (so `status` can read between checks) and
 // returns the cache key of the next one.
-func (a *Agent) runOnce(ctx context.Context) (string, error) {
+func (a *Agent) runOnce(ctx context.Context) outcome {
 	db, err := a.openRecovered()
 	if err != nil {
 		a.log.Error("cannot open the state directory's database; retrying later", "state_dir", a.slots.Dir, "error", err)
-		return "", err
+		return outcome{err: err}
 	}
 	defer db.Close()
 	if err := a.reverify(ctx, db); err != nil && ctx.Err() == nil {
 		a.log.Error("verify: could not re-verify the active slot", "error", err)
 	}
 	if _, err = a.CheckWith(ctx, db, CheckOptions{}); err != nil {
-		return "", err
+		return outcome{err: err}
 	}
-	return a.RequestKey(db), nil
+	out := outcome{key: a.RequestKey(db)}
+	if g, _ := db.Staged(); g != nil {
+		out.wake = a.cfg.nextWindow(a.now(db).Local())
+	}
+	return out
 }
 
 // backoff is the wait after the nth consecutive failure; a Retry-After is honoured up to

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/installer"
@@ -38,6 +39,7 @@ type asking struct {
 // staging is what arrived and where it is being assembled.
 type staging struct {
 	active  string // "" before the first install
+	from    string // where unchanged apps are carried over from: the active slot, or a staged one
 	st      *installer.Staging
 	details *packaging.Details
 	plan    *Plan
@@ -64,6 +66,7 @@ type made struct {
 	cur       *store.State // the generation switched to, on trial or committed
 	reason    string       // why it is rolled back
 	byHand    bool         // `ota-agent rollback`: nothing is refused
+	apply     bool         // switch a staged generation now, window or not
 }
 
 // update is one check that may install: the machine from Asking.
@@ -87,11 +90,23 @@ func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (res *Resu
 			res.Bytes = j.bytes
 		}
 	}()
+	if g, err := a.stagedGeneration(db); err != nil {
+		return nil, err
+	} else if g != nil {
+		// A staged generation waits: what the server sends now is planned against it, and
+		// a newer one is staged over it (carrying its unchanged apps).
+		j.installed, j.from = maps.Clone(g.Apps), g.Slot
+		for app, x := range c.installed {
+			if j.isOS(app) {
+				j.installed[app] = x
+			}
+		}
+	}
 	if err := j.run(ctx, Asking); err != nil {
 		return nil, err
 	}
-	if j.next == nil || !j.dirChange {
-		return j.res, nil // up to date, or only the OS image changed
+	if j.next == nil || !j.dirChange || j.res.Result == ResultStaged {
+		return j.res, nil // up to date, only the OS image changed, or staged
 	}
 	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
 		j.res.Result, j.res.Slot = ResultFailed, ""
@@ -127,6 +142,9 @@ func (j *job) stage(ctx context.Context) (State, error) {
 		return "", err
 	}
 	j.active = active
+	if j.from == "" {
+		j.from = active
+	}
 	target := installer.SlotA
 	if active != "" {
 		target = installer.Other(active)
@@ -177,12 +195,6 @@ func (j *job) afterEnv(ctx context.Context) (State, error) {
 		j.a.Status(fmt.Sprintf("reboot to try OS slot %s", j.os.Try))
 	}
 	return j.seal(ctx)
-}
-
-// journal records the generation being switched to.
-func (j *job) journal(context.Context) (State, error) {
-	j.a.Status("switching to slot " + j.next.Slot)
-	return Pending, j.db.SetPending(j.next)
 }
 
 // switchLink points `current` at the new slot.
@@ -331,7 +343,7 @@ func (j *job) compose() error {
 		if j.isOS(app) {
 			continue
 		}
-		if err := j.st.CarryOver(app, j.active); err != nil {
+		if err := j.st.CarryOver(app, j.from); err != nil {
 			return err
 		}
 		j.next.Apps[app] = x

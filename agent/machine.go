@@ -22,6 +22,7 @@ const (
 	Written     State = "written"      // the OS image is on the inactive partition, read back
 	EnvSet      State = "env-set"      // the bootloader is told to try it once
 	Sealed      State = "sealed"       // the new slot is complete on disk
+	Staged      State = "staged"       // it waits for an install window (install.windows)
 	Pending     State = "pending"      // the switch is journalled
 	Switched    State = "switched"     // `current` names the new slot
 	Trial       State = "trial"        // the health hook judges the new generation
@@ -34,7 +35,7 @@ const (
 
 // States lists the machine's states (Idle last).
 func States() []State {
-	return []State{Asking, Staging, Verifying, Composing, Written, EnvSet, Sealed, Pending, Switched, Trial, Committed, RollingBack, Rebooted, MarkedGood, Idle}
+	return []State{Asking, Staging, Verifying, Composing, Written, EnvSet, Sealed, Staged, Pending, Switched, Trial, Committed, RollingBack, Rebooted, MarkedGood, Idle}
 }
 
 // machine is the transition table: a state's handler, returning the next state.
@@ -48,7 +49,8 @@ func init() {
 		Composing:   (*job).composeState,
 		Written:     (*job).setEnv,
 		EnvSet:      (*job).afterEnv,
-		Sealed:      (*job).journal,
+		Sealed:      (*job).stageSealed,
+		Staged:      (*job).journal,
 		Pending:     (*job).switchLink,
 		Switched:    (*job).record,
 		Trial:       (*job).trial,

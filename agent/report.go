@@ -24,6 +24,8 @@ type Report struct {
 	// InProgress is the update machine's state while an update runs (or where one was
 	// interrupted, until the next check recovers from it).
 	InProgress string `json:"in_progress,omitempty"`
+	// Staged is a generation sealed in the inactive slot, waiting for an install window.
+	Staged *SlotRef `json:"staged,omitempty"`
 	// RebuiltFromManifests says why the database could not be read (the report comes from
 	// the slot manifests instead).
 	RebuiltFromManifests string `json:"rebuilt_from_manifests,omitempty"`
@@ -113,6 +115,9 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 		rep.Refused[md5] = Refusal(r)
 	}
 	rep.OS = a.OSStatus(db)
+	if g, err := db.Staged(); err == nil && g != nil {
+		rep.Staged = &SlotRef{Slot: g.Slot, Generation: g.N}
+	}
 	if m, err := db.Machine(); err == nil && m != nil && m.State != string(Asking) {
 		rep.InProgress = m.State
 	}

@@ -275,3 +275,16 @@ func (d *DB) ForgetAttempts(md5s ...string) error {
 		return put(tx, bucketAgent, keyAttempts, m)
 	})
 }
+
+// Staged returns the generation sealed and waiting for an install window (nil: none).
+func (d *DB) Staged() (*Generation, error) { return get[Generation](d, bucketAgent, keyStaged) }
+
+// SetStaged records (nil: forgets) the generation waiting for an install window.
+func (d *DB) SetStaged(g *Generation) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if g == nil {
+			return put(tx, bucketAgent, keyStaged, nil)
+		}
+		return put(tx, bucketAgent, keyStaged, g)
+	})
+}

@@ -20,6 +20,7 @@ var (
 	keyMachine   = []byte("machine")     // Machine: the update's state, before its handler runs
 	keyCounters  = []byte("counters")    // Counters: running totals for the metrics
 	keyAttempts  = []byte("attempts")    // md5 → failed installs of that release (install.max_attempts)
+	keyStaged    = []byte("staged")      // Generation sealed in the inactive slot, waiting for an install window
 )
 
 const schemaVersion = "1"

@@ -230,6 +230,7 @@ type status struct {
 	Slot       string `json:"slot"`
 	Generation int64  `json:"generation"`
 	Status     string `json:"status"`
+	InProgress string `json:"in_progress"`
 	Apps       map[string]struct {
 		Version string `json:"version"`
 	} `json:"apps"`
@@ -272,7 +273,9 @@ func (r *rig) status() (*status, error) {
 // converged: the apps are the generation published, the OS is the release published and
 // committed, nothing is on trial.
 func (r *rig) converged(st *status) bool {
-	if st.Status != "committed" || len(st.Apps) < len(r.apps) {
+	// The install is done and recorded: no update in progress, and a check on record (the
+	// state is committed a moment before the check that committed it is recorded).
+	if st.Status != "committed" || len(st.Apps) < len(r.apps) || st.InProgress != "" || st.LastCheck == nil {
 		return false
 	}
 	for app, v := range r.apps {

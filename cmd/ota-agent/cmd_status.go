@@ -60,6 +60,9 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  %-16s %-10s %10d bytes  md5 %s  sha256 %s  %s\n", name, x.Version, x.Size, x.MD5, x.SHA256, signed)
 	}
+	if g := rep.Staged; g != nil {
+		fmt.Fprintf(stdout, "staged: slot %s, generation %d, switches in the next install window (or ota-agent apply)\n", g.Slot, g.Generation)
+	}
 	if rep.InProgress != "" {
 		fmt.Fprintf(stdout, "update in progress: %s (or interrupted there; the next check recovers)\n", rep.InProgress)
 	}

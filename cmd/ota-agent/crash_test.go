@@ -20,7 +20,7 @@ import (
 // The update machine's states each crash test stops the process in (as the state is
 // persisted, before its handler runs): together, every state of agent.States() but Idle.
 var (
-	installStates  = []agent.State{agent.Asking, agent.Staging, agent.Verifying, agent.Composing, agent.Sealed, agent.Pending, agent.Switched, agent.Committed}
+	installStates  = []agent.State{agent.Asking, agent.Staging, agent.Verifying, agent.Composing, agent.Sealed, agent.Staged, agent.Pending, agent.Switched, agent.Committed}
 	rollbackStates = []agent.State{agent.Trial, agent.RollingBack}
 	osStates       = []agent.State{agent.Written, agent.EnvSet, agent.Rebooted, agent.MarkedGood}
 )

@@ -367,3 +367,30 @@ func TestRetryBudget(t *testing.T) {
 		t.Fatalf("a good release after the refusal:\n%s", st.stdout)
 	}
 }
+
+// install.windows outside the window: check stages (exit 0, "staged"), status says so, the
+// active slot is untouched; `apply` switches it now; `apply` with nothing staged exits 1.
+func TestStagedAndApply(t *testing.T) {
+	day := time.Now().Add(72 * time.Hour).Format("Mon") // never today
+	w := newWorld(t, 4096, "install:\n  windows: [\""+day+" 03:00-04:00\"]\n")
+	w.writeConfig("")
+	w.mustAgent("check", "--once") // installed without windows
+	w.writeConfig("install:\n  windows: [\"" + day + " 03:00-04:00\"]\n")
+	w.release("scoreboard", "9.0.0", randomBytes(9000, 31), 99)
+	r := w.mustAgent("check", "--once", "--json")
+	if !strings.Contains(r.stdout, `"result": "staged"`) || w.wholeSlot() != "slots/a" {
+		t.Fatalf("outside the window:\n%s", r.stdout)
+	}
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "staged: slot b") {
+		t.Fatalf("status:\n%s", st.stdout)
+	}
+	w.mustAgent("verify")
+	r = w.mustAgent("apply")
+	if !strings.Contains(r.stdout, "applied: slot b") || w.wholeSlot() != "slots/b" {
+		t.Fatalf("apply:\n%s%s", r.stdout, r.stderr)
+	}
+	if r := w.agent(nil, "apply"); r.code != 1 || !strings.Contains(r.stderr, "nothing is staged") {
+		t.Fatalf("apply with nothing staged: exit %d\n%s", r.code, r.stderr)
+	}
+	w.converges()
+}

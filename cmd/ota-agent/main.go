@@ -24,6 +24,7 @@ commands:
   run                                 the daemon: check on a schedule (systemd Type=notify)
   status [--json]                     active slot, apps, trial, last check
   verify                              re-hash the active slot against the database
+  apply                               switch a staged update now (install.windows)
   rollback                            switch back to the previous generation
   mark-good                           commit the OS slot booted after an update (partitions)
   version                             print the version
@@ -96,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, *globals, []string, io.Writer, io.Writer) error{
 		"check": runCheck, "run": runDaemon, "status": runStatus, "verify": runVerify,
-		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood,
+		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood, "apply": runApply,
 	}
 	cmd, ok := cmds[rest[0]]
 	if !ok {
@@ -151,6 +152,7 @@ var synopsis = map[string]string{
 	"status":    "status [--json]: active slot, apps, trial, last check and verification",
 	"verify":    "verify: re-hash the active slot against the database and its manifest",
 	"rollback":  "rollback: switch back to the previous generation",
+	"apply":     "apply: switch a staged update now, install window or not (exit 1: nothing staged)",
 	"mark-good": "mark-good: commit the OS slot booted after an update (partitions)",
 	"version":   "version: print the version",
 }

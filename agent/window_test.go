@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// install.windows: outside a window an update is staged (sealed in the inactive slot, not
+// switched, not fetched again, a newer one staged over it); the daemon's check switches it
+// when the window opens (injected clock).
+func TestStagedUntilTheWindowOpens(t *testing.T) {
+	e := newEnv(t, testserver.Options{})
+	cfg := e.config("install:\n  windows: [\"02:00-03:00\"]\n")
+	clock := time.Date(2026, 11, 30, 12, 0, 0, 0, time.Local)
+	agentAt := func() *Agent {
+		a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Now = func() time.Time { return clock }
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	// The first install waits for the window too.
+	if res, err := agentAt().Check(context.Background(), CheckOptions{}); err != nil || res.Result != ResultStaged {
+		t.Fatalf("first check: %+v %v", res, err)
+	}
+	e.release("scoreboard", "prod", "5.0.0", []byte("five"), 90)
+	res, err := agentAt().Check(context.Background(), CheckOptions{})
+	if err != nil || res.Result != ResultStaged {
+		t.Fatalf("a newer release while staged: %+v %v", res, err)
+	}
+	before := e.srv.Stats().BytesByPath["/package"]
+	if res, err := agentAt().Check(context.Background(), CheckOptions{}); err != nil || res.Result != ResultUpToDate {
+		t.Fatalf("check while staged: %+v %v", res, err)
+	}
+	if e.srv.Stats().BytesByPath["/package"] != before {
+		t.Fatal("the staged release was fetched again")
+	}
+	a := agentAt()
+	rep, err := a.ReadReport()
+	if err != nil || rep.Staged == nil || rep.Status != "" {
+		t.Fatalf("status while staged: %+v %v", rep, err)
+	}
+	// 02:30: the daemon's check applies it.
+	clock = time.Date(2026, 12, 1, 2, 30, 0, 0, time.Local)
+	a = agentAt()
+	if out := a.runOnce(context.Background()); out.err != nil {
+		t.Fatal(out.err)
+	}
+	rep, _ = a.ReadReport()
+	if rep.Staged != nil || rep.Status != "committed" || rep.Apps["scoreboard"].Version != "5.0.0" {
+		t.Fatalf("after the window opened: %+v", rep)
+	}
+	verifyState(t, a)
+}
+
+// Windows parse with days and across midnight; the next one is found.
+func TestInstallWindows(t *testing.T) {
+	c := &Config{}
+	c.Install.Windows = []string{"Sat,Sun 23:00-02:00", "Wed 12:00-12:30"}
+	at := func(d, h, m int) time.Time { return time.Date(2026, 11, 28+d, h, m, 0, 0, time.Local) } // 28 Nov 2026: a Saturday
+	for _, x := range []struct {
+		t    time.Time
+		want bool
+	}{{at(0, 23, 30), true}, {at(1, 1, 0), true}, {at(2, 1, 0), true}, {at(2, 23, 0), false}, {at(0, 12, 0), false}, {at(4, 12, 10), true}, {at(4, 12, 30), false}} {
+		if got := c.inWindow(x.t); got != x.want {
+			t.Errorf("%v: %v, want %v", x.t.Format("Mon 15:04"), got, x.want)
+		}
+	}
+	if next := c.nextWindow(at(2, 9, 0)); !next.Equal(at(4, 12, 0)) {
+		t.Errorf("next window after Mon 09:00: %v", next)
+	}
+	for _, bad := range []string{"Someday 02:00-03:00", "02:00", "25:00-26:00"} {
+		if _, err := parseWindows([]string{bad}); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	c.Install.Windows = nil
+	if !c.inWindow(at(0, 12, 0)) || !c.nextWindow(at(0, 12, 0)).IsZero() {
+		t.Error("no windows: any time")
+	}
+}
