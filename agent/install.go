@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/installer"
@@ -33,7 +32,8 @@ type asking struct {
 	mode      string   // full | metadata
 	state     *store.State
 	installed map[string]store.App
-	resp      *http.Response // the server's 200
+	resp      *http.Response // the server's 200 (or an offline payload)
+	offline   bool           // `ota-agent install`: apps not in the payload are kept
 }
 
 // staging is what arrived and where it is being assembled.
@@ -67,55 +67,6 @@ type made struct {
 	reason    string       // why it is rolled back
 	byHand    bool         // `ota-agent rollback`: nothing is refused
 	apply     bool         // switch a staged generation now, window or not
-}
-
-// update is one check that may install: the machine from Asking.
-func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (res *Result, err error) {
-	j := &job{a: a, db: db,
-		asking:  asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed},
-		staging: staging{got: map[string]packaging.Digests{}},
-		osImage: osImage{parts: a.partitions(), osApp: a.osApp()}}
-	defer func() {
-		if j.resp != nil {
-			j.resp.Body.Close()
-		}
-		if j.st != nil && !j.sealed {
-			j.st.Abort()
-		}
-		if j.done {
-			j.finished()
-		}
-		if err != nil && res == nil {
-			res = failed(err)
-			res.Bytes = j.bytes
-		}
-	}()
-	if g, err := a.stagedGeneration(db); err != nil {
-		return nil, err
-	} else if g != nil {
-		// A staged generation waits: what the server sends now is planned against it, and
-		// a newer one is staged over it (carrying its unchanged apps).
-		j.installed, j.from = maps.Clone(g.Apps), g.Slot
-		for app, x := range c.installed {
-			if j.isOS(app) {
-				j.installed[app] = x
-			}
-		}
-	}
-	if err := j.run(ctx, Asking); err != nil {
-		return nil, err
-	}
-	if j.next == nil || !j.dirChange || j.res.Result == ResultStaged {
-		return j.res, nil // up to date, only the OS image changed, or staged
-	}
-	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
-		j.res.Result, j.res.Slot = ResultFailed, ""
-		if cur != nil {
-			j.res.Slot = cur.Slot
-		}
-		return j.res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, orNothing(j.res.Slot))
-	}
-	return j.res, nil
 }
 
 // ask: the canonical request; a 304 ends the run.
@@ -265,6 +216,13 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	}
 	if err != nil {
 		return err
+	}
+	if j.offline {
+		for app, x := range j.installed { // an offline payload adds; it never removes
+			if _, ok := j.details.Entries[app]; !ok {
+				j.details.Set(app, packaging.Entry{LatestVersion: x.Version, StatusCode: 304, MD5: x.MD5})
+			}
+		}
 	}
 	if j.plan, err = makePlan(j.details, j.installed); err != nil {
 		return err

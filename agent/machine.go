@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"maps"
+
 	"context"
 	"fmt"
+	"github.com/ota-agent/ota-agent/packaging"
 
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -89,4 +92,69 @@ func (j *job) run(ctx context.Context, from State) error {
 		s = next
 	}
 	return j.db.SetMachine(nil)
+}
+
+// update is one check that may install: the machine from Asking.
+func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (*Result, error) {
+	j, err := a.newJob(db, c)
+	if err != nil {
+		return nil, err
+	}
+	return j.finish(ctx, Asking)
+}
+
+// newJob prepares a run of the machine for what the device has (c).
+func (a *Agent) newJob(db *store.DB, c *current) (*job, error) {
+	j := &job{a: a, db: db,
+		asking:  asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed},
+		staging: staging{got: map[string]packaging.Digests{}},
+		osImage: osImage{parts: a.partitions(), osApp: a.osApp()}}
+	if g, err := a.stagedGeneration(db); err != nil {
+		return nil, err
+	} else if g != nil {
+		// A staged generation waits: what arrives now is planned against it, and a newer
+		// one is staged over it (carrying its unchanged apps).
+		j.installed, j.from = maps.Clone(g.Apps), g.Slot
+		for app, x := range c.installed {
+			if j.isOS(app) {
+				j.installed[app] = x
+			}
+		}
+	}
+	return j, nil
+}
+
+// finish runs the machine from state from and makes the result: the active slot is never
+// touched before the switch, and everything half-made is cleaned up.
+func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
+	db := j.db
+	defer func() {
+		if j.resp != nil {
+			j.resp.Body.Close()
+		}
+		if j.st != nil && !j.sealed {
+			j.st.Abort()
+		}
+		if j.done {
+			j.finished()
+		}
+		if err != nil && res == nil {
+			res = failed(err)
+			res.Bytes = j.bytes
+		}
+	}()
+	if err := j.run(ctx, from); err != nil {
+		return nil, err
+	}
+	if j.next == nil || !j.dirChange || j.res.Result == ResultStaged {
+		return j.res, nil // up to date, only the OS image changed, or staged
+	}
+	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
+		j.res.Result, j.res.Slot = ResultFailed, ""
+		if cur != nil {
+			j.res.Slot = cur.Slot
+		}
+		return j.res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, orNothing(j.res.Slot))
+	}
+	return j.res, nil
 }

@@ -25,6 +25,7 @@ commands:
   status [--json]                     active slot, apps, trial, last check
   verify                              re-hash the active slot against the database
   apply                               switch a staged update now (install.windows)
+  install FILE|DIR [--json]           install a payload (.tar.gz) or binaries + .release files offline
   rollback                            switch back to the previous generation
   mark-good                           commit the OS slot booted after an update (partitions)
   version                             print the version
@@ -97,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, *globals, []string, io.Writer, io.Writer) error{
 		"check": runCheck, "run": runDaemon, "status": runStatus, "verify": runVerify,
-		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood, "apply": runApply,
+		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood, "apply": runApply, "install": runInstall,
 	}
 	cmd, ok := cmds[rest[0]]
 	if !ok {
@@ -153,12 +154,18 @@ var synopsis = map[string]string{
 	"verify":    "verify: re-hash the active slot against the database and its manifest",
 	"rollback":  "rollback: switch back to the previous generation",
 	"apply":     "apply: switch a staged update now, install window or not (exit 1: nothing staged)",
+	"install":   "install FILE.tar.gz|DIR [--json]: verify and install a full payload, or binaries with their .release statements, without the server",
 	"mark-good": "mark-good: commit the OS slot booted after an update (partitions)",
 	"version":   "version: print the version",
 }
 
 // subFlags parses a subcommand's flags; the global flags are accepted there too.
 func subFlags(name string, g *globals, args []string, define func(*pflag.FlagSet)) error {
+	return subFlagsArgs(name, g, args, define, nil)
+}
+
+// subFlagsArgs is subFlags for a command that takes arguments (into rest).
+func subFlagsArgs(name string, g *globals, args []string, define func(*pflag.FlagSet), rest *[]string) error {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.register(fs)
@@ -170,6 +177,10 @@ func subFlags(name string, g *globals, args []string, define func(*pflag.FlagSet
 		return &helpRequest{text: fmt.Sprintf("usage: ota-agent %s\n\nflags:\n%s", synopsis[name], fs.FlagUsages())}
 	} else if err != nil {
 		return fmt.Errorf("%w: %v (see ota-agent help)", errUsage, err)
+	}
+	if rest != nil {
+		*rest = fs.Args()
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (see ota-agent help)", errUsage, fs.Arg(0))

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/ota-agent/ota-agent/internal/catalog"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -17,6 +19,10 @@ const usage = `usage:
   ota-release sign --key KEY.pem --catalog DIR
                                            signs every row, assigning serials, and writes
                                            <binary>.release beside each binary
+  ota-release bundle --catalog DIR --out FILE.tar.gz --cpu ARCH [--os CHANNEL]
+                     [--attr NAME=CHANNEL ...] [--pin APP=CHANNEL ...]
+                                           writes what the server would send that device,
+                                           statements inline, for ota-agent install (offline)
 `
 
 func main() {
@@ -76,10 +82,77 @@ func run(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "signed %d rows in %s\n", len(c.Rows), *dir)
 		return nil
+	case "bundle":
+		return bundle(fs, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stdout, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// pairs is a repeatable NAME=VALUE flag.
+type pairs map[string]string
+
+func (p pairs) String() string { return fmt.Sprint(map[string]string(p)) }
+func (p pairs) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" || val == "" {
+		return fmt.Errorf("%q: want NAME=CHANNEL", v)
+	}
+	p[strings.ToLower(k)] = val
+	return nil
+}
+
+func bundle(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("catalog", "", "catalog directory")
+	out := fs.String("out", "", "the payload to write (.tar.gz)")
+	cpu := fs.String("cpu", "", "the device's cpuArch (armv7, armv8)")
+	osCh := fs.String("os", "prod", "the device's OS channel")
+	attrs, pins := pairs{}, pairs{}
+	fs.Var(attrs, "attr", "a device attribute and its channel, NAME=CHANNEL (repeatable)")
+	fs.Var(pins, "pin", "an app pinned to a channel, APP=CHANNEL (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || *out == "" || *cpu == "" {
+		return errors.New("bundle: --catalog, --out and --cpu are required")
+	}
+	c, err := catalog.Load(*dir)
+	if err != nil {
+		return err
+	}
+	facts := map[string]string{"cpuarch": strings.ToLower(*cpu), "os": *osCh}
+	for k, v := range attrs {
+		facts["attr"+k] = v
+	}
+	for k, v := range pins {
+		facts[k] = v
+	}
+	rows := c.Select(facts)
+	if len(rows) == 0 {
+		return errors.New("bundle: no row of the catalog is for that device")
+	}
+	tmp := *out + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := c.Bundle(f, rows, time.Now()); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "%s %s (%s)\n", r.App, r.Version, r.Env)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d apps\n", *out, len(rows))
+	return nil
 }

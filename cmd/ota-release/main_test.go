@@ -59,3 +59,47 @@ func TestKeygenAndSignCatalog(t *testing.T) {
 		t.Fatalf("signing with a public key: %v", err)
 	}
 }
+
+// bundle writes what the server sends a device: its rows' binaries and package_details.json
+// with the statements inline, readable by the agent's own payload reader.
+func TestBundle(t *testing.T) {
+	dir := t.TempDir()
+	priv, _, _ := packaging.GenerateKey()
+	if _, err := testserver.WriteSample(filepath.Join(dir, "cat"), 100, 1, priv); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	file := filepath.Join(dir, "device.tar.gz")
+	if err := run([]string{"bundle", "--catalog", filepath.Join(dir, "cat"), "--out", file, "--cpu", "armv8", "--attr", "gamer=prod"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pr, err := packaging.NewPayloadReader(f, packaging.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	for {
+		name, _, _, err := pr.Next()
+		if err != nil {
+			break
+		}
+		members = append(members, name)
+	}
+	want := "os_armv8_1.1.0 scoreboard_1.0.0 videoStreamer_0.0.1"
+	if strings.Join(members, " ") != want {
+		t.Fatalf("members %v, want %s\n%s", members, want, out.String())
+	}
+	for app, e := range pr.Details().Entries {
+		if e.Sig == "" || e.StatusCode != 200 || e.MD5 == "" {
+			t.Errorf("%s: %+v: want a signed 200 entry", app, e)
+		}
+	}
+	if err := run([]string{"bundle", "--catalog", filepath.Join(dir, "cat"), "--out", file, "--cpu", "x86"}, &out); err == nil {
+		t.Fatal("a bundle for no row was written")
+	}
+}

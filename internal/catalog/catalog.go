@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ota-agent/ota-agent/packaging"
 )
@@ -227,4 +229,49 @@ func writeRandom(path string, size int64, seed uint64) error {
 		left -= n
 	}
 	return f.Close()
+}
+
+// Select is what the reference application selects for a device: the OS row of its cpuArch
+// on its os channel, every row whose deviceAttr the device has on that attribute's channel,
+// and pinned apps on their channel. facts are the request's keys, lower-case: cpuarch, os,
+// attr<name>, or an app name for a pin.
+func (c *Catalog) Select(facts map[string]string) []Row {
+	osCh := facts["os"]
+	if osCh == "" {
+		osCh = "prod"
+	}
+	var out []Row
+	for _, r := range c.Rows {
+		sel := r.App == "os_"+facts["cpuarch"] && r.Env == osCh || facts[r.App] == r.Env
+		for attr := range r.DeviceAttr {
+			if ch, ok := facts["attr"+attr]; ok && ch == r.Env {
+				sel = true
+			}
+		}
+		if sel {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Bundle writes the rows as a full payload, exactly as the server sends one with statements
+// inline: each binary, then package_details.json (`ota-agent install` takes it offline).
+func (c *Catalog) Bundle(w io.Writer, rows []Row, mtime time.Time) error {
+	pw := packaging.NewPayloadWriter(w, mtime)
+	var d packaging.Details
+	for _, r := range rows {
+		f, err := os.Open(r.path)
+		if err != nil {
+			return err
+		}
+		err = pw.Add(r.Key(), r.Size, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		d.Set(r.App, packaging.Entry{LatestVersion: r.Version, URL: "s3://" + c.Bucket + "/" + r.Key(), StatusCode: 200,
+			MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID})
+	}
+	return pw.Close(d.Marshal())
 }
