@@ -28,12 +28,13 @@ type job struct {
 
 // asking is what the device says and what the server answered.
 type asking struct {
-	c         *current // facts, installed set, If-None-Match
-	mode      string   // full | metadata
-	state     *store.State
-	installed map[string]store.App
-	resp      *http.Response // the server's 200 (or an offline payload)
-	offline   bool           // `ota-agent install`: apps not in the payload are kept
+	c          *current // facts, installed set, If-None-Match
+	mode       string   // full | metadata
+	state      *store.State
+	installed  map[string]store.App
+	resp       *http.Response // the server's 200 (or an offline payload)
+	offline    bool           // `ota-agent install`: apps not in the payload are kept
+	offlineDir string         // ... from a directory of binaries and .release files
 }
 
 // staging is what arrived and where it is being assembled.
@@ -209,7 +210,9 @@ func (j *job) rollBack(context.Context) (State, error) {
 // changed binary; then the plan is known.
 func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	var err error
-	if j.mode == modeFull {
+	if j.offlineDir != "" {
+		j.details, j.got, j.bytes, err = j.a.receiveDir(j.offlineDir, j.st)
+	} else if j.mode == modeFull {
 		j.details, j.got, j.bytes, err = j.a.receiveFull(resp, j.st)
 	} else if j.details, err = packaging.DecodeDetails(resp.Body); err != nil {
 		err = fmt.Errorf("%w: %v", ErrRejected, err)

@@ -7,10 +7,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
 
+	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -31,7 +30,7 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (res *Result, err 
 		return failed(err), err
 	}
 	defer db.Close()
-	body, size, err := offlinePayload(path)
+	body, size, isDir, err := offlinePayload(path)
 	if err != nil {
 		return failed(err), err
 	}
@@ -46,6 +45,9 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (res *Result, err 
 		return failed(err), err
 	}
 	j.mode, j.offline = modeFull, true
+	if isDir {
+		j.offlineDir = path
+	}
 	j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
 	a.log.Info("installing offline", "from", path)
 	res, err = j.finish(ctx, Staging)
@@ -60,67 +62,64 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (res *Result, err 
 	return res, err
 }
 
-// offlinePayload opens a .tar.gz, or streams a directory as one.
-func offlinePayload(path string) (io.ReadCloser, int64, error) {
+// offlinePayload opens a .tar.gz; a directory is read by receiveDir instead.
+func offlinePayload(path string) (io.ReadCloser, int64, bool, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: offline install: %v", ErrConfig, err)
+		return nil, 0, false, fmt.Errorf("%w: offline install: %v", ErrConfig, err)
 	}
-	if !fi.IsDir() {
-		f, err := os.Open(path)
-		return f, fi.Size(), err
+	if fi.IsDir() {
+		return io.NopCloser(strings.NewReader("")), 0, true, nil
 	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	var names []string
-	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasSuffix(e.Name(), ".release") {
-			names = append(names, e.Name())
-		}
-	}
-	if len(names) == 0 {
-		return nil, 0, fmt.Errorf("%w: offline install: %s holds no <app>_<version> binaries", ErrConfig, path)
-	}
-	sort.Strings(names)
-	r, w := io.Pipe()
-	go func() { w.CloseWithError(writeDirPayload(w, path, names)) }()
-	return r, -1, nil
+	f, err := os.Open(path)
+	return f, fi.Size(), false, err
 }
 
-// writeDirPayload writes the directory's binaries as a full payload: each member, then
-// package_details.json with the statements of the .release files beside them (none: unsigned).
-func writeDirPayload(w io.Writer, dir string, names []string) error {
-	pw := packaging.NewPayloadWriter(w, time.Now())
+// receiveDir stages a directory's <app>_<version> binaries as a payload's members would be,
+// with the statements of the .release files beside them (none: unsigned).
+func (a *Agent) receiveDir(dir string, st *installer.Staging) (*packaging.Details, map[string]packaging.Digests, int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	var d packaging.Details
-	for _, name := range names {
+	got := map[string]packaging.Digests{}
+	var total int64
+	for _, en := range entries {
+		name := en.Name()
+		if !en.Type().IsRegular() || strings.HasSuffix(name, ".release") {
+			continue
+		}
 		app, version := splitMember(name)
 		e := packaging.Entry{LatestVersion: version, StatusCode: 200, URL: "offline:" + name}
-		if raw, err := os.ReadFile(filepath.Join(dir, name+".release")); err == nil {
-			rf, err := packaging.ParseReleaseFile(strings.NewReader(string(raw)))
+		if f, err := os.Open(filepath.Join(dir, name+".release")); err == nil {
+			rf, err := packaging.ParseReleaseFile(f)
+			f.Close()
 			if err != nil {
-				return fmt.Errorf("%s.release: %w", name, err)
+				return nil, nil, total, fmt.Errorf("%w: %s.release: %v", ErrRejected, name, err)
 			}
 			app, version = rf.App, rf.Version
 			e = packaging.Entry{LatestVersion: version, StatusCode: 200, URL: "offline:" + name, MD5: rf.MD5, SHA256: rf.SHA256, Size: rf.Size, Serial: rf.Serial, Sig: rf.Sig, KeyID: rf.KeyID}
 		}
-		if app+"_"+version != name {
-			return fmt.Errorf("%s: its statement is for %s_%s", name, app, version)
+		if app+"_"+version != name || packaging.ValidFileName(name) != nil {
+			return nil, nil, total, fmt.Errorf("%w: %s: not <app>_<version> of its statement", ErrRejected, name)
 		}
 		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
-			return err
+			return nil, nil, total, err
 		}
-		fi, _ := f.Stat()
-		err = pw.Add(name, fi.Size(), f)
+		dg, err := st.WriteFile(incoming(name), f)
 		f.Close()
 		if err != nil {
-			return err
+			return nil, nil, total, err
 		}
+		got[name], total = dg, total+dg.Size
 		d.Set(app, e)
 	}
-	return pw.Close(d.Marshal())
+	if len(d.Apps) == 0 {
+		return nil, nil, 0, fmt.Errorf("%w: offline install: %s holds no <app>_<version> binaries", ErrConfig, dir)
+	}
+	return &d, got, total, nil
 }
 
 // splitMember splits <app>_<version> at the last "_" (app names hold "_": os_armv8_1.1.0).
