@@ -19,46 +19,43 @@ import (
 // named <app>_<version> with their .release statements, verified like a download and
 // installed through the same machine (from staging), slots, records and hooks. Apps the
 // payload does not name are kept. Nothing is asked of the server.
-func (a *Agent) InstallFrom(ctx context.Context, path string) (res *Result, err error) {
-	unlock, err := a.Lock()
-	if err != nil {
-		return failed(err), err
-	}
-	defer unlock()
-	db, err := a.openRecovered()
-	if err != nil {
-		return failed(err), err
-	}
-	defer db.Close()
-	body, size, isDir, err := offlinePayload(path)
-	if err != nil {
-		return failed(err), err
-	}
-	c, err := a.current(db)
-	if err != nil {
-		body.Close()
-		return failed(err), err
-	}
-	j, err := a.newJob(db, c)
-	if err != nil {
-		body.Close()
-		return failed(err), err
-	}
-	j.mode, j.offline = modeFull, true
-	if isDir {
-		j.offlineDir = path
-	}
-	j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
-	a.log.Info("installing offline", "from", path)
-	res, err = j.finish(ctx, Staging)
-	if res == nil {
+func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
+	var res *Result
+	err := a.withDB(func(db *store.DB) error {
+		body, size, isDir, err := offlinePayload(path)
+		if err != nil {
+			return err
+		}
+		c, err := a.current(db)
+		if err != nil {
+			body.Close()
+			return err
+		}
+		j, err := a.newJob(db, c)
+		if err != nil {
+			body.Close()
+			return err
+		}
+		j.mode, j.offline = modeFull, true
+		if isDir {
+			j.offlineDir = path
+		}
+		j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
+		a.log.Info("installing offline", "from", path)
+		res, err = j.finish(ctx, Staging)
+		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.bytes}
+		if res != nil {
+			rec.Result = res.Result
+		}
+		if err != nil {
+			rec.Error = "offline install of " + path + ": " + err.Error()
+		}
+		db.RecordCheck(rec)
+		return err
+	})
+	if res == nil && err != nil {
 		res = failed(err)
 	}
-	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Bytes: res.Bytes}
-	if err != nil {
-		rec.Error = "offline install of " + path + ": " + err.Error()
-	}
-	db.RecordCheck(rec)
 	return res, err
 }
 

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ota-agent/ota-agent/internal/catalog"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -174,7 +174,7 @@ func (s *Server) packageReply(sel *selection, etags []string, base string) *repl
 		return bytesReply(200, [][2]string{{"Cache-Control", "max-age=100"}, {"Content-Type", "application/json"}}, body)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writePayload(pw, send, details.Marshal())) }()
+	go func() { pw.CloseWithError(catalog.WritePayload(pw, send, details.Marshal(), time.Now())) }()
 	return &reply{status: 200, size: -1, body: pr, header: [][2]string{
 		{"Cache-Control", "max-age=100"},
 		{"Content-Type", "application/x-gzip"},
@@ -190,23 +190,6 @@ func (s *Server) extend(e *packaging.Entry, r Row, base string) {
 	if base != "" {
 		e.Download = s.downloadURL(base + "/firmware/" + r.Key())
 	}
-}
-
-// writePayload streams the tar.gz: never more than one copy buffer of a binary in memory.
-func writePayload(w io.Writer, rows []Row, details []byte) error {
-	pw := packaging.NewPayloadWriter(w, time.Now())
-	for _, r := range rows {
-		f, err := os.Open(r.Path())
-		if err != nil {
-			return err
-		}
-		err = pw.Add(r.Key(), r.Size, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return pw.Close(details)
 }
 
 func (s *Server) selectRows(sel *selection) []Row {

@@ -258,8 +258,18 @@ func (c *Catalog) Select(facts map[string]string) []Row {
 // Bundle writes the rows as a full payload, exactly as the server sends one with statements
 // inline: each binary, then package_details.json (`ota-agent install` takes it offline).
 func (c *Catalog) Bundle(w io.Writer, rows []Row, mtime time.Time) error {
-	pw := packaging.NewPayloadWriter(w, mtime)
 	var d packaging.Details
+	for _, r := range rows {
+		d.Set(r.App, packaging.Entry{LatestVersion: r.Version, URL: "s3://" + c.Bucket + "/" + r.Key(), StatusCode: 200,
+			MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID})
+	}
+	return WritePayload(w, rows, d.Marshal(), mtime)
+}
+
+// WritePayload streams the rows' binaries as a tar.gz, then details as package_details.json:
+// never more than one copy buffer of a binary in memory.
+func WritePayload(w io.Writer, rows []Row, details []byte, mtime time.Time) error {
+	pw := packaging.NewPayloadWriter(w, mtime)
 	for _, r := range rows {
 		f, err := os.Open(r.path)
 		if err != nil {
@@ -270,8 +280,6 @@ func (c *Catalog) Bundle(w io.Writer, rows []Row, mtime time.Time) error {
 		if err != nil {
 			return err
 		}
-		d.Set(r.App, packaging.Entry{LatestVersion: r.Version, URL: "s3://" + c.Bucket + "/" + r.Key(), StatusCode: 200,
-			MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID})
 	}
-	return pw.Close(d.Marshal())
+	return pw.Close(details)
 }
