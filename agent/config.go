@@ -265,15 +265,28 @@ func parseSchedule(entries []string) ([]window, error) {
 		}
 		w := window{all: f[0] == "*", rate: rate}
 		if !w.all {
-			var h1, m1, h2, m2 int
-			if n, _ := fmt.Sscanf(f[0], "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || h1 > 23 || h2 > 24 || m1 > 59 || m2 > 59 || h1 < 0 || h2 < 0 || m1 < 0 || m2 < 0 {
+			var ok bool
+			if w.from, w.to, ok = timeRange(f[0]); !ok {
 				return nil, fmt.Errorf("%q: want a time range like 22:00-06:00", e)
 			}
-			w.from, w.to = h1*60+m1, h2*60+m2
 		}
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// timeRange reads HH:MM-HH:MM as minutes after midnight (the end may be 24:00).
+func timeRange(s string) (from, to int, ok bool) {
+	var h1, m1, h2, m2 int
+	if n, _ := fmt.Sscanf(s, "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || h1 < 0 || h1 > 23 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59 {
+		return 0, 0, false
+	}
+	return h1*60 + m1, h2*60 + m2, true
+}
+
+// covers tells whether minute m of the day lies in from..to (which may wrap midnight).
+func covers(from, to, m int) bool {
+	return from <= to && m >= from && m < to || from > to && (m >= from || m < to)
 }
 
 // rateAt is the bandwidth cap at t (device-local time): the first schedule entry that
@@ -282,7 +295,7 @@ func (c *Config) rateAt(t time.Time) int64 {
 	ws, _ := parseSchedule(c.Net.Schedule)
 	m := t.Hour()*60 + t.Minute()
 	for _, w := range ws {
-		in := w.all || w.from <= w.to && m >= w.from && m < w.to || w.from > w.to && (m >= w.from || m < w.to)
+		in := w.all || covers(w.from, w.to, m)
 		if in {
 			return w.rate
 		}
@@ -315,14 +328,13 @@ func parseWindows(entries []string) ([]installWindow, error) {
 			}
 			f = f[1:]
 		}
-		var h1, m1, h2, m2 int
 		if len(f) != 1 {
 			return nil, fmt.Errorf("%q: want \"[DAYS ]HH:MM-HH:MM\", e.g. \"Sat,Sun 02:00-05:00\"", e)
 		}
-		if n, _ := fmt.Sscanf(f[0], "%d:%d-%d:%d", &h1, &m1, &h2, &m2); n != 4 || h1 < 0 || h1 > 23 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59 {
+		var ok bool
+		if w.from, w.to, ok = timeRange(f[0]); !ok {
 			return nil, fmt.Errorf("%q: want a time range like 02:00-05:00", e)
 		}
-		w.from, w.to = h1*60+m1, h2*60+m2
 		out = append(out, w)
 	}
 	return out, nil
@@ -345,7 +357,7 @@ func inWindows(ws []installWindow, t time.Time) bool {
 		if w.days != nil && !w.days[day] {
 			continue
 		}
-		if w.from <= w.to && m >= w.from && m < w.to || w.from > w.to && (m >= w.from || m < w.to) {
+		if covers(w.from, w.to, m) {
 			return true
 		}
 	}
