@@ -168,7 +168,9 @@ func limiter(cfg *Config, now func() time.Time) *transport.Limiter {
 	if cfg.Net.MaxRate == 0 && len(cfg.Net.Schedule) == 0 {
 		return nil
 	}
-	return transport.NewLimiter(func(time.Time) int64 { return cfg.rateAt(now().Local()) })
+	ws, _ := parseSchedule(cfg.Net.Schedule) // validated at load; parsed once, not per read
+	maxRate := int64(cfg.Net.MaxRate)
+	return transport.NewLimiter(func(time.Time) int64 { return scheduledRate(ws, maxRate, now().Local()) })
 }
 
 // Close releases the state directory.

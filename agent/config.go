@@ -293,14 +293,18 @@ func covers(from, to, m int) bool {
 // covers t, else net.max_rate; 0 is no cap.
 func (c *Config) rateAt(t time.Time) int64 {
 	ws, _ := parseSchedule(c.Net.Schedule)
+	return scheduledRate(ws, int64(c.Net.MaxRate), t)
+}
+
+// scheduledRate is rateAt with the schedule already parsed (the limiter asks on every read).
+func scheduledRate(ws []window, maxRate int64, t time.Time) int64 {
 	m := t.Hour()*60 + t.Minute()
 	for _, w := range ws {
-		in := w.all || covers(w.from, w.to, m)
-		if in {
+		if w.all || covers(w.from, w.to, m) {
 			return w.rate
 		}
 	}
-	return int64(c.Net.MaxRate)
+	return maxRate
 }
 
 // installWindow is one entry of install.windows: days (none: every day) and a time range.

@@ -4,17 +4,34 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/ota-agent/ota-agent/agent"
 )
 
 func runRollback(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	if err := subFlags("rollback", g, args, nil); err != nil {
+	return runLine("rollback", g, args, stdout, stderr, func(a *agent.Agent) (string, error) { return a.RollbackByHand(ctx) })
+}
+
+// runMarkGood commits the OS slot the device booted into after an update.
+func runMarkGood(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	return runLine("mark-good", g, args, stdout, stderr, (*agent.Agent).MarkGoodNow)
+}
+
+// runApply switches a staged generation now, install window or not.
+func runApply(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	return runLine("apply", g, args, stdout, stderr, func(a *agent.Agent) (string, error) { return a.Apply(ctx) })
+}
+
+// runLine is a command without flags of its own whose outcome is one line.
+func runLine(name string, g *globals, args []string, stdout, stderr io.Writer, do func(*agent.Agent) (string, error)) error {
+	if err := subFlags(name, g, args, nil); err != nil {
 		return err
 	}
 	a, err := load(g, stderr)
 	if err != nil {
 		return err
 	}
-	line, err := a.RollbackByHand(ctx)
+	line, err := do(a)
 	if err != nil {
 		return err
 	}
