@@ -81,6 +81,19 @@ type Config struct {
 		Interval time.Duration `key:"interval" default:"24h"` // the daemon re-verifies the active slot this often (0: never)
 		Rate     ByteRate      `key:"rate" default:"4MiB"`    // bytes per second read while doing it
 	} `key:"verify"`
+	Apps   map[string]AppConfig `key:"apps"` // apps.<name>.units: systemd units restarted when <name> changes
+	Health struct {
+		Units      []string      `key:"units"`                     // systemd units that must stay active through a trial
+		Grace      time.Duration `key:"grace" default:"30s"`       // how long units must stay active, without restarting
+		HTTP       string        `key:"http"`                      // URL probed during the trial ("" = none)
+		HTTPStatus int           `key:"http_status" default:"200"` // the status it must answer
+		TCP        string        `key:"tcp"`                       // host:port that must accept a connection ("" = none)
+	} `key:"health"`
+}
+
+// AppConfig is what the device does around one app (apps.<name>).
+type AppConfig struct {
+	Units []string // systemd units running it: restarted after a switch that changes it
 }
 
 // OSSlots configure where the os_<arch> image goes (A/B partitions).
@@ -187,7 +200,7 @@ func (c *Config) validateOperator(bad func(string, error) error) error {
 	if c.Install.MaxAttempts < 1 {
 		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
 	}
-	return nil
+	return c.validateHealth(bad)
 }
 
 func token(s string) bool {

@@ -107,6 +107,10 @@ func decode(f reflect.Value, raw any) error {
 		m, err := stringMap(raw)
 		f.Set(reflect.ValueOf(m))
 		return err
+	case map[string]AppConfig:
+		m, err := appConfigs(raw)
+		f.Set(reflect.ValueOf(m))
+		return err
 	case time.Duration:
 		s := fmt.Sprint(orEmpty(raw))
 		d, err := time.ParseDuration(s)
@@ -256,6 +260,37 @@ func stringMap(raw any) (map[string]string, error) {
 		default:
 			return nil, fmt.Errorf("%s: want a plain value, got %T", k, v)
 		}
+	}
+	return out, nil
+}
+
+// appConfigs reads apps: {<name>: {units: [...]}}.
+func appConfigs(raw any) (map[string]AppConfig, error) {
+	out := map[string]AppConfig{}
+	if raw == nil {
+		return out, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want a map of app name: {units: [...]}, got %T", raw)
+	}
+	for app, v := range m {
+		sub, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: want {units: [...]}, got %T", app, v)
+		}
+		var c AppConfig
+		for k, x := range sub {
+			if k != "units" {
+				return nil, fmt.Errorf("%s.%s: unknown key (an app has units)", app, k)
+			}
+			l, err := list(x)
+			if err != nil {
+				return nil, fmt.Errorf("%s.units: %v", app, err)
+			}
+			c.Units = l
+		}
+		out[app] = c
 	}
 	return out, nil
 }

@@ -166,17 +166,20 @@ func (j *job) record(context.Context) (State, error) {
 	if j.state != nil && len(j.state.Damaged) > 0 {
 		j.a.repaired(j.db, j.state, j.next)
 	}
+	if len(s.Restart) > 0 {
+		return Restarting, nil
+	}
 	if s.Status == store.StatusTrial {
 		return Trial, nil
 	}
 	return Committed, nil
 }
 
-// trial runs the health hook: success commits, failure rolls back.
+// trial judges the new generation (health.go): success commits, failure rolls back.
 func (j *job) trial(ctx context.Context) (State, error) {
 	s := j.cur
 	j.a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
-	if err := j.a.runHook(ctx, "health", j.a.cfg.Hooks.Health, j.a.hookEnv(&s.Generation, "")); err != nil {
+	if err := j.a.judge(ctx, s.Apps, j.a.hookEnv(&s.Generation, "")); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err() // stopped: the next start counts a trial
 		}
@@ -203,7 +206,13 @@ func (j *job) committed(ctx context.Context) (State, error) {
 // asked by hand). Its journalled switch has crash points of its own (rollback-pending,
 // rollback-switched).
 func (j *job) rollBack(context.Context) (State, error) {
-	return Idle, j.a.rollback(j.db, j.reason, !j.byHand)
+	if err := j.a.rollback(j.db, j.reason, !j.byHand); err != nil {
+		return "", err
+	}
+	if s, err := j.db.State(); err != nil || s != nil && len(s.Restart) > 0 {
+		return Restarting, err // the units run the generation rolled back to
+	}
+	return Idle, nil
 }
 
 // receive streams the full payload into staging, or reads the metadata and downloads each

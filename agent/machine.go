@@ -1,9 +1,10 @@
 package agent
 
 import (
+	"cmp"
+	"context"
 	"maps"
 
-	"context"
 	"fmt"
 	"github.com/ota-agent/ota-agent/packaging"
 
@@ -28,6 +29,7 @@ const (
 	Staged      State = "staged"       // it waits for an install window (install.windows)
 	Pending     State = "pending"      // the switch is journalled
 	Switched    State = "switched"     // `current` names the new slot
+	Restarting  State = "restarting"   // the systemd units of the apps that changed are restarted
 	Trial       State = "trial"        // the health hook judges the new generation
 	Committed   State = "committed"    // it is good; post_commit runs
 	RollingBack State = "rolling-back" // it failed: back to the previous generation, refused
@@ -38,7 +40,7 @@ const (
 
 // States lists the machine's states (Idle last).
 func States() []State {
-	return []State{Asking, Staging, Verifying, Composing, Written, EnvSet, Sealed, Staged, Pending, Switched, Trial, Committed, RollingBack, Rebooted, MarkedGood, Idle}
+	return []State{Asking, Staging, Verifying, Composing, Written, EnvSet, Sealed, Staged, Pending, Switched, Restarting, Trial, Committed, RollingBack, Rebooted, MarkedGood, Idle}
 }
 
 // machine is the transition table: a state's handler, returning the next state.
@@ -56,6 +58,7 @@ func init() {
 		Staged:      (*job).journal,
 		Pending:     (*job).switchLink,
 		Switched:    (*job).record,
+		Restarting:  (*job).restart,
 		Trial:       (*job).trial,
 		Committed:   (*job).committed,
 		RollingBack: (*job).rollBack,
@@ -154,7 +157,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 		if cur != nil {
 			j.res.Slot = cur.Slot
 		}
-		return j.res, fmt.Errorf("%w: the new generation failed its health check and was rolled back to slot %s", ErrRejected, orNothing(j.res.Slot))
+		return j.res, fmt.Errorf("%w: the new generation was rolled back to slot %s (%s)", ErrRejected, orNothing(j.res.Slot), cmp.Or(j.reason, "health check failed"))
 	}
 	return j.res, nil
 }

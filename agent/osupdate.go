@@ -191,7 +191,11 @@ func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
 // committed slot and refuses the image.
 func (j *job) osHealth(ctx context.Context) (State, error) {
 	a, db, p, o := j.a, j.db, j.parts, j.os
-	err := a.runHook(ctx, "health", a.cfg.Hooks.Health, []string{"OTA_OS_SLOT=" + o.Try})
+	var apps map[string]store.App
+	if s, _ := db.State(); s != nil {
+		apps = s.Apps // the apps' units run on the new OS too
+	}
+	err := a.judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
 	if err == nil {
 		return MarkedGood, nil
 	}

@@ -142,23 +142,33 @@ func (a *Agent) repaired(db *store.DB, prev *store.State, next *store.Generation
 // newState is the record of a generation just switched to.
 func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
 	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
-	if a.cfg.Hooks.Health != "" {
+	if a.gated() {
 		s.Status = store.StatusTrial
 	}
+	var before map[string]store.App
 	if prev != nil {
 		s.Previous = &store.Reference{N: prev.N, Slot: prev.Slot}
+		before = prev.Apps
 	}
+	s.Restart = a.unitsOf(before, g.Apps)
 	return s
 }
 
-// ResumeTrial finishes a trial left by a restart (max_trials > 1): the machine from Trial.
+// ResumeTrial finishes what a restart left after a switch: units not yet restarted (the
+// machine from Restarting), or a trial (max_trials > 1; from Trial).
 func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
 	s, err := db.State()
-	if err != nil || s == nil || s.Status != store.StatusTrial {
+	if err != nil || s == nil {
 		return err
 	}
 	j := &job{a: a, db: db, made: made{cur: s}}
-	return j.run(ctx, Trial)
+	switch {
+	case len(s.Restart) > 0:
+		return j.run(ctx, Restarting)
+	case s.Status == store.StatusTrial:
+		return j.run(ctx, Trial)
+	}
+	return nil
 }
 
 // Rollback switches back to the previous generation by hand.
@@ -200,7 +210,8 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	}
 	a.step("rollback-switched")
 	back.Rollback = false
-	ns := &store.State{Generation: *back, Status: store.StatusCommitted, Since: a.now(db), Previous: &store.Reference{N: s.N, Slot: s.Slot}}
+	ns := &store.State{Generation: *back, Status: store.StatusCommitted, Since: a.now(db), Previous: &store.Reference{N: s.N, Slot: s.Slot},
+		Restart: a.unitsOf(s.Apps, back.Apps)}
 	if err := db.SetState(ns); err != nil {
 		return err
 	}

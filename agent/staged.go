@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -72,7 +73,7 @@ func (a *Agent) applyStaged(ctx context.Context, db *store.DB, force bool) (*Res
 		return nil, err
 	}
 	if cur, _ := db.State(); cur == nil || cur.N != g.N {
-		return res, fmt.Errorf("%w: the staged generation failed its health check and was rolled back", ErrRejected)
+		return res, fmt.Errorf("%w: the staged generation was rolled back (%s)", ErrRejected, cmp.Or(j.reason, "health check failed"))
 	}
 	return res, nil
 }

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // row is one line of the results table.
@@ -87,10 +89,12 @@ func (b *bench) table(took time.Duration) string {
 
 func (b *bench) build() {
 	must(os.MkdirAll(b.bin, 0o755))
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", b.bin+"/", "./cmd/...", "./bench/streamloop")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fail("build: %v\n%s", err, out)
+	for _, args := range [][]string{{"./cmd/ota-testserver", "./cmd/ota-release", "./bench/streamloop"}, {"-tags", testenv.AgentTags, "./cmd/ota-agent"}} {
+		cmd := exec.Command("go", append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", b.bin + "/"}, args...)...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fail("build: %v\n%s", err, out)
+		}
 	}
 }
 

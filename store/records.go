@@ -35,6 +35,9 @@ type State struct {
 	// Damaged apps failed a re-verification of the slot: their MD5s are no longer claimed,
 	// so the next check fetches them again (app → what was wrong).
 	Damaged map[string]string `json:"damaged,omitempty"`
+	// Restart lists the systemd units of the apps the switch to this generation changed,
+	// until they are restarted (a crash before that restarts them at the next start).
+	Restart []string `json:"restart,omitempty"`
 }
 
 // VerifyRecord is the outcome of the daemon's last re-verification of the active slot.

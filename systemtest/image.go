@@ -28,6 +28,10 @@ trust:
   keys: [/etc/ota-agent/keys/release.pub.pem]
 hooks:
   health: /usr/local/sbin/ota-health
+apps:
+  sensor: {units: [ota-app-sensor.service]}
+health:
+  grace: 5s
 slots:
   os:
     backend: partition
@@ -64,12 +68,29 @@ systemctl is-active --quiet systemd-journald || exit 1
 exit 0
 `,
 	"etc/ota-os-version": "1\n",
+	// The app "sensor" as a service: it runs the file of the active slot (apps.sensor.units);
+	// a build that starts with BAD exits 1, as a broken release would.
+	"etc/systemd/system/ota-app-sensor.service": `[Unit]
+Description=test app sensor, run from the agent's active slot (test image only)
+[Service]
+ExecStart=/usr/local/sbin/ota-app sensor
+Restart=on-failure
+RestartSec=1s
+`,
+	"usr/local/sbin/ota-app": `#!/bin/sh
+f=/var/lib/ota-agent/current/$1
+[ -e "$f" ] || exec sleep infinity
+if [ "$(head -c 3 "$f")" = BAD ]; then echo "$1: this build is bad" >&2; exit 1; fi
+md5sum < "$f" | cut -c1-32 > /run/ota-app-$1.md5
+exec sleep infinity
+`,
 }
 
 var overlayLinks = map[string]string{
 	"etc/systemd/system/multi-user.target.wants/systemd-networkd.service": "/lib/systemd/system/systemd-networkd.service",
 	"etc/systemd/system/sockets.target.wants/systemd-networkd.socket":     "/lib/systemd/system/systemd-networkd.socket",
 	"etc/systemd/system/multi-user.target.wants/ota-systest.service":      "/etc/systemd/system/ota-systest.service",
+	"etc/systemd/system/multi-user.target.wants/ota-app-sensor.service":   "/etc/systemd/system/ota-app-sensor.service",
 	"etc/systemd/system/serial-getty@ttyAMA0.service":                     "/dev/null",
 	"etc/systemd/system/getty@tty1.service":                               "/dev/null",
 	"etc/systemd/system/apt-daily.timer":                                  "/dev/null",

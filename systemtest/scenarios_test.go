@@ -3,6 +3,8 @@
 package systemtest
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,4 +270,80 @@ func readBack(r *rig) error {
 	}
 	r.logf("  env on disk: %s; host verify of the data partition: %s", envString(env), strings.TrimSpace(string(out)))
 	return nil
+}
+
+// appUnits: apps.sensor.units names ota-app-sensor.service, which runs the active slot's
+// sensor file. A new generation restarts it on the new file (a new invocation, the new
+// MD5 in /run); a sensor build that makes the unit fail is rolled back and refused, and the
+// unit is restarted on the old file.
+func appUnits(r *rig) error {
+	unit := func() (string, string) { // invocation, "<ActiveState> <md5 of the sensor it runs>"
+		p := parseEnv(r.sh("systemctl show ota-app-sensor -p InvocationID -p ActiveState").Output)
+		md5 := field(r.sh("cat /run/ota-app-sensor.md5 2>/dev/null || echo -").Output)
+		return p["InvocationID"], p["ActiveState"] + " " + md5
+	}
+	inv0, _ := unit()
+	r.publishApps()
+	good := r.blobMD5("sensor", r.apps["sensor"])
+	if _, err := r.trigger("units-update", r.converged); err != nil {
+		return err
+	}
+	inv1, got := unit()
+	if inv1 == inv0 || got != "active "+good {
+		return fmt.Errorf("after the update the unit is %q (invocation %s → %s), want active with the new sensor %s", got, inv0, inv1, good)
+	}
+	if log := r.sh("journalctl -b -u ota-agent --no-pager -o cat | grep 'restarted units' | tail -1").Output; !strings.Contains(log, "ota-app-sensor.service") {
+		return fmt.Errorf("the agent did not log the restart:\n%s", log)
+	}
+	r.logf("  update restarted ota-app-sensor (new invocation) on sensor %s", r.apps["sensor"])
+	bad := fmt.Sprintf("%s-bad", r.apps["sensor"])
+	rel := "blobs/sensor_" + bad
+	if err := os.WriteFile(filepath.Join(r.work, "catalog", rel), []byte("BAD sensor build\n"), 0o644); err != nil {
+		return err
+	}
+	r.publish("sensor", bad, rel, true)
+	st, err := r.trigger("units-bad", func(s *status) bool {
+		for _, x := range s.Refused {
+			if x.Version == bad {
+				return r.converged(s)
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	var reason string
+	for _, x := range st.Refused {
+		if x.Version == bad {
+			reason = x.Reason
+		}
+	}
+	if !strings.Contains(reason, "ota-app-sensor.service") {
+		return fmt.Errorf("refused %s for %q, want the unit named", bad, reason)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, got = unit(); got != "active "+good && time.Now().Before(deadline); _, got = unit() {
+		time.Sleep(2 * time.Second)
+	}
+	if got != "active "+good {
+		return fmt.Errorf("after the rollback the unit is %q, want active with the old sensor %s", got, good)
+	}
+	r.logf("  bad sensor refused (%s); rolled back, the unit runs sensor %s again", reason, r.apps["sensor"])
+	return nil
+}
+
+// trigger asks the daemon for a check now and waits for want.
+func (r *rig) trigger(tag string, want func(*status) bool) (*status, error) {
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	return r.settle(tag, 5*time.Minute, want)
+}
+
+func (r *rig) blobMD5(app, version string) string {
+	b, err := os.ReadFile(filepath.Join(r.work, "catalog", "blobs", app+"_"+version))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	h := md5.Sum(b)
+	return hex.EncodeToString(h[:])
 }

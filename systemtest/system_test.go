@@ -100,6 +100,7 @@ func TestSystemARM64(t *testing.T) {
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
+		{"app units: restarted on the new generation; a failing app rolls back, its unit runs the old one", appUnits},
 		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", appCuts(cuts)), func(r *rig) error { return powerCuts(r, appCuts(cuts), []string{"full", "metadata"}) }},
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
 		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},

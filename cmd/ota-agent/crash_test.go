@@ -23,12 +23,13 @@ var (
 	installStates  = []agent.State{agent.Asking, agent.Staging, agent.Verifying, agent.Composing, agent.Sealed, agent.Staged, agent.Pending, agent.Switched, agent.Committed}
 	rollbackStates = []agent.State{agent.Trial, agent.RollingBack}
 	osStates       = []agent.State{agent.Written, agent.EnvSet, agent.Rebooted, agent.MarkedGood}
+	restartStates  = []agent.State{agent.Restarting}
 )
 
 // The crash tests walk the whole table.
 func TestCrashTestsCoverEveryState(t *testing.T) {
 	covered := map[agent.State]bool{agent.Idle: true}
-	for _, l := range [][]agent.State{installStates, rollbackStates, osStates} {
+	for _, l := range [][]agent.State{installStates, rollbackStates, osStates, restartStates} {
 		for _, s := range l {
 			covered[s] = true
 		}
@@ -282,4 +283,39 @@ func slowDownload(t *testing.T, version string, seed byte, stderr *strings.Build
 		return err == nil && fi.Size() > 0
 	})
 	return w, cmd, partial
+}
+
+// TestRestartCrashChain: a crash before the units of a switched generation are restarted
+// leaves the new slot active with the restart still recorded; the next start restarts them.
+// The unit here exists nowhere (and no systemd may answer), so that restart fails in every
+// environment: the generation is rolled back and refused, the old slot whole.
+func TestRestartCrashChain(t *testing.T) {
+	for _, s := range restartStates {
+		t.Run(string(s), func(t *testing.T) {
+			w := newWorld(t, 4096, "")
+			w.mustAgent("check", "--once")
+			w.writeConfig("apps:\n  scoreboard:\n    units: [ota-test-absent.service]\nhealth:\n  grace: 200ms\n")
+			w.release("scoreboard", "6.1.0", randomBytes(3000, 12), 91)
+			if r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=" + string(s)}, "check", "--once"); r.code != 99 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if slot := w.wholeSlot(); slot != "slots/b" {
+				t.Fatalf("after a crash in %s the active slot is %s, want the new one", s, slot)
+			}
+			r := w.agent(nil, "check", "--once")
+			if !strings.Contains(r.stderr, "ota-test-absent.service") && !strings.Contains(r.stderr, "cannot reach systemd") {
+				t.Fatalf("the restart after the crash did not try the unit again:\n%s", r.stderr)
+			}
+			if w.wholeSlot() != "slots/a" {
+				t.Fatal("not rolled back to slot a")
+			}
+			w.mustAgent("verify")
+			if st := w.mustAgent("status"); !strings.Contains(st.stdout, "refused: scoreboard 6.1.0") {
+				t.Fatalf("status:\n%s", st.stdout)
+			}
+			if r := w.mustAgent("check", "--once"); !strings.Contains(r.stdout, "up-to-date") {
+				t.Fatalf("the refused release came back:\n%s%s", r.stdout, r.stderr)
+			}
+		})
+	}
 }

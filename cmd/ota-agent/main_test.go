@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "ota-agent")
-	if out, err := exec.Command("go", "build", "-tags", "otatest", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "otatest,"+testenv.AgentTags, "-o", bin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build ota-agent: %v\n%s", err, out)
 		os.Exit(1)
 	}

@@ -7,18 +7,29 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // The release build (no otatest tag, what `make build` and `make cross` ship) has no crash
 // points and follows no plain-http download URL, even to loopback.
 func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 	rel := filepath.Join(t.TempDir(), "ota-agent")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", rel, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-ldflags", "-s -w", "-o", rel, ".").CombinedOutput(); err != nil {
 		t.Fatalf("release build: %v\n%s", err, out)
 	}
 	raw, _ := os.ReadFile(rel)
 	if bytes.Contains(raw, []byte("OTA_AGENT_TEST_CRASH_AFTER")) {
 		t.Fatal("the release binary reads OTA_AGENT_TEST_CRASH_AFTER")
+	}
+	// HTTP/1.1 only (PROTOCOL 1.4): net/http's HTTP/2 is not linked, and the Makefile builds
+	// with the same tags as this test.
+	if bytes.Contains(raw, []byte("http2: client connection lost")) {
+		t.Fatal("the release binary links net/http's HTTP/2")
+	}
+	mk, _ := os.ReadFile("../../Makefile")
+	if !bytes.Contains(mk, []byte("AGENT_TAGS := "+testenv.AgentTags+"\n")) {
+		t.Fatalf("the Makefile's AGENT_TAGS are not testenv.AgentTags (%s)", testenv.AgentTags)
 	}
 	// Metadata mode against the loopback test server, with no firmware base configured: only
 	// the answer's plain-http download URLs lead to the binaries.

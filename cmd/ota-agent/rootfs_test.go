@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // TestBakeRootfsThenArmUnderQEMU is the image builders' recipe: the host binary fills slot A
@@ -46,7 +48,7 @@ func TestBakeRootfsThenArmUnderQEMU(t *testing.T) {
 		t.Skip("SKIPPED the armv7 half: qemu-arm-static not installed (apt-get install qemu-user-static)")
 	}
 	arm := filepath.Join(t.TempDir(), "ota-agent-armv7")
-	build := exec.Command("go", "build", "-tags", "otatest", "-o", arm, ".")
+	build := exec.Command("go", "build", "-tags", "otatest,"+testenv.AgentTags, "-o", arm, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("armv7 build: %v\n%s", err, out)

@@ -15,6 +15,10 @@ import (
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
+// AgentTags are the build tags of every ota-agent binary (the Makefile's AGENT_TAGS): the
+// agent speaks HTTP/1.1 only (PROTOCOL 1.4), so net/http's HTTP/2 is left out.
+const AgentTags = "nethttpomithttp2"
+
 // Server is the test server running on loopback.
 type Server struct {
 	Srv  *testserver.Server

@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// A generation on trial (or a new OS image after its boot) is judged in this order: the
+// systemd units of its apps (apps.<name>.units) and health.units stay active for
+// health.grace without failing or restarting while health.http and health.tcp answer; then
+// hooks.health. Any of them configured puts a new generation on trial.
+
+// gated: a new generation is judged before it is committed.
+func (a *Agent) gated() bool {
+	h := a.cfg.Health
+	return a.cfg.Hooks.Health != "" || len(h.Units) > 0 || h.HTTP != "" || h.TCP != "" || len(a.unitsOf(nil, nil)) > 0
+}
+
+// unitsOf lists, sorted and once each, the units of the apps of to whose MD5 differs from
+// from's (from nil: every app of to; to nil: every configured app).
+func (a *Agent) unitsOf(from, to map[string]store.App) []string {
+	var out []string
+	for app, c := range a.cfg.Apps {
+		if to != nil {
+			x, ok := to[app]
+			if !ok || from != nil && from[app].MD5 == x.MD5 {
+				continue
+			}
+		}
+		out = append(out, c.Units...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// judge runs the health checks of a generation with apps; env is the hook's.
+func (a *Agent) judge(ctx context.Context, apps map[string]store.App, env []string) error {
+	units := a.unitsOf(nil, apps)
+	if apps == nil {
+		units = nil
+	}
+	units = append(units, a.cfg.Health.Units...)
+	slices.Sort(units)
+	units = slices.Compact(units)
+	if len(units) > 0 || a.cfg.Health.HTTP != "" || a.cfg.Health.TCP != "" {
+		if err := a.watch(ctx, units); err != nil {
+			return err
+		}
+	}
+	return a.runHook(ctx, "health", a.cfg.Hooks.Health, env)
+}
+
+// restart restarts the systemd units of the apps the switch changed (State.Restart, kept
+// until done, so a crash restarts them at the next start); then the trial, or idle after a
+// rollback. A unit that cannot be restarted fails the trial.
+func (j *job) restart(ctx context.Context) (State, error) {
+	s, err := j.db.State()
+	if err != nil || s == nil {
+		return Idle, err
+	}
+	j.cur = s
+	if len(s.Restart) > 0 {
+		j.a.Status("restarting " + strings.Join(s.Restart, " "))
+		err := j.a.restartUnits(ctx, s.Restart)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return "", ctx.Err()
+		case err != nil && s.Status == store.StatusTrial:
+			j.reason = "health check failed: " + err.Error()
+			return RollingBack, nil
+		case err != nil:
+			j.a.log.Error("units not restarted after the rollback", "units", strings.Join(s.Restart, " "), "error", err)
+		default:
+			j.a.log.Info("restarted units", "units", strings.Join(s.Restart, " "), "slot", s.Slot, "generation", s.N)
+		}
+		s.Restart = nil
+		if err := j.db.SetState(s); err != nil {
+			return "", err
+		}
+	}
+	if s.Status == store.StatusTrial {
+		return Trial, nil
+	}
+	return Idle, nil
+}
+
+// restartUnits restarts units through systemd.
+func (a *Agent) restartUnits(ctx context.Context, units []string) error {
+	sd, err := connectSystemd(ctx)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	return sd.restart(ctx, units)
+}
+
+// watch polls the units and the probes until health.grace has passed: a unit that fails,
+// stops or restarts ends the trial at once; at the end every unit must be active and every
+// probe's last answer right.
+func (a *Agent) watch(ctx context.Context, units []string) error {
+	var sd *systemd
+	base := map[string]unitState{}
+	if len(units) > 0 {
+		var err error
+		if sd, err = connectSystemd(ctx); err != nil {
+			return err
+		}
+		defer sd.Close()
+		for _, u := range units {
+			st, err := sd.state(ctx, u)
+			if err != nil {
+				return err
+			}
+			if st.load != "loaded" {
+				return fmt.Errorf("unit %s is %s (LoadState), not loaded", u, st.load)
+			}
+			base[u] = st
+		}
+	}
+	grace := a.cfg.Health.Grace
+	a.Status(fmt.Sprintf("health check: %d unit(s) and probes for %v", len(units), grace))
+	end := time.Now().Add(grace)
+	tick := min(time.Second, max(grace/4, 100*time.Millisecond))
+	for {
+		last := !time.Now().Before(end)
+		for _, u := range units {
+			st, err := sd.state(ctx, u)
+			if err != nil {
+				return err
+			}
+			if err := unitTrouble(u, base[u], st); err != nil {
+				return fmt.Errorf("%v%s", err, sd.result(ctx, u))
+			}
+			if last && st.active != "active" {
+				return fmt.Errorf("unit %s is still %s (%s) after health.grace %v", u, st.active, st.sub, grace)
+			}
+		}
+		err := a.probe(ctx)
+		if last {
+			if err != nil {
+				return fmt.Errorf("%v (still, after health.grace %v)", err, grace)
+			}
+			a.log.Info("health: units stayed active and probes answered", "units", strings.Join(units, " "), "grace", grace)
+			return nil
+		}
+		select {
+		case <-time.After(tick):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// unitTrouble says what is wrong with a unit that was base when the trial started.
+func unitTrouble(u string, base, st unitState) error {
+	switch {
+	case st.active == "failed":
+		return fmt.Errorf("unit %s failed", u)
+	case st.active == "inactive" || st.active == "deactivating":
+		return fmt.Errorf("unit %s stopped (%s)", u, st.sub)
+	case st.sub == "auto-restart":
+		return fmt.Errorf("unit %s exited and waits to be restarted", u)
+	case st.restarts > base.restarts:
+		return fmt.Errorf("unit %s restarted %d time(s) during the trial", u, st.restarts-base.restarts)
+	case base.invocation != "" && st.invocation != base.invocation:
+		return fmt.Errorf("unit %s was restarted during the trial (a new invocation)", u)
+	}
+	return nil
+}
+
+// probeClient asks health.http: no proxy, no redirects, a fresh connection each time.
+var probeClient = &http.Client{
+	Transport:     &http.Transport{DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// probe asks health.http and health.tcp once each.
+func (a *Agent) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if u := a.cfg.Health.HTTP; u != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return fmt.Errorf("health.http %s: %v", u, err)
+		}
+		resp, err := probeClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("health.http: %v", err)
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != a.cfg.Health.HTTPStatus {
+			return fmt.Errorf("health.http %s answered %d, want %d (health.http_status)", u, resp.StatusCode, a.cfg.Health.HTTPStatus)
+		}
+	}
+	if addr := a.cfg.Health.TCP; addr != "" {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("health.tcp: %v", err)
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// validateHealth checks apps.<name>.units and health.*.
+func (c *Config) validateHealth(bad func(string, error) error) error {
+	for app, ac := range c.Apps {
+		for _, u := range ac.Units {
+			if !unitName(u) {
+				return bad("apps::"+app+"::units", fmt.Errorf("%q is not a systemd unit name like scoreboard.service", u))
+			}
+		}
+	}
+	for _, u := range c.Health.Units {
+		if !unitName(u) {
+			return bad("health::units", fmt.Errorf("%q is not a systemd unit name like scoreboard.service", u))
+		}
+	}
+	if c.Health.HTTP != "" {
+		if err := checkURL(c.Health.HTTP); err != nil {
+			return bad("health::http", err)
+		}
+	}
+	if s := c.Health.HTTPStatus; s < 100 || s > 599 {
+		return bad("health::http_status", fmt.Errorf("%d is not an HTTP status", s))
+	}
+	if c.Health.TCP != "" {
+		_, port, err := net.SplitHostPort(c.Health.TCP)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return bad("health::tcp", fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080", c.Health.TCP))
+		}
+	}
+	return nil
+}
+
+// unitName: a unit's file name (name.type, no path).
+func unitName(u string) bool {
+	i := strings.LastIndexByte(u, '.')
+	if i < 1 || strings.ContainsAny(u, "/ \t") {
+		return false
+	}
+	switch u[i+1:] {
+	case "service", "socket", "target", "timer", "mount", "path", "scope", "slice", "swap", "device", "automount":
+		return true
+	}
+	return false
+}
