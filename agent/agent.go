@@ -256,7 +256,13 @@ func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
 	}
 	root, _ := a.slots.Root()
 	db, err := store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if err == nil || !(errors.Is(err, os.ErrNotExist) || errors.Is(err, store.ErrDamaged)) {
+	if err == nil {
+		if floor, ferr := db.TimeFloor(); ferr == nil {
+			a.clock.raise(floor) // a device without a clock: status judges staleness by the floor
+		}
+		return db, nil
+	}
+	if !(errors.Is(err, os.ErrNotExist) || errors.Is(err, store.ErrDamaged)) {
 		return db, err
 	}
 	active, aerr := a.slots.Active()

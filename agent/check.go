@@ -64,6 +64,9 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	var res *Result
 	var err error
 	if !opt.DryRun {
+		// The trust documents: failures are logged (trust.go); the held keys still verify.
+		a.refreshKeys(ctx, db, false)
+		a.checkTimestamp(ctx, db)
 		res, err = a.applyStaged(ctx, db, false) // an install window opened
 	}
 	if res == nil && err == nil {

@@ -44,8 +44,12 @@ type Config struct {
 	} `key:"device"`
 	StateDir string `key:"state_dir" default:"/var/lib/ota-agent"`
 	Trust    struct {
-		Keys          []string `key:"keys"`
-		AllowUnsigned bool     `key:"allow_unsigned" default:"false"`
+		Keys                []string      `key:"keys"`
+		AllowUnsigned       bool          `key:"allow_unsigned" default:"false"`
+		Threshold           int           `key:"threshold" default:"1"`             // signatures of trust.keys each statement (and the first key set) needs
+		MinStatementVersion int           `key:"min_statement_version" default:"1"` // 2: refuse statements that do not name their channel
+		MaxStaleness        time.Duration `key:"max_staleness" default:"0"`         // >0: fetch ota-timestamp.release each check; stale after this long without a fresh one
+		KeysRefresh         time.Duration `key:"keys_refresh" default:"24h"`        // fetch ota-keys.release this often (and at an unknown key id; 0: only then)
 	} `key:"trust"`
 	Poll struct {
 		Interval time.Duration `key:"interval" default:"6h"`
@@ -199,6 +203,12 @@ func (c *Config) validateOperator(bad func(string, error) error) error {
 	}
 	if c.Install.MaxAttempts < 1 {
 		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
+	}
+	if c.Trust.Threshold < 1 || len(c.Trust.Keys) > 0 && c.Trust.Threshold > len(c.Trust.Keys) {
+		return bad("trust::threshold", fmt.Errorf("%d: want 1..%d (the number of trust.keys)", c.Trust.Threshold, max(1, len(c.Trust.Keys))))
+	}
+	if v := c.Trust.MinStatementVersion; v != 1 && v != 2 {
+		return bad("trust::min_statement_version", fmt.Errorf("%d: want 1 or 2", v))
 	}
 	return c.validateHealth(bad)
 }

@@ -272,6 +272,15 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	return nil
 }
 
+// facts are the device facts the request said (computed again for an offline install).
+func (j *job) facts() Facts {
+	if j.c != nil {
+		return j.c.facts
+	}
+	f, _ := j.a.cfg.DeviceFacts()
+	return f
+}
+
 // verifyAll checks every received binary and moves it to its place in the staging slot.
 func (j *job) verifyAll(ctx context.Context) error {
 	j.a.Status("verifying")
@@ -281,7 +290,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			have = &h
 		}
 		e := j.details.Entries[item.App]
-		rec, err := j.a.verify(ctx, item.App, e, j.got[item.Member()], have)
+		rec, err := j.a.verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
 		if err != nil {
 			if j.mode == modeMetadata {
 				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification

@@ -71,6 +71,12 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 	if o := a.OSStatus(db); o != nil {
 		gauge("ota_agent_os_trying", "1 while a new OS image waits for its reboot or its health check.", boolInt(o.Try != ""))
 	}
+	if t := a.trustReport(db); t != nil {
+		gauge("ota_agent_trust_key_set_version", "The release key set held (0: trust.keys as configured).", t.KeySetVersion)
+		if a.cfg.Trust.MaxStaleness > 0 {
+			gauge("ota_agent_trust_stale", "1 when no unexpired ota-timestamp.release was held for trust.max_staleness.", boolInt(t.Stale))
+		}
+	}
 	c, err := db.Counters()
 	if err != nil {
 		return err

@@ -96,7 +96,7 @@ func (a *Agent) receiveDir(dir string, st *installer.Staging) (*packaging.Detail
 				return nil, nil, total, fmt.Errorf("%w: %s.release: %v", ErrRejected, name, err)
 			}
 			app, version = rf.App, rf.Version
-			e = packaging.Entry{LatestVersion: version, StatusCode: 200, URL: "offline:" + name, MD5: rf.MD5, SHA256: rf.SHA256, Size: rf.Size, Serial: rf.Serial, Sig: rf.Sig, KeyID: rf.KeyID}
+			e = rf.Entry("offline:" + name)
 		}
 		if app+"_"+version != name || packaging.ValidFileName(name) != nil {
 			return nil, nil, total, fmt.Errorf("%w: %s: not <app>_<version> of its statement", ErrRejected, name)

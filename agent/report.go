@@ -26,9 +26,23 @@ type Report struct {
 	InProgress string `json:"in_progress,omitempty"`
 	// Staged is a generation sealed in the inactive slot, waiting for an install window.
 	Staged *SlotRef `json:"staged,omitempty"`
+	// Trust is whom statements are checked against, and freeze detection (trust.go).
+	Trust *TrustReport `json:"trust,omitempty"`
 	// RebuiltFromManifests says why the database could not be read (the report comes from
 	// the slot manifests instead).
 	RebuiltFromManifests string `json:"rebuilt_from_manifests,omitempty"`
+}
+
+// TrustReport is the key set held and the newest timestamp.
+type TrustReport struct {
+	KeySetVersion int64      `json:"key_set_version"` // 0: trust.keys as configured
+	Keys          []string   `json:"keys"`            // key ids
+	Threshold     int        `json:"threshold"`
+	Issued        *time.Time `json:"timestamp_issued,omitempty"`
+	Expires       *time.Time `json:"timestamp_expires,omitempty"`
+	Stale         bool       `json:"stale"`
+	StaleSince    *time.Time `json:"stale_since,omitempty"` // the last time an unexpired timestamp was held
+	Error         string     `json:"error,omitempty"`       // why the last timestamp was not fresh
 }
 
 // SlotRef names a generation in a slot.
@@ -121,5 +135,29 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if m, err := db.Machine(); err == nil && m != nil && m.State != string(Asking) {
 		rep.InProgress = m.State
 	}
+	rep.Trust = a.trustReport(db)
 	return rep, nil
+}
+
+// trustReport: nil when no keys are configured.
+func (a *Agent) trustReport(db *store.DB) *TrustReport {
+	if len(a.keys) == 0 {
+		return nil
+	}
+	set := a.keySet(db)
+	r := &TrustReport{KeySetVersion: set.Version, Keys: set.IDs(), Threshold: set.Threshold}
+	t, _ := db.Trust()
+	if t == nil {
+		return r
+	}
+	if !t.Issued.IsZero() {
+		r.Issued, r.Expires = &t.Issued, &t.Expires
+	}
+	var since time.Time
+	r.Stale, since = a.stale(t, a.clock.Now())
+	if r.Stale {
+		r.StaleSince = &since
+	}
+	r.Error = t.StampError
+	return r
 }

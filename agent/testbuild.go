@@ -4,6 +4,7 @@ package agent
 
 import (
 	"os"
+	"time"
 
 	"github.com/ota-agent/ota-agent/internal/transport"
 )
@@ -12,11 +13,17 @@ import (
 // state of the update machine (the process exits 99 once that state is persisted, before its
 // handler runs) or a step inside a rollback (rollback-pending, rollback-switched); and plain
 // http to loopback (the test server) is followed like https. A release build has neither
-// (testbuild_release.go).
+// (testbuild_release.go). OTA_AGENT_TEST_NOW sets the agent's clock.
 
 func init() { transport.LoopbackHTTP = true }
 
 func (a *Agent) testHooks() {
+	if now := os.Getenv("OTA_AGENT_TEST_NOW"); now != "" { // an injected clock (RFC 3339), running from there
+		if t, err := time.Parse(time.RFC3339, now); err == nil {
+			start := time.Now()
+			a.Now = func() time.Time { return t.Add(time.Since(start)) }
+		}
+	}
 	if hook := os.Getenv("OTA_AGENT_TEST_CRASH_AFTER"); hook != "" {
 		a.hook = func(step string) {
 			if step == hook {

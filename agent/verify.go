@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,9 +13,10 @@ import (
 
 // verify decides whether the bytes received for app may be installed (PROTOCOL 3.3): size,
 // SHA-256 and MD5 as claimed; with trust keys, an Ed25519 statement (inline or the published
-// .release) that covers exactly those bytes, this app and version, and a serial not lower
-// than the installed one's. It returns the record to install.
-func (a *Agent) verify(ctx context.Context, app string, e packaging.Entry, got packaging.Digests, have *store.App) (store.App, error) {
+// .release) signed by a threshold of the key set held (trust.go) that covers exactly those
+// bytes, this app and version, a serial not lower than the installed one's and, for a v2
+// statement, a channel and class this device asked for (facts). It returns the record.
+func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app string, e packaging.Entry, got packaging.Digests, have *store.App) (store.App, error) {
 	rec := store.App{Version: e.LatestVersion, MD5: got.MD5, SHA256: got.SHA256, Size: got.Size}
 	reject := func(format string, args ...any) (store.App, error) {
 		return store.App{}, fmt.Errorf("%w: %s %s: %s", ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
@@ -31,8 +33,8 @@ func (a *Agent) verify(ctx context.Context, app string, e packaging.Entry, got p
 		}
 		return rec, nil
 	}
-	st, sig, keyid := packaging.Statement{App: app, Version: e.LatestVersion, SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, Serial: e.Serial}, e.Sig, e.KeyID
-	if sig == "" {
+	st, sigs := e.Statement(app), e.Signatures()
+	if len(sigs) == 0 {
 		rf, err := a.fetchRelease(ctx, app, e)
 		if err != nil {
 			return reject("no inline signature and no published statement: %v", err)
@@ -40,10 +42,28 @@ func (a *Agent) verify(ctx context.Context, app string, e packaging.Entry, got p
 		if rf.App != app || rf.Version != e.LatestVersion {
 			return reject("published statement is for %s %s", rf.App, rf.Version)
 		}
-		st, sig, keyid = rf.Statement(), rf.Sig, rf.KeyID
+		st, sigs = rf.Statement(), rf.Signatures()
 	}
-	if err := st.Verify(a.keys, sig, keyid); err != nil {
+	set := a.keySet(db)
+	err := set.Check(st.What(), st.SignedBytes(), sigs)
+	if errors.Is(err, packaging.ErrUnknownKey) && a.trustBase() != "" {
+		// A key this device does not know yet: maybe rotated in. Fetch the key set now.
+		if next, rerr := a.refreshKeys(ctx, db, true); next.Version > set.Version {
+			err = next.Check(st.What(), st.SignedBytes(), sigs)
+		} else if rerr != nil {
+			err = fmt.Errorf("%v (and %v)", err, rerr)
+		}
+	}
+	if err != nil {
 		return reject("%v", err)
+	}
+	if max(st.V, 1) < a.cfg.Trust.MinStatementVersion {
+		return reject("a v1 statement does not name its channel, and trust.min_statement_version is %d", a.cfg.Trust.MinStatementVersion)
+	}
+	if st.V >= 2 {
+		if err := classFits(app, st.Class, facts); err != nil {
+			return reject("%v: refused (mix-and-match across channels)", err)
+		}
 	}
 	if err := matches(st.Size, st.SHA256, st.MD5, got); err != "" {
 		return reject("bytes differ from the signed statement: %s", err)

@@ -35,6 +35,21 @@ type Entry struct {
 	Sig           string `json:"sig,omitempty"`
 	KeyID         string `json:"keyid,omitempty"`
 	Download      string `json:"download,omitempty"`
+	Class                     // v2 statements: channel and device class
+	Sigs          []Signature `json:"sigs,omitempty"` // more signatures (trust thresholds)
+}
+
+// Statement is what the entry claims was signed for app.
+func (e Entry) Statement(app string) Statement {
+	return Statement{App: app, Version: e.LatestVersion, SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, Serial: e.Serial, Class: e.Class}
+}
+
+// Signatures are all of the entry's signatures.
+func (e Entry) Signatures() []Signature {
+	if e.Sig == "" {
+		return e.Sigs
+	}
+	return append([]Signature{{KeyID: e.KeyID, Sig: e.Sig}}, e.Sigs...)
 }
 
 // Details is package_details.json: apps in the order the server wrote them.
@@ -89,6 +104,24 @@ func (d *Details) Marshal() []byte {
 		str("sig", e.Sig)
 		str("keyid", e.KeyID)
 		str("download", e.Download)
+		num("v", int64(e.V))
+		str("channel", e.Channel)
+		str("attrs", e.Attrs)
+		str("cpu_arch", e.CPUArch)
+		if len(e.Sigs) > 0 {
+			b.WriteString(`, "sigs": [`)
+			for i, s := range e.Sigs {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(`{"keyid": `)
+				pyString(&b, s.KeyID)
+				b.WriteString(`, "sig": `)
+				pyString(&b, s.Sig)
+				b.WriteByte('}')
+			}
+			b.WriteByte(']')
+		}
 		b.WriteByte('}')
 	}
 	b.WriteByte('}')
@@ -205,6 +238,14 @@ func (e Entry) validate(app string) error {
 	}
 	if e.KeyID != "" && !isHex(e.KeyID, 16) {
 		return fmt.Errorf("app %q: keyid %q is not 16 hex digits", app, e.KeyID)
+	}
+	if e.V < 0 || e.V > 2 || len(e.Sigs) > 16 {
+		return fmt.Errorf("app %q: statement version %d or %d extra signatures (want v1 or v2, at most 16)", app, e.V, len(e.Sigs))
+	}
+	for _, s := range e.Sigs {
+		if !isHex(s.KeyID, 16) || len(s.Sig) > 100 {
+			return fmt.Errorf("app %q: a signature's keyid %q is not 16 hex digits, or its sig is too long", app, s.KeyID)
+		}
 	}
 	return nil
 }

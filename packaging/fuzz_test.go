@@ -2,13 +2,11 @@ package packaging
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"io"
 	"strings"
 	"testing"
 )
 
-type ed25519PublicKey = ed25519.PublicKey
 
 func FuzzDecodeDetails(f *testing.F) {
 	f.Add([]byte(`{"os_armv8": {"latestVersion": "1.1.0", "url": "s3://b/os_armv8_1.1.0", "status_code": 200}}`))

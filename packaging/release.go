@@ -23,14 +23,22 @@ type Statement struct {
 	MD5     string
 	Size    int64
 	Serial  int64
+	Class   // v2: the channel and device class it was published for
 }
 
-// SignedBytes are exactly the bytes the Ed25519 signature covers.
+// SignedBytes are exactly the bytes the Ed25519 signature covers: v1, or v2 with the class.
 func (s Statement) SignedBytes() []byte {
-	return []byte("ota-release-v1\napp=" + s.App + "\nversion=" + s.Version +
+	common := "\napp=" + s.App + "\nversion=" + s.Version +
 		"\nsha256=" + s.SHA256 + "\nmd5=" + s.MD5 + "\nsize=" + strconv.FormatInt(s.Size, 10) +
-		"\nserial=" + strconv.FormatInt(s.Serial, 10) + "\n")
+		"\nserial=" + strconv.FormatInt(s.Serial, 10) + "\n"
+	if s.V < 2 {
+		return []byte("ota-release-v1" + common)
+	}
+	return []byte("ota-release-v2" + common + "channel=" + s.Channel + "\nattrs=" + s.Attrs + "\ncpu_arch=" + s.CPUArch + "\n")
 }
+
+// What names the statement in errors.
+func (s Statement) What() string { return s.App + " " + s.Version }
 
 // Sign returns the standard-base64 signature and the key id of priv's public key.
 func (s Statement) Sign(priv ed25519.PrivateKey) (sig, keyid string) {
@@ -38,34 +46,11 @@ func (s Statement) Sign(priv ed25519.PrivateKey) (sig, keyid string) {
 		KeyID(priv.Public().(ed25519.PublicKey))
 }
 
-// Sentinel errors of Verify.
+// Sentinel errors of KeySet.Check.
 var (
 	ErrUnknownKey = errors.New("signed with a key that is not trusted")
 	ErrBadSig     = errors.New("signature does not verify")
 )
-
-// Verify checks sig over s with the trusted key named by keyid (any trusted key when keyid
-// is empty).
-func (s Statement) Verify(trusted []ed25519.PublicKey, sig, keyid string) error {
-	raw, err := base64.StdEncoding.DecodeString(sig)
-	if err != nil || len(raw) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: %s %s: signature is not %d bytes of base64", ErrBadSig, s.App, s.Version, ed25519.SignatureSize)
-	}
-	tried := false
-	for _, k := range trusted {
-		if keyid != "" && KeyID(k) != keyid {
-			continue
-		}
-		tried = true
-		if ed25519.Verify(k, s.SignedBytes(), raw) {
-			return nil
-		}
-	}
-	if !tried {
-		return fmt.Errorf("%w: %s %s: keyid %s", ErrUnknownKey, s.App, s.Version, keyid)
-	}
-	return fmt.Errorf("%w: %s %s (keyid %s)", ErrBadSig, s.App, s.Version, keyid)
-}
 
 // KeyID is the first 16 hex digits of SHA-256 of the raw 32-byte public key.
 func KeyID(pub ed25519.PublicKey) string {
@@ -141,6 +126,8 @@ type ReleaseFile struct {
 	Serial  int64  `json:"serial"`
 	Sig     string `json:"sig"`
 	KeyID   string `json:"keyid"`
+	Class
+	Sigs []Signature `json:"sigs,omitempty"` // more signatures (trust thresholds)
 }
 
 // MaxReleaseFile bounds a .release document.
@@ -159,8 +146,7 @@ func ParseReleaseFile(r io.Reader) (*ReleaseFile, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("release statement: %w", err)
 	}
-	e := Entry{LatestVersion: f.Version, StatusCode: 200, MD5: f.MD5, SHA256: f.SHA256, Size: f.Size, Serial: f.Serial, KeyID: f.KeyID}
-	if err := e.validate(f.App); err != nil {
+	if err := f.Entry("").validate(f.App); err != nil {
 		return nil, fmt.Errorf("release statement: %w", err)
 	}
 	if f.MD5 == "" || f.SHA256 == "" || f.Sig == "" {
@@ -171,5 +157,15 @@ func ParseReleaseFile(r io.Reader) (*ReleaseFile, error) {
 
 // Statement returns the signed fields of f.
 func (f *ReleaseFile) Statement() Statement {
-	return Statement{App: f.App, Version: f.Version, SHA256: f.SHA256, MD5: f.MD5, Size: f.Size, Serial: f.Serial}
+	return Statement{App: f.App, Version: f.Version, SHA256: f.SHA256, MD5: f.MD5, Size: f.Size, Serial: f.Serial, Class: f.Class}
+}
+
+// Entry is f as a package_details entry (url as given).
+func (f *ReleaseFile) Entry(url string) Entry {
+	return Entry{LatestVersion: f.Version, URL: url, StatusCode: 200, MD5: f.MD5, SHA256: f.SHA256, Size: f.Size, Serial: f.Serial, Sig: f.Sig, KeyID: f.KeyID, Class: f.Class, Sigs: f.Sigs}
+}
+
+// Signatures are all of f's signatures.
+func (f *ReleaseFile) Signatures() []Signature {
+	return append([]Signature{{KeyID: f.KeyID, Sig: f.Sig}}, f.Sigs...)
 }

@@ -30,19 +30,24 @@ func TestStatementSignVerify(t *testing.T) {
 	if len(keyid) != 16 {
 		t.Fatalf("keyid %q", keyid)
 	}
-	if err := s.Verify([]ed25519PublicKey{pub}, sig, keyid); err != nil {
+	set := NewKeySet(0, 1, pub)
+	check := func(s Statement, sigs ...Signature) error { return set.Check(s.What(), s.SignedBytes(), sigs) }
+	if err := check(s, Signature{keyid, sig}); err != nil {
 		t.Fatal(err)
 	}
 	s2 := s
 	s2.Serial = 4
-	if err := s2.Verify([]ed25519PublicKey{pub}, sig, keyid); !errors.Is(err, ErrBadSig) {
+	if err := check(s2, Signature{keyid, sig}); !errors.Is(err, ErrBadSig) {
 		t.Fatalf("changed serial: %v", err)
 	}
-	if err := s.Verify([]ed25519PublicKey{pub}, sig, "0000000000000000"); !errors.Is(err, ErrUnknownKey) {
+	if err := check(s, Signature{"0000000000000000", sig}); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("unknown keyid: %v", err)
 	}
-	if err := s.Verify([]ed25519PublicKey{pub}, "not base64!", keyid); !errors.Is(err, ErrBadSig) {
+	if err := check(s, Signature{keyid, "not base64!"}); !errors.Is(err, ErrBadSig) {
 		t.Fatalf("garbage sig: %v", err)
+	}
+	if err := check(s); !errors.Is(err, ErrThreshold) {
+		t.Fatalf("no signature: %v", err)
 	}
 }
 

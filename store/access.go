@@ -202,6 +202,14 @@ func (d *DB) SetOS(o *OSState) error {
 	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyOS, o) })
 }
 
+// Trust returns what the agent learnt about whom to trust (nil: nothing yet).
+func (d *DB) Trust() (*Trust, error) { return get[Trust](d, bucketAgent, keyTrust) }
+
+// SetTrust stores it.
+func (d *DB) SetTrust(t *Trust) error {
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyTrust, t) })
+}
+
 // Machine returns the update state machine's persisted state (nil: idle).
 func (d *DB) Machine() (*Machine, error) { return get[Machine](d, bucketAgent, keyMachine) }
 

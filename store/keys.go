@@ -21,6 +21,7 @@ var (
 	keyCounters  = []byte("counters")    // Counters: running totals for the metrics
 	keyAttempts  = []byte("attempts")    // md5 → failed installs of that release (install.max_attempts)
 	keyStaged    = []byte("staged")      // Generation sealed in the inactive slot, waiting for an install window
+	keyTrust     = []byte("trust")       // Trust: the adopted key set, the newest timestamp
 )
 
 const schemaVersion = "1"

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
@@ -106,4 +107,19 @@ type Counters struct {
 	Updates         int64 `json:"updates"`
 	Rollbacks       int64 `json:"rollbacks"`
 	DownloadedBytes int64 `json:"downloaded_bytes"`
+}
+
+// Trust is what the agent learnt from the firmware CDN about whom to trust: the key set it
+// adopted from ota-keys.release (as published, re-verified when read) and the newest valid
+// ota-timestamp.release.
+type Trust struct {
+	KeySet      json.RawMessage `json:"key_set,omitempty"`
+	KeysETag    string          `json:"keys_etag,omitempty"`
+	KeysChecked time.Time       `json:"keys_checked,omitempty"`
+	Issued      time.Time       `json:"issued,omitempty"`  // of the newest valid timestamp
+	Expires     time.Time       `json:"expires,omitempty"` // of the newest valid timestamp
+	StampETag   string          `json:"stamp_etag,omitempty"`
+	Watching    time.Time       `json:"watching,omitempty"` // when freeze detection began
+	FreshAt     time.Time       `json:"fresh_at,omitempty"` // the last check that held an unexpired timestamp
+	StampError  string          `json:"stamp_error,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -25,6 +26,10 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	key := strings.TrimPrefix(r.URL.Path, "/firmware/")
+	if key == "ota-keys.release" || key == "ota-timestamp.release" {
+		s.serveBucketDoc(w, r, key)
+		return
+	}
 	row, release := s.findObject(key)
 	if row == nil {
 		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
@@ -67,6 +72,26 @@ func (s *Server) findObject(key string) (*Row, bool) {
 		}
 	}
 	return nil, false
+}
+
+// serveBucketDoc serves a trust document `ota-release` wrote into the catalog directory
+// (PROTOCOL 3.5): cacheable, with the S3 ETag, 304 to a matching If-None-Match; 404 when
+// none is published.
+func (s *Server) serveBucketDoc(w http.ResponseWriter, r *http.Request, key string) {
+	s.mu.RLock()
+	dir := s.cat.Dir()
+	s.mu.RUnlock()
+	body, err := os.ReadFile(filepath.Join(dir, key))
+	if err != nil {
+		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("X-Cache", "Hit from cloudfront")
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "max-age=60")
+	hdr.Set("ETag", `"`+md5hex(body)+`"`)
+	http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
 }
 
 // xmlError is the S3 / CloudFront error document.

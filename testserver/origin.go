@@ -186,7 +186,7 @@ func (s *Server) packageReply(sel *selection, etags []string, base string) *repl
 // extend adds PROTOCOL 3.3's fields, which the unmodified reference never sends.
 func (s *Server) extend(e *packaging.Entry, r Row, base string) {
 	e.MD5, e.SHA256, e.Size = r.MD5, r.SHA256, r.Size
-	e.Serial, e.Sig, e.KeyID = r.Serial, r.Sig, r.KeyID
+	e.Serial, e.Sig, e.KeyID, e.Class, e.Sigs = r.Serial, r.Sig, r.KeyID, r.Class, r.Sigs
 	if base != "" {
 		e.Download = s.downloadURL(base + "/firmware/" + r.Key())
 	}

@@ -56,6 +56,9 @@ func clone(m map[string]int64) map[string]int64 {
 
 // pathClass groups request paths for the counters: the first path element.
 func pathClass(p string) string {
+	if p == "/firmware/ota-keys.release" || p == "/firmware/ota-timestamp.release" {
+		return "/trust" // the trust documents, apart from the binaries and their statements
+	}
 	p = strings.TrimPrefix(p, "/")
 	if i := strings.IndexByte(p, '/'); i >= 0 {
 		p = p[:i]

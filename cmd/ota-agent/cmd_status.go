@@ -102,6 +102,16 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 	for _, app := range slices.Sorted(maps.Keys(rep.Damaged)) {
 		fmt.Fprintf(stdout, "damaged: %s (%s): the next check fetches it again\n", app, rep.Damaged[app])
 	}
+	if t := rep.Trust; t != nil {
+		fmt.Fprintf(stdout, "trust: key set v%d (%s), threshold %d", t.KeySetVersion, strings.Join(t.Keys, ","), t.Threshold)
+		if t.Expires != nil {
+			fmt.Fprintf(stdout, "; timestamp issued %s, expires %s", t.Issued.Format(time.RFC3339), t.Expires.Format(time.RFC3339))
+		}
+		fmt.Fprintln(stdout)
+		if t.Stale {
+			fmt.Fprintf(stdout, "STALE: no fresh ota-timestamp.release since %s: %s\n", t.StaleSince.Format(time.RFC3339), t.Error)
+		}
+	}
 	for _, md5 := range slices.Sorted(maps.Keys(rep.Refused)) {
 		r := rep.Refused[md5]
 		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)

@@ -118,6 +118,12 @@ func (w *world) mustAgent(args ...string) outcome {
 // release publishes new bytes for (app, prod) with a serial above everything so far.
 func (w *world) release(app, version string, data []byte, serial int64) {
 	w.t.Helper()
+	w.releaseWith(app, version, data, serial, w.privPEM)
+}
+
+// releaseWith is release signed by each of keys (PEM).
+func (w *world) releaseWith(app, version string, data []byte, serial int64, keys ...[]byte) {
+	w.t.Helper()
 	var r testserver.Row
 	for _, x := range w.srv.Catalog().Rows {
 		if x.App == app && x.Env == "prod" {
@@ -126,7 +132,7 @@ func (w *world) release(app, version string, data []byte, serial int64) {
 	}
 	r.Version, r.Serial, r.File = version, serial, "blobs/"+app+"_"+version
 	os.WriteFile(filepath.Join(w.cat.Dir(), r.File), data, 0o644)
-	r, err := w.cat.SignRow(r, w.privPEM)
+	r, err := w.cat.SignRow(r, keys...)
 	if err != nil {
 		w.t.Fatal(err)
 	}

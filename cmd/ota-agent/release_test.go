@@ -19,8 +19,10 @@ func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 		t.Fatalf("release build: %v\n%s", err, out)
 	}
 	raw, _ := os.ReadFile(rel)
-	if bytes.Contains(raw, []byte("OTA_AGENT_TEST_CRASH_AFTER")) {
-		t.Fatal("the release binary reads OTA_AGENT_TEST_CRASH_AFTER")
+	for _, hook := range []string{"OTA_AGENT_TEST_CRASH_AFTER", "OTA_AGENT_TEST_NOW"} {
+		if bytes.Contains(raw, []byte(hook)) {
+			t.Fatal("the release binary reads " + hook)
+		}
 	}
 	// HTTP/1.1 only (PROTOCOL 1.4): net/http's HTTP/2 is not linked, and the Makefile builds
 	// with the same tags as this test.

@@ -16,9 +16,21 @@ import (
 
 const usage = `usage:
   ota-release keygen --out NAME            writes NAME.pem (PKCS#8) and NAME.pub.pem (PKIX)
-  ota-release sign --key KEY.pem --catalog DIR
-                                           signs every row, assigning serials, and writes
-                                           <binary>.release beside each binary
+  ota-release sign --key KEY.pem[,KEY2.pem] --catalog DIR [--v1]
+                                           signs every row (v2: bound to its channel and
+                                           device class; each key signs, for thresholds),
+                                           assigning serials, and writes <binary>.release
+                                           beside each binary
+  ota-release timestamp --key KEY.pem[,...] --expires 7d (--catalog DIR | --out FILE)
+                                           writes ota-timestamp.release: signed issue time
+                                           and expiry (devices detect a frozen mirror)
+  ota-release keys rotate --sign-with KEY.pem[,...] [--add NEW.pub.pem,...]
+                     [--remove OLD.pub.pem,...] [--threshold N]
+                     [--current A.pub.pem,...] (--catalog DIR | --out FILE)
+                                           appends the next version of the trusted key
+                                           set to ota-keys.release, signed by a threshold
+                                           of the current one (--current: the devices'
+                                           trust.keys, for the first version)
   ota-release bundle --catalog DIR --out FILE.tar.gz --cpu ARCH [--os CHANNEL]
                      [--attr NAME=CHANNEL ...] [--pin APP=CHANNEL ...]
                                            writes what the server would send that device,
@@ -61,27 +73,14 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s.pem and %s.pub.pem (keyid %s)\n", *out, *out, packaging.KeyID(k))
 		return nil
 	case "sign":
-		key := fs.String("key", "", "Ed25519 private key (PEM)")
-		dir := fs.String("catalog", "", "catalog directory")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
+		return sign(fs, args[1:], stdout)
+	case "timestamp":
+		return timestamp(fs, args[1:], stdout)
+	case "keys":
+		if len(args) < 2 || args[1] != "rotate" {
+			return errors.New("keys: the command is `keys rotate` (see --help)")
 		}
-		if *key == "" || *dir == "" {
-			return errors.New("sign: --key and --catalog are required")
-		}
-		priv, err := os.ReadFile(*key)
-		if err != nil {
-			return err
-		}
-		c, err := catalog.Load(*dir)
-		if err != nil {
-			return err
-		}
-		if err := c.SignRows(priv); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "signed %d rows in %s\n", len(c.Rows), *dir)
-		return nil
+		return rotate(flag.NewFlagSet("keys rotate", flag.ContinueOnError), args[2:], stdout)
 	case "bundle":
 		return bundle(fs, args[1:], stdout)
 	case "help", "-h", "--help":

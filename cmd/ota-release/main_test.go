@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +34,8 @@ func TestKeygenAndSignCatalog(t *testing.T) {
 	pub, _ := packaging.ParsePublicKeyPEM(pubPEM)
 	serials := map[string]map[int64]bool{}
 	for i, r := range cat.Rows {
-		if err := cat.Statement(i).Verify([]ed25519.PublicKey{pub}, r.Sig, r.KeyID); err != nil {
+		st := cat.Statement(i)
+		if err := packaging.NewKeySet(0, 1, pub).Check(st.What(), st.SignedBytes(), []packaging.Signature{{KeyID: r.KeyID, Sig: r.Sig}}); err != nil || st.V != 2 || st.Channel != r.Env {
 			t.Fatalf("%s: %v", r.Key(), err)
 		}
 		if serials[r.App] == nil {

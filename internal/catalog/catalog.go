@@ -29,6 +29,10 @@ type Row struct {
 	Serial     int64           `json:"serial,omitempty"`
 	Sig        string          `json:"sig,omitempty"`
 	KeyID      string          `json:"keyid,omitempty"`
+	// The signed statement's class (v2: the channel and device class it was signed for) and
+	// its signatures beyond the first.
+	Class packaging.Class       `json:"class,omitzero"`
+	Sigs  []packaging.Signature `json:"sigs,omitempty"`
 
 	MD5    string `json:"-"`
 	SHA256 string `json:"-"`
@@ -114,20 +118,24 @@ func (r Row) Path() string { return r.path }
 
 // Release is the statement published beside the row's binary.
 func (r Row) Release() packaging.ReleaseFile {
-	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID}
+	return packaging.ReleaseFile{App: r.App, Version: r.Version, MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID, Class: r.Class, Sigs: r.Sigs}
 }
 
 // Statement returns what a publisher signs for row i.
 func (c *Catalog) Statement(i int) packaging.Statement {
 	r := c.Rows[i]
-	return packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
+	return packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial, Class: r.Class}
 }
 
-// SignRows signs every row with priv, giving each a serial: rows keep theirs when already
-// set, others get one above the highest serial of their app. It also writes each statement
-// as `<file>.release` beside the binary (PROTOCOL 3.3). The catalog is saved.
-func (c *Catalog) SignRows(privPEM []byte) error {
-	priv, err := packaging.ParsePrivateKeyPEM(privPEM)
+// SignRows signs every row's v2 statement with each key (a threshold needs several), giving
+// each a serial: rows keep theirs when already set, others get one above the highest serial
+// of their app. It also writes each statement as `<file>.release` beside the binary
+// (PROTOCOL 3.3). The catalog is saved.
+func (c *Catalog) SignRows(privPEMs ...[]byte) error { return c.SignRowsVersion(2, privPEMs...) }
+
+// SignRowsVersion is SignRows with v1 statements (no channel) when v is 1.
+func (c *Catalog) SignRowsVersion(v int, privPEMs ...[]byte) error {
+	privs, err := parseKeys(privPEMs)
 	if err != nil {
 		return err
 	}
@@ -141,30 +149,57 @@ func (c *Catalog) SignRows(privPEM []byte) error {
 			top[r.App]++
 			r.Serial = top[r.App]
 		}
-		if err := signRow(r, priv); err != nil {
+		if err := signRow(r, v, privs); err != nil {
 			return err
 		}
 	}
 	return c.Save()
 }
 
-// SignRow loads r's digests, signs it with its serial as given and writes its .release file:
-// how a publisher prepares a roll-out (or a roll-back: an old binary with a new serial).
-func (c *Catalog) SignRow(r Row, privPEM []byte) (Row, error) {
-	priv, err := packaging.ParsePrivateKeyPEM(privPEM)
+// SignRow loads r's digests, signs its v2 statement with its serial as given and writes its
+// .release file: how a publisher prepares a roll-out (or a roll-back: an old binary with a
+// new serial).
+func (c *Catalog) SignRow(r Row, privPEMs ...[]byte) (Row, error) {
+	return c.SignRowVersion(r, 2, privPEMs...)
+}
+
+// SignRowVersion is SignRow with a v1 statement (no channel) when v is 1.
+func (c *Catalog) SignRowVersion(r Row, v int, privPEMs ...[]byte) (Row, error) {
+	privs, err := parseKeys(privPEMs)
 	if err != nil {
 		return r, err
 	}
 	if err := r.Load(c.dir); err != nil {
 		return r, err
 	}
-	return r, signRow(&r, priv)
+	return r, signRow(&r, v, privs)
 }
 
-// signRow signs r's statement and writes it as <binary>.release.
-func signRow(r *Row, priv ed25519.PrivateKey) error {
-	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial}
-	r.Sig, r.KeyID = st.Sign(priv)
+func parseKeys(pems [][]byte) ([]ed25519.PrivateKey, error) {
+	if len(pems) == 0 {
+		return nil, errors.New("no signing key")
+	}
+	var out []ed25519.PrivateKey
+	for _, p := range pems {
+		k, err := packaging.ParsePrivateKeyPEM(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// signRow signs r's statement (v1, or v2 with the row's class) with every key and writes it
+// as <binary>.release.
+func signRow(r *Row, v int, privs []ed25519.PrivateKey) error {
+	r.Class = packaging.Class{}
+	if v >= 2 {
+		r.Class = packaging.RowClass(r.App, r.Env, r.DeviceAttr)
+	}
+	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial, Class: r.Class}
+	r.Sig, r.KeyID = st.Sign(privs[0])
+	r.Sigs = packaging.SignAll(st.SignedBytes(), privs[1:]...)
 	rel, _ := json.MarshalIndent(r.Release(), "", " ")
 	return os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
 }
@@ -261,7 +296,7 @@ func (c *Catalog) Bundle(w io.Writer, rows []Row, mtime time.Time) error {
 	var d packaging.Details
 	for _, r := range rows {
 		d.Set(r.App, packaging.Entry{LatestVersion: r.Version, URL: "s3://" + c.Bucket + "/" + r.Key(), StatusCode: 200,
-			MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID})
+			MD5: r.MD5, SHA256: r.SHA256, Size: r.Size, Serial: r.Serial, Sig: r.Sig, KeyID: r.KeyID, Class: r.Class, Sigs: r.Sigs})
 	}
 	return WritePayload(w, rows, d.Marshal(), mtime)
 }
