@@ -7,61 +7,120 @@ import (
 	"strings"
 	"time"
 
-	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/ota-agent/ota-agent/internal/dbus"
 )
 
 // systemd is the agent's line to the service manager (apps.<name>.units, health.units):
-// go-systemd's D-Bus client, over systemd's private socket (root, no dbus-daemon needed) or
-// else the system bus.
+// systemd's D-Bus API over its private socket (root, no dbus-daemon needed), else the system
+// bus, spoken by internal/dbus.
 type systemd struct {
-	conn  *sdbus.Conn
-	close context.CancelFunc
+	c     *dbus.Conn
+	paths map[string]string // unit → object path
 }
 
-// connectSystemd reaches systemd within 10 s or says why not. The connection lives as long
-// as ctx (godbus closes it when its context ends), so the timeout only covers connecting.
+const (
+	sdDest    = "org.freedesktop.systemd1"
+	sdManager = sdDest + ".Manager"
+	sdProps   = "org.freedesktop.DBus.Properties"
+)
+
+// Where systemd answers: its private socket (root, no dbus-daemon needed), else the bus.
+var systemdSockets = []struct {
+	path  string
+	hello bool
+}{{"/run/systemd/private", false}, {"/run/dbus/system_bus_socket", true}}
+
+// connectSystemd reaches systemd within 10 s or says why not.
 func connectSystemd(ctx context.Context) (*systemd, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	late := time.AfterFunc(10*time.Second, cancel)
-	c, err := sdbus.NewSystemdConnectionContext(ctx)
-	if err != nil {
-		var err2 error
-		if c, err2 = sdbus.NewSystemConnectionContext(ctx); err2 != nil {
-			cancel()
-			return nil, fmt.Errorf("cannot reach systemd over D-Bus (/run/systemd/private: %v; system bus: %v); is the agent running under systemd as root?", err, err2)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var why []string
+	for _, s := range systemdSockets {
+		c, err := dbus.Dial(ctx, s.path, s.hello)
+		if err == nil {
+			return &systemd{c: c, paths: map[string]string{}}, nil
 		}
+		why = append(why, fmt.Sprintf("%s: %v", s.path, err))
 	}
-	if !late.Stop() {
-		c.Close()
-		cancel()
-		return nil, errors.New("cannot reach systemd over D-Bus: no answer within 10 s")
-	}
-	return &systemd{c, cancel}, nil
+	return nil, fmt.Errorf("cannot reach systemd over D-Bus (%s); is the agent running under systemd as root?", strings.Join(why, "; "))
 }
 
-func (s *systemd) Close() {
-	s.conn.Close()
-	s.close()
+func (s *systemd) Close() { s.c.Close() }
+
+func (s *systemd) call(ctx context.Context, path, iface, method string, args ...string) (any, error) {
+	v, err := s.c.Call(ctx, sdDest, path, iface, method, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) == 0 {
+		return nil, fmt.Errorf("systemd: %s.%s answered nothing", iface, method)
+	}
+	return v[0], nil
 }
 
-// restart restarts each unit and waits for its job: an error names the unit and the job's
-// result (failed, timeout, dependency, ...) or why it could not be queued.
+// path is the unit's object path (LoadUnit loads it when it is not).
+func (s *systemd) path(ctx context.Context, u string) (string, error) {
+	if p, ok := s.paths[u]; ok {
+		return p, nil
+	}
+	v, err := s.call(ctx, "/org/freedesktop/systemd1", sdManager, "LoadUnit", u)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", u, err)
+	}
+	p, _ := v.(string)
+	s.paths[u] = p
+	return p, nil
+}
+
+func (s *systemd) prop(ctx context.Context, u, iface, name string) (any, error) {
+	p, err := s.path(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.call(ctx, p, sdProps, "Get", sdDest+"."+iface, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %v", u, name, err)
+	}
+	return v, nil
+}
+
+// restart restarts each unit and waits for its job to finish: an error names the unit and
+// why the job could not be queued, or the unit's state when it failed.
 func (s *systemd) restart(ctx context.Context, units []string) error {
 	for _, u := range units {
-		done := make(chan string, 1)
-		if _, err := s.conn.RestartUnitContext(ctx, u, "replace", done); err != nil {
+		job, err := s.call(ctx, "/org/freedesktop/systemd1", sdManager, "RestartUnit", u, "replace")
+		if err != nil {
 			return fmt.Errorf("restart %s: %v", u, err)
 		}
+		if err := s.waitJob(ctx, job.(string)); err != nil {
+			return fmt.Errorf("restart %s: %v", u, err)
+		}
+		if st, err := s.state(ctx, u); err != nil {
+			return err
+		} else if st.active == "failed" {
+			return fmt.Errorf("restart %s: the unit failed%s", u, s.result(ctx, u))
+		}
+	}
+	return nil
+}
+
+// waitJob polls a job until systemd has forgotten it (it is done, whatever its result).
+func (s *systemd) waitJob(ctx context.Context, job string) error {
+	for {
+		_, err := s.call(ctx, job, sdProps, "Get", sdDest+".Job", "State")
+		var gone *dbus.Error
+		if errors.As(err, &gone) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		select {
-		case r := <-done:
-			if r != "done" {
-				return fmt.Errorf("restart %s: the job ended %q%s", u, r, s.result(ctx, u))
-			}
+		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return nil
 }
 
 // unitState is what the trial watches of a unit.
@@ -74,33 +133,32 @@ type unitState struct {
 func (s *systemd) state(ctx context.Context, u string) (unitState, error) {
 	var st unitState
 	for name, dst := range map[string]*string{"LoadState": &st.load, "ActiveState": &st.active, "SubState": &st.sub} {
-		p, err := s.conn.GetUnitPropertyContext(ctx, u, name)
+		v, err := s.prop(ctx, u, "Unit", name)
 		if err != nil {
-			return st, fmt.Errorf("%s: %v", u, err)
+			return st, err
 		}
-		*dst, _ = p.Value.Value().(string)
+		*dst, _ = v.(string)
 	}
-	if p, err := s.conn.GetUnitPropertyContext(ctx, u, "InvocationID"); err == nil {
-		if b, ok := p.Value.Value().([]byte); ok {
+	if v, err := s.prop(ctx, u, "Unit", "InvocationID"); err == nil {
+		if b, ok := v.([]byte); ok {
 			st.invocation = fmt.Sprintf("%x", b)
 		}
 	}
 	if strings.HasSuffix(u, ".service") {
-		if p, err := s.conn.GetServicePropertyContext(ctx, u, "NRestarts"); err == nil {
-			st.restarts, _ = p.Value.Value().(uint32)
+		if v, err := s.prop(ctx, u, "Service", "NRestarts"); err == nil {
+			st.restarts, _ = v.(uint32)
 		}
 	}
 	return st, nil
 }
 
-// result is ", Result=<why>" of a service that stopped, for messages.
+// result is " (Result=<why>)" of a service that stopped, for messages.
 func (s *systemd) result(ctx context.Context, u string) string {
 	if !strings.HasSuffix(u, ".service") {
 		return ""
 	}
-	p, err := s.conn.GetServicePropertyContext(ctx, u, "Result")
-	if err != nil {
-		return ""
+	if v, err := s.prop(ctx, u, "Service", "Result"); err == nil {
+		return fmt.Sprintf(" (Result=%v)", v)
 	}
-	return fmt.Sprintf(" (Result=%v)", p.Value.Value())
+	return ""
 }

@@ -132,8 +132,8 @@ func depGroup(sym string) string {
 		return "bbolt"
 	case strings.Contains(sym, "grab"):
 		return "grab"
-	case strings.Contains(sym, "go-systemd"), strings.Contains(sym, "godbus"):
-		return "go-systemd+godbus"
+	case strings.Contains(sym, "go-systemd"):
+		return "go-systemd"
 	case strings.Contains(sym, "sha256-simd"), strings.Contains(sym, "cpuid"):
 		return "sha256-simd"
 	case strings.Contains(sym, "ota-agent/"):

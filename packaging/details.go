@@ -25,16 +25,16 @@ const (
 // Entry is one app of package_details.json: the reference fields plus this project's
 // extensions (PROTOCOL 3.3), which a reference server never sends.
 type Entry struct {
-	LatestVersion string `json:"latestVersion"`
-	URL           string `json:"url"`
-	StatusCode    int    `json:"status_code"`
-	MD5           string `json:"md5,omitempty"`
-	SHA256        string `json:"sha256,omitempty"`
-	Size          int64  `json:"size,omitempty"`
-	Serial        int64  `json:"serial,omitempty"`
-	Sig           string `json:"sig,omitempty"`
-	KeyID         string `json:"keyid,omitempty"`
-	Download      string `json:"download,omitempty"`
+	LatestVersion string      `json:"latestVersion"`
+	URL           string      `json:"url"`
+	StatusCode    int         `json:"status_code"`
+	MD5           string      `json:"md5,omitempty"`
+	SHA256        string      `json:"sha256,omitempty"`
+	Size          int64       `json:"size,omitempty"`
+	Serial        int64       `json:"serial,omitempty"`
+	Sig           string      `json:"sig,omitempty"`
+	KeyID         string      `json:"keyid,omitempty"`
+	Download      string      `json:"download,omitempty"`
 	Class                     // v2 statements: channel and device class
 	Sigs          []Signature `json:"sigs,omitempty"` // more signatures (trust thresholds)
 }

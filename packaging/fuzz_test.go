@@ -7,7 +7,6 @@ import (
 	"testing"
 )
 
-
 func FuzzDecodeDetails(f *testing.F) {
 	f.Add([]byte(`{"os_armv8": {"latestVersion": "1.1.0", "url": "s3://b/os_armv8_1.1.0", "status_code": 200}}`))
 	f.Add([]byte(`{"a": {"latestVersion": "1", "url": "", "status_code": 304, "md5": "` + strings.Repeat("0", 32) + `", "size": 3}}`))
