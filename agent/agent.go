@@ -57,6 +57,7 @@ type AppResult struct {
 	SHA256  string `json:"sha256"`
 	Serial  int64  `json:"serial"`
 	Changed bool   `json:"changed"`
+	Delivery
 }
 
 // Result is what `check --once --json` prints.

@@ -85,6 +85,18 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	}
 	if !opt.DryRun {
 		rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: time.Since(start), Bytes: res.Bytes}
+		var saved int64
+		for app, x := range res.Apps {
+			if x.Path != "" {
+				if rec.Via == nil {
+					rec.Via = map[string]store.Delivery{}
+				}
+				rec.Via[app] = x.Delivery
+			}
+			if x.Path == DeliveryPatch {
+				saved += x.Size - x.Fetched
+			}
+		}
 		if err != nil {
 			rec.Error = err.Error()
 		}
@@ -97,6 +109,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		db.Count(func(c *store.Counters) {
 			c.Checks++
 			c.DownloadedBytes += res.Bytes
+			c.DeltaSavedBytes += saved
 			switch res.Result {
 			case ResultFailed:
 				c.FailedChecks++
@@ -215,6 +228,9 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	plan, err := makePlan(d, installed)
 	if err != nil {
 		return nil, err
+	}
+	for i, item := range plan.Download {
+		plan.Download[i].Patch = a.probePatch(ctx, item, d.Entries[item.App], installed)
 	}
 	res := upToDate(state)
 	res.Plan = plan

@@ -85,6 +85,10 @@ type Config struct {
 		Interval time.Duration `key:"interval" default:"24h"` // the daemon re-verifies the active slot this often (0: never)
 		Rate     ByteRate      `key:"rate" default:"4MiB"`    // bytes per second read while doing it
 	} `key:"verify"`
+	Delta struct {
+		Enabled   bool     `key:"enabled" default:"true"`     // ask the firmware CDN for a patch from the installed file first
+		MaxSource ByteRate `key:"max_source" default:"64MiB"` // larger installed files are fetched whole (the patch reads the old file into memory)
+	} `key:"delta"`
 	Apps   map[string]AppConfig `key:"apps"` // apps.<name>.units: systemd units restarted when <name> changes
 	Health struct {
 		Units      []string      `key:"units"`                     // systemd units that must stay active through a trial

@@ -95,7 +95,7 @@ func (j *job) restart(ctx context.Context) (State, error) {
 
 // restartUnits restarts units through systemd.
 func (a *Agent) restartUnits(ctx context.Context, units []string) error {
-	sd, err := connectSystemd(ctx)
+	sd, err := connectSystemd(ctx, a.log)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (a *Agent) watch(ctx context.Context, units []string) error {
 	base := map[string]unitState{}
 	if len(units) > 0 {
 		var err error
-		if sd, err = connectSystemd(ctx); err != nil {
+		if sd, err = connectSystemd(ctx, a.log); err != nil {
 			return err
 		}
 		defer sd.Close()

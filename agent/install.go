@@ -46,6 +46,7 @@ type staging struct {
 	plan    *Plan
 	got     map[string]packaging.Digests // member → digests of what arrived
 	bytes   int64                        // received so far, reported even when the install fails
+	via     map[string]Delivery          // app → how it arrived
 }
 
 // osImage is the OS image's part (slots.os.backend: partition).
@@ -68,6 +69,23 @@ type made struct {
 	reason    string       // why it is rolled back
 	byHand    bool         // `ota-agent rollback`: nothing is refused
 	apply     bool         // switch a staged generation now, window or not
+}
+
+// Delivery is how an app arrived and what it cost.
+type Delivery = store.Delivery
+
+// delivered counts n bytes received for app; ok says path delivered it.
+func (j *job) delivered(app, path string, n, size int64, ok bool) {
+	if j.via == nil {
+		j.via = map[string]Delivery{}
+	}
+	d := j.via[app]
+	d.Fetched += n
+	d.Size = size
+	if ok {
+		d.Path = path
+	}
+	j.via[app] = d
 }
 
 // ask: the canonical request; a 304 ends the run.
@@ -252,10 +270,20 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 			return err
 		}
 		for _, item := range j.plan.Download {
-			d, n, err := j.a.download(ctx, j.db, item, j.details.Entries[item.App], j.st)
+			e := j.details.Entries[item.App]
+			d, n, ok, err := j.patched(ctx, item, e)
 			j.bytes += n
+			j.delivered(item.App, DeliveryPatch, n, e.Size, ok)
 			if err != nil {
 				return err
+			}
+			if !ok {
+				if d, n, err = j.a.download(ctx, j.db, item, e, j.st); err != nil {
+					j.bytes += n
+					return err
+				}
+				j.bytes += n
+				j.delivered(item.App, DeliveryFull, n, e.Size, true)
 			}
 			j.got[item.Member()] = d
 		}
@@ -297,7 +325,11 @@ func (j *job) verifyAll(ctx context.Context) error {
 			}
 			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), err)
 		}
-		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5}
+		via := j.via[item.App]
+		if via.Path == "" && j.mode == modeFull {
+			via = Delivery{Path: DeliveryPayload, Size: rec.Size}
+		}
+		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5, Delivery: via}
 		j.a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
 		if j.isOS(item.App) {
 			j.osItem, j.osRec = &item, rec // goes to a partition, not into the directory slot

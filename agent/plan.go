@@ -24,6 +24,7 @@ type PlanItem struct {
 	App     string `json:"app"`
 	Version string `json:"version"`
 	Size    int64  `json:"size,omitempty"`
+	Patch   int64  `json:"patch,omitempty"` // --dry-run: a patch from the installed file is published, this big
 }
 
 // Member is the tar member / object name of the item.
@@ -62,6 +63,9 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "download %s %s", d.App, d.Version)
 		if d.Size > 0 {
 			fmt.Fprintf(&b, " (%s)", humanBytes(d.Size))
+		}
+		if d.Patch > 0 {
+			fmt.Fprintf(&b, " as a %s patch", humanBytes(d.Patch))
 		}
 		b.WriteByte('\n')
 	}

@@ -139,15 +139,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	label := item.App + " " + item.Version
-	n, err := a.grab(ctx, db, root, member, label, src, prog)
-	if errors.Is(err, errRestart) {
-		a.log.Warn("resume refused by the server; downloading again from zero", "app", item.App, "version", item.Version, "error", err)
-		root.Remove(name)
-		prog.ETag = ""
-		var n2 int64
-		n2, err = a.grab(ctx, db, root, member, label, src, prog)
-		n += n2
-	}
+	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, 0)
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
@@ -176,7 +168,31 @@ func strongETag(t string) bool {
 	return len(t) > 2 && strings.HasPrefix(t, `"`) && strings.HasSuffix(t, `"`)
 }
 
-func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress) (int64, error) {
+// grabResuming is grab, once more from zero when the server refuses the resume.
+func (a *Agent) grabResuming(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64) (int64, error) {
+	n, err := a.grab(ctx, db, root, member, label, src, prog, limit)
+	if errors.Is(err, errRestart) {
+		a.log.Warn("resume refused by the server; downloading again from zero", "file", member, "error", err)
+		root.Remove("downloads/" + member)
+		prog.ETag = ""
+		var n2 int64
+		n2, err = a.grab(ctx, db, root, member, label, src, prog, limit)
+		n += n2
+	}
+	return n, err
+}
+
+// missingError: the CDN answered 403 or 404 for the object.
+type missingError struct{ msg string }
+
+func (e *missingError) Error() string { return e.msg }
+
+// errTooBig: the server announced more (or did not say how much) than limit allows.
+var errTooBig = errors.New("larger than it may be")
+
+// grab downloads src into downloads/member: prog.Size bytes exactly, or (prog.Size 0) at
+// most limit bytes, announced by Content-Length.
+func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64) (int64, error) {
 	// grab opens the file by its path: what is there now must be a regular file (or
 	// nothing), never a link it would write through.
 	name := "downloads/" + member
@@ -218,6 +234,9 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		} else if h.StatusCode != http.StatusOK {
 			return fmt.Errorf("download %s: %s", member, h.Status)
 		}
+		if limit > 0 && (h.ContentLength < 0 || offset+h.ContentLength > limit) {
+			return fmt.Errorf("%w: %s announces %d bytes, at most %d are useful", errTooBig, member, offset+h.ContentLength, limit)
+		}
 		if t := h.Header.Get("ETag"); strongETag(t) && t != prog.ETag {
 			prog.ETag, prog.URL = t, src
 			return db.SetProgress(member, prog)
@@ -236,7 +255,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 	switch {
 	case err == nil:
 		return n, nil
-	case errors.Is(err, errRestart):
+	case errors.Is(err, errRestart), errors.Is(err, errTooBig):
 		return n, err
 	case errors.Is(err, grab.ErrBadLength) && offset > 0:
 		return n, fmt.Errorf("%w: %v", errRestart, err)
@@ -245,7 +264,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 	case errors.As(err, &sc) && (int(sc) == 416):
 		return n, fmt.Errorf("%w: 416", errRestart)
 	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):
-		return n, fmt.Errorf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, redact(src), int(sc))
+		return n, &missingError{fmt.Sprintf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, redact(src), int(sc))}
 	}
 	return n, netError("download "+member+" from "+redact(src), err)
 }

@@ -273,12 +273,12 @@ func (a *Agent) cleanDownloads(plan *Plan) error {
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
-	keep := map[string]bool{}
-	for _, d := range plan.Download {
-		keep[d.Member()] = true
-	}
 	for _, n := range names {
-		if !keep[n] {
+		keep := false
+		for _, d := range plan.Download {
+			keep = keep || patchMember(n, d.Member())
+		}
+		if !keep {
 			root.RemoveAll("downloads/" + n)
 		}
 	}

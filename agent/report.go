@@ -68,6 +68,8 @@ type CheckReport struct {
 	Error   string    `json:"error,omitempty"`
 	Seconds float64   `json:"duration_s"`
 	Bytes   int64     `json:"bytes"`
+	// Via is how each app of the update arrived: patch, full or payload, bytes vs size.
+	Via map[string]Delivery `json:"via,omitempty"`
 }
 
 // VerifyReport is the daemon's last re-verification of the active slot.
@@ -111,7 +113,7 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if c, err := db.LastCheck(); err != nil {
 		return nil, err
 	} else if c != nil {
-		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes}
+		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes, Via: c.Via}
 	}
 	if v, err := db.LastVerify(); err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -14,8 +16,10 @@ import (
 // systemd's D-Bus API over its private socket (root, no dbus-daemon needed), else the system
 // bus, spoken by internal/dbus.
 type systemd struct {
-	c     *dbus.Conn
-	paths map[string]string // unit → object path
+	log    *slog.Logger
+	c      *dbus.Conn
+	socket string
+	paths  map[string]string // unit → object path
 }
 
 const (
@@ -24,23 +28,32 @@ const (
 	sdProps   = "org.freedesktop.DBus.Properties"
 )
 
-// Where systemd answers: its private socket (root, no dbus-daemon needed), else the bus.
+// Where systemd answers: its private socket (root, no dbus-daemon needed); the system bus
+// only when that socket is missing or not ours to use (early in boot systemd may not be on
+// the bus yet, and a call to it there waits for its activation).
 var systemdSockets = []struct {
 	path  string
 	hello bool
 }{{"/run/systemd/private", false}, {"/run/dbus/system_bus_socket", true}}
 
+// callTimeout bounds each call: systemd answers in milliseconds.
+const callTimeout = 30 * time.Second
+
 // connectSystemd reaches systemd within 10 s or says why not.
-func connectSystemd(ctx context.Context) (*systemd, error) {
+func connectSystemd(ctx context.Context, log *slog.Logger) (*systemd, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var why []string
 	for _, s := range systemdSockets {
 		c, err := dbus.Dial(ctx, s.path, s.hello)
 		if err == nil {
-			return &systemd{c: c, paths: map[string]string{}}, nil
+			return &systemd{log: log, c: c, socket: s.path, paths: map[string]string{}}, nil
 		}
 		why = append(why, fmt.Sprintf("%s: %v", s.path, err))
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+			break
+		}
+		log.Info("systemd: no private socket; using the system bus", "error", err)
 	}
 	return nil, fmt.Errorf("cannot reach systemd over D-Bus (%s); is the agent running under systemd as root?", strings.Join(why, "; "))
 }
@@ -48,7 +61,16 @@ func connectSystemd(ctx context.Context) (*systemd, error) {
 func (s *systemd) Close() { s.c.Close() }
 
 func (s *systemd) call(ctx context.Context, path, iface, method string, args ...string) (any, error) {
-	v, err := s.c.Call(ctx, sdDest, path, iface, method, args...)
+	v, err := s.try(ctx, path, iface, method, args...)
+	if errors.Is(err, errNoAnswer) {
+		// A connection systemd stopped serving: once more on a new one.
+		s.log.Warn("systemd did not answer; reconnecting", "method", method, "socket", s.socket)
+		if fresh, cerr := connectSystemd(ctx, s.log); cerr == nil {
+			s.c.Close()
+			s.c, s.socket = fresh.c, fresh.socket
+			v, err = s.try(ctx, path, iface, method, args...)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +78,18 @@ func (s *systemd) call(ctx context.Context, path, iface, method string, args ...
 		return nil, fmt.Errorf("systemd: %s.%s answered nothing", iface, method)
 	}
 	return v[0], nil
+}
+
+var errNoAnswer = errors.New("systemd did not answer")
+
+func (s *systemd) try(ctx context.Context, path, iface, method string, args ...string) ([]any, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	v, err := s.c.Call(cctx, sdDest, path, iface, method, args...)
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %s within %v on %s", errNoAnswer, method, callTimeout, s.socket)
+	}
+	return v, err
 }
 
 // path is the unit's object path (LoadUnit loads it when it is not).

@@ -30,7 +30,7 @@ type bench struct {
 func main() {
 	quick := flag.Bool("quick", false, "small sizes: check the bench itself, not the figures")
 	out := flag.String("out", "bench/results.md", "where to write the table")
-	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet)")
+	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,delta)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "ota-bench-")
 	must(err)
@@ -43,7 +43,7 @@ func main() {
 		fn   func()
 	}{
 		{"install", b.install}, {"nochange", b.noChange}, {"memory", b.memory}, {"resume", b.resume},
-		{"hash", b.hashing}, {"size", b.sizes}, {"wire", b.wire}, {"netcap", b.netcap}, {"fleet", b.fleet},
+		{"hash", b.hashing}, {"size", b.sizes}, {"wire", b.wire}, {"netcap", b.netcap}, {"fleet", b.fleet}, {"delta", b.deltas},
 	}
 	for _, s := range sections {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {

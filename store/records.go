@@ -64,6 +64,15 @@ type CheckRecord struct {
 	Error    string        `json:"error,omitempty"`
 	Duration time.Duration `json:"duration"`
 	Bytes    int64         `json:"bytes"`
+	// Via is how each app of an update arrived (patch, full, payload) and what it cost.
+	Via map[string]Delivery `json:"via,omitempty"`
+}
+
+// Delivery is how an app arrived and what it cost.
+type Delivery struct {
+	Path    string `json:"delivery"`          // patch | full | payload
+	Fetched int64  `json:"fetched,omitempty"` // bytes received for it (a refused patch included)
+	Size    int64  `json:"size,omitempty"`    // the file's size
 }
 
 // Refusal is a release this device will not install again until the server offers another.
@@ -107,6 +116,7 @@ type Counters struct {
 	Updates         int64 `json:"updates"`
 	Rollbacks       int64 `json:"rollbacks"`
 	DownloadedBytes int64 `json:"downloaded_bytes"`
+	DeltaSavedBytes int64 `json:"delta_saved_bytes"` // file sizes minus patch bytes, for apps patched
 }
 
 // Trust is what the agent learnt from the firmware CDN about whom to trust: the key set it

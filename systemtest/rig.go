@@ -309,10 +309,13 @@ func (r *rig) settle(tag string, d time.Duration, want func(*status) bool) (*sta
 		}
 		time.Sleep(3 * time.Second)
 	}
+	// What the agent was doing: its goroutines (SIGQUIT makes Go print them and exit; systemd
+	// restarts it) and its last log lines.
+	dump := r.sh("systemctl kill -s QUIT --kill-whom=main ota-agent; sleep 3; journalctl -b -u ota-agent --no-pager -o cat | tail -120").Output
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("%v\n--- the agent's journal:\n%s", err, dump)
 	}
-	return st, fmt.Errorf("not settled after %v; last status:\n%s", d, st.raw)
+	return st, fmt.Errorf("not settled after %v; last status:\n%s\n--- the agent's journal:\n%s", d, st.raw, dump)
 }
 
 // hostEnv reads the bootloader environment from the disk image with fw_printenv (U-Boot)

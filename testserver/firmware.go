@@ -2,8 +2,10 @@ package testserver
 
 import (
 	"bytes"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +30,10 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/firmware/")
 	if key == "ota-keys.release" || key == "ota-timestamp.release" {
 		s.serveBucketDoc(w, r, key)
+		return
+	}
+	if base, _, ok := strings.Cut(key, ".from-"); ok && strings.HasSuffix(key, ".zst") {
+		s.servePatch(w, r, base, key)
 		return
 	}
 	row, release := s.findObject(key)
@@ -92,6 +98,31 @@ func (s *Server) serveBucketDoc(w http.ResponseWriter, r *http.Request, key stri
 	hdr.Set("Cache-Control", "max-age=60")
 	hdr.Set("ETag", `"`+md5hex(body)+`"`)
 	http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
+}
+
+// servePatch serves `<key>.from-<h16>.zst` written beside the row's binary (`ota-release
+// delta`), with Range, If-Range and an S3 ETag like any object; 404 when none is there.
+func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, base, key string) {
+	row, _ := s.findObject(base)
+	if row == nil || strings.ContainsAny(key, "/\\") {
+		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+	f, err := os.Open(filepath.Join(filepath.Dir(row.Path()), key))
+	if err != nil {
+		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+	defer f.Close()
+	h := md5.New()
+	io.Copy(h, f)
+	f.Seek(0, io.SeekStart)
+	st, _ := f.Stat()
+	hdr := w.Header()
+	hdr.Set("X-Cache", "Hit from cloudfront")
+	hdr.Set("Content-Type", "binary/octet-stream")
+	hdr.Set("ETag", fmt.Sprintf(`"%x"`, h.Sum(nil)))
+	http.ServeContent(w, r, key, st.ModTime(), f)
 }
 
 // xmlError is the S3 / CloudFront error document.

@@ -125,24 +125,32 @@ func wildcardMatch(pattern, s string) bool {
 	return ok
 }
 
-// URLSigner makes canned-policy signed URLs, as the publisher's backend would.
+// URLSigner makes signed URLs, as the publisher's backend would: canned policies (the exact
+// object), or with Prefix custom policies for the object and what is published beside it
+// (its patches: `<url>*`).
 type URLSigner struct {
 	KeyPairID string
 	Key       *rsa.PrivateKey
 	TTL       time.Duration
 	Now       func() time.Time
+	Prefix    bool
 }
 
-// Sign returns rawURL with Expires, Signature and Key-Pair-Id.
+// Sign returns rawURL with Expires (or Policy), Signature and Key-Pair-Id.
 func (s *URLSigner) Sign(rawURL string) string {
 	exp := s.Now().Add(s.TTL).Unix()
-	h := sha1.Sum([]byte(cannedPolicy(rawURL, exp)))
+	policy, param := cannedPolicy(rawURL, exp), "Expires="+strconv.FormatInt(exp, 10)
+	if s.Prefix {
+		policy = cannedPolicy(rawURL+"*", exp)
+		param = "Policy=" + cfB64.Replace(base64.StdEncoding.EncodeToString([]byte(policy)))
+	}
+	h := sha1.Sum([]byte(policy))
 	sig, _ := rsa.SignPKCS1v15(rand.Reader, s.Key, crypto.SHA1, h[:])
 	sep := "?"
 	if strings.Contains(rawURL, "?") {
 		sep = "&"
 	}
-	return rawURL + sep + "Expires=" + strconv.FormatInt(exp, 10) + "&Signature=" + cfB64.Replace(base64.StdEncoding.EncodeToString(sig)) + "&Key-Pair-Id=" + url.QueryEscape(s.KeyPairID)
+	return rawURL + sep + param + "&Signature=" + cfB64.Replace(base64.StdEncoding.EncodeToString(sig)) + "&Key-Pair-Id=" + url.QueryEscape(s.KeyPairID)
 }
 
 // ParseRSAPublicKeyPEM reads a PKIX RSA public key (CloudFront public keys).

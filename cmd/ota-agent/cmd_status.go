@@ -72,6 +72,10 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 			fmt.Fprintf(stdout, ": %s", c.Error)
 		}
 		fmt.Fprintln(stdout)
+		for _, app := range slices.Sorted(maps.Keys(c.Via)) {
+			v := c.Via[app]
+			fmt.Fprintf(stdout, "  %s: %s, %d of %d bytes fetched\n", app, v.Path, v.Fetched, v.Size)
+		}
 	}
 	if o := rep.OS; o != nil {
 		fmt.Fprintf(stdout, "OS partitions: booted %s, committed %s", orNone(o.Booted), orNone(o.Committed))

@@ -21,6 +21,9 @@ const usage = `usage:
                                            device class; each key signs, for thresholds),
                                            assigning serials, and writes <binary>.release
                                            beside each binary
+  ota-release delta [--go] OLD NEW          writes NEW.from-<first 16 hex of sha256(OLD)>.zst,
+                                           a zstd patch devices holding OLD fetch instead
+                                           of NEW (the zstd command when installed)
   ota-release timestamp --key KEY.pem[,...] --expires 7d (--catalog DIR | --out FILE)
                                            writes ota-timestamp.release: signed issue time
                                            and expiry (devices detect a frozen mirror)
@@ -74,6 +77,8 @@ func run(args []string, stdout io.Writer) error {
 		return nil
 	case "sign":
 		return sign(fs, args[1:], stdout)
+	case "delta":
+		return delta(fs, args[1:], stdout)
 	case "timestamp":
 		return timestamp(fs, args[1:], stdout)
 	case "keys":

@@ -25,11 +25,18 @@ import (
 
 // Conn is one authenticated connection; calls are serialised.
 type Conn struct {
-	mu     sync.Mutex
+	mu     sync.Mutex // one call at a time
+	wmu    sync.Mutex // one write at a time, and the serial
 	c      net.Conn
 	r      *bufio.Reader
 	serial uint32
 }
+
+// nudge is how long a call waits for its reply before pinging the peer. systemd's private
+// socket can leave a message that arrived in the same read as the end of authentication
+// unprocessed until more bytes come (seen at boot, when it is busy): a Ping is such bytes,
+// and its answer is skipped.
+const nudge = 500 * time.Millisecond
 
 // Error is a D-Bus error reply.
 type Error struct {
@@ -116,18 +123,30 @@ func (c *Conn) Call(ctx context.Context, dest, path, iface, method string, args 
 	}
 	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Now()) })
 	defer stop()
-	c.serial++
-	msg := encodeCall(c.serial, dest, path, iface, method, args)
-	if _, err := c.c.Write(msg); err != nil {
+	serial, err := c.send(dest, path, iface, method, args)
+	if err != nil {
 		return nil, c.ctxErr(ctx, err)
 	}
+	answered := make(chan struct{})
+	defer close(answered)
+	go func() {
+		for t := time.NewTicker(nudge); ; {
+			select {
+			case <-answered:
+				t.Stop()
+				return
+			case <-t.C:
+				c.send(dest, path, "org.freedesktop.DBus.Peer", "Ping", nil)
+			}
+		}
+	}()
 	for {
 		typ, fields, body, err := c.read()
 		if err != nil {
 			return nil, c.ctxErr(ctx, err)
 		}
-		if rs, _ := fields[fieldReplySerial].(uint32); rs != c.serial || typ != typeReturn && typ != typeError {
-			continue // a signal, or an answer to nobody here
+		if rs, _ := fields[fieldReplySerial].(uint32); rs != serial || typ != typeReturn && typ != typeError {
+			continue // a signal, a Ping's answer, or an answer to nobody here
 		}
 		sig, _ := fields[fieldSignature].(string)
 		vals, err := decodeBody(body, sig)
@@ -144,6 +163,15 @@ func (c *Conn) Call(ctx context.Context, dest, path, iface, method string, args 
 		}
 		return vals, nil
 	}
+}
+
+// send writes one method call and returns its serial.
+func (c *Conn) send(dest, path, iface, method string, args []string) (uint32, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.serial++
+	_, err := c.c.Write(encodeCall(c.serial, dest, path, iface, method, args))
+	return c.serial, err
 }
 
 func (c *Conn) ctxErr(ctx context.Context, err error) error {

@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
+)
+
+// Deltas (PROTOCOL 3.5): for a changed app whose installed file the device holds, the
+// firmware CDN may have `<app>_<version>.from-<h16>.zst`, a zstd --patch-from patch from the
+// file whose SHA-256 starts with h16. It is untrusted transport: the output is verified like
+// a download, and any failure falls back to the whole file, saying why.
+
+// How an app arrived (Result, status).
+const (
+	DeliveryPatch   = "patch"   // a patch from the installed file
+	DeliveryFull    = "full"    // the whole file from the firmware CDN
+	DeliveryPayload = "payload" // inside the full payload
+)
+
+// patched tries the patch from the installed version of item's app into staging. used is
+// false when there is none to try, none is published or it is no good (logged): then the
+// whole file is fetched. A network failure is returned like a download's: the partial
+// patch is kept and the next check resumes it.
+func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d packaging.Digests, n int64, used bool, err error) {
+	a := j.a
+	have, ok := j.installed[item.App]
+	if !ok || j.from == "" || j.isOS(item.App) {
+		return d, 0, false, nil
+	}
+	src, suffix, ok := a.patchSource(item, e, have)
+	if !ok {
+		return d, 0, false, nil
+	}
+	root, err := a.slots.Root()
+	if err != nil {
+		return d, 0, false, err
+	}
+	member := item.Member() + suffix
+	prog, _ := j.db.Progress(member)
+	if prog == nil || prog.SHA256 != e.SHA256 || !strongETag(prog.ETag) {
+		root.Remove("downloads/" + member)
+		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5}
+	}
+	n, err = a.grabResuming(ctx, j.db, root, member, item.App+" "+item.Version+" (patch)", src, prog, e.Size-1)
+	var missing *missingError
+	switch {
+	case errors.As(err, &missing):
+		a.log.Info("no patch published; fetching the whole file", "app", item.App, "version", item.Version, "from_sha256", have.SHA256[:16])
+		a.dropDownload(j.db, member)
+		return d, n, false, nil
+	case errors.Is(err, errTooBig):
+		a.log.Warn("patch refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
+		a.dropDownload(j.db, member)
+		return d, n, false, nil
+	case err != nil:
+		return d, n, false, err // the network: kept for the next check to resume
+	}
+	d, err = j.applyPatch(root, item, member, have, e)
+	if err != nil {
+		a.log.Warn("patch refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
+		j.st.Remove(incoming(item.Member()))
+		a.dropDownload(j.db, member)
+		return packaging.Digests{}, n, false, nil
+	}
+	a.dropDownload(j.db, member)
+	a.log.Info("patched", "app", item.App, "version", item.Version, "from_version", have.Version, "patch_bytes", n, "size", e.Size)
+	return d, n, true, nil
+}
+
+// patchSource is where a patch from the installed file have to the entry would be, when one
+// is worth asking for.
+func (a *Agent) patchSource(item PlanItem, e packaging.Entry, have installer.App) (src, suffix string, ok bool) {
+	if !a.cfg.Delta.Enabled || have.SHA256 == "" || have.Size > int64(a.cfg.Delta.MaxSource) || e.Size <= 0 {
+		return "", "", false
+	}
+	suffix = packaging.PatchSuffix(have.SHA256)
+	src, err := a.patchURL(item.App, e, suffix)
+	return src, suffix, err == nil
+}
+
+// probePatch asks (HEAD) whether a patch for item is published and returns its size (0:
+// none, or not worth it): what --dry-run reports.
+func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry, installed map[string]installer.App) int64 {
+	have, ok := installed[item.App]
+	if !ok || a.partitions() != nil && item.App == a.osApp() {
+		return 0 // the OS image on a partition takes the whole file (a chunk index is #16's second half)
+	}
+	src, _, ok := a.patchSource(item, e, have)
+	if !ok {
+		return 0
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, src, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 || resp.ContentLength >= e.Size {
+		return 0
+	}
+	return resp.ContentLength
+}
+
+// applyPatch makes the new file in staging from the installed one (the dictionary, read
+// once) and the downloaded patch, and checks it against the entry's size and hashes.
+func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have installer.App, e packaging.Entry) (packaging.Digests, error) {
+	old, err := root.ReadFile("slots/" + j.from + "/" + item.App)
+	if err != nil {
+		return packaging.Digests{}, err
+	}
+	if int64(len(old)) != have.Size {
+		return packaging.Digests{}, fmt.Errorf("the installed %s is %d bytes, the record says %d", item.App, len(old), have.Size)
+	}
+	patch, err := root.Open("downloads/" + member)
+	if err != nil {
+		return packaging.Digests{}, err
+	}
+	defer patch.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := packaging.ApplyPatch(pw, patch, old, e.Size)
+		pw.CloseWithError(err)
+	}()
+	d, err := j.st.WriteFile(incoming(item.Member()), pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return d, err
+	}
+	if bad := matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+		return d, fmt.Errorf("%w: its output differs from the release: %s", packaging.ErrBadPatch, bad)
+	}
+	return d, nil
+}
+
+// patchURL is where the patch with suffix for the entry's binary is: beside the binary on
+// the firmware CDN, or beside its download URL (a signed URL whose policy covers a prefix
+// keeps its query).
+func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, error) {
+	if e.Download != "" {
+		u, err := a.firmwareURL(app, e, "")
+		if err != nil {
+			return "", err
+		}
+		p, err := url.Parse(u)
+		if err != nil {
+			return "", err
+		}
+		p.Path += suffix
+		p.RawPath = ""
+		return p.String(), nil
+	}
+	return a.firmwareURL(app, e, suffix)
+}
+
+// patchMember: a download name that belongs to member (its patches).
+func patchMember(name, member string) bool {
+	return name == member || strings.HasPrefix(name, member+".from-")
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// deltas: per-file patches on real pairs (the arm64 agent built a few and many commits
+// apart, a synthetic insert in the middle): bytes on the wire with our patch (ota-release
+// delta: the zstd command) and with the Go encoder, against the whole file and the yardstick
+// `zstd -19 --long=27 --patch-from`; requests and the agent's peak RSS applying it.
+func (b *bench) deltas() {
+	zstd, err := exec.LookPath("zstd")
+	if err != nil {
+		b.add(row{"deltas", "skipped: the zstd command (the yardstick) is not installed", "", "", "", "info"})
+		return
+	}
+	type pair struct{ name, old, new string }
+	var pairs []pair
+	n, _ := strconv.Atoi(strings.TrimSpace(string(must1(exec.Command("git", "rev-list", "--count", "HEAD").Output()))))
+	for _, back := range []int{3, 40} {
+		if back < n && !b.quick {
+			old := b.agentAt(fmt.Sprintf("HEAD~%d", back))
+			pairs = append(pairs, pair{fmt.Sprintf("ota-agent linux/arm64, %d commits apart", back), old, b.agentAt("HEAD")})
+		}
+	}
+	size := 8 << 20
+	if b.quick {
+		size = 1 << 20
+	}
+	old := filepath.Join(b.dir, "synthetic-old")
+	writeRandom(old, int64(size), 99)
+	ob, _ := os.ReadFile(old)
+	nb := append(append(append([]byte(nil), ob[:size/2]...), make([]byte, 4096)...), ob[size/2:]...)
+	must(os.WriteFile(filepath.Join(b.dir, "synthetic-new"), nb, 0o644))
+	pairs = append(pairs, pair{fmt.Sprintf("synthetic %s, 4 KiB inserted in the middle", mib(int64(size))), old, filepath.Join(b.dir, "synthetic-new")})
+	for _, p := range pairs {
+		b.deltaRow(zstd, p.name, p.old, p.new)
+	}
+}
+
+// agentAt builds the arm64 agent at rev (a worktree of this repository).
+func (b *bench) agentAt(rev string) string {
+	out := filepath.Join(b.dir, "agent-arm64-"+strings.ReplaceAll(rev, "~", "-"))
+	wt := filepath.Join(b.dir, "wt-"+strings.ReplaceAll(rev, "~", "-"))
+	if o, err := exec.Command("git", "worktree", "add", "--detach", "-f", wt, rev).CombinedOutput(); err != nil {
+		fail("git worktree %s: %v %s", rev, err, o)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", wt).Run()
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
+	cmd.Dir = wt
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		fail("build %s: %v %s", rev, err, o)
+	}
+	return out
+}
+
+func (b *bench) deltaRow(zstd, name, oldPath, newPath string) {
+	dir := filepath.Join(b.dir, "delta-"+strings.NewReplacer(" ", "-", "/", "-", ",", "").Replace(name))
+	must(os.MkdirAll(filepath.Join(dir, "blobs"), 0o755))
+	ob, _ := os.ReadFile(oldPath)
+	nb, _ := os.ReadFile(newPath)
+	must(os.WriteFile(filepath.Join(dir, "blobs", "tool_1"), ob, 0o644))
+	raw, _ := json.Marshal(map[string]any{"bucket": "bench-bucket", "rows": []map[string]any{{"app": "tool", "env": "prod", "version": "1", "file": "blobs/tool_1", "deviceAttr": map[string]bool{"gamer": true}}}})
+	must(os.WriteFile(filepath.Join(dir, "catalog.json"), raw, 0o644))
+	priv, pub, err := packaging.GenerateKey()
+	must(err)
+	cat, err := testserver.LoadCatalog(dir)
+	must(err)
+	must(cat.SignRows(priv))
+	pubPath := filepath.Join(dir, "release.pub.pem")
+	must(os.WriteFile(pubPath, pub, 0o644))
+	s := b.serve(dir, testserver.Options{})
+	defer s.stop()
+	cfg, _ := b.config(s, pubPath, "metadata", filepath.Base(dir))
+	b.agent("--config", cfg, "check", "--once")
+	// The yardstick, then ours (ota-release delta: the zstd command) and the Go encoder's.
+	yard := filepath.Join(dir, "yardstick.zst")
+	if o, err := exec.Command(zstd, "-q", "-f", "-19", "--long=27", "--patch-from="+oldPath, newPath, "-o", yard).CombinedOutput(); err != nil {
+		fail("zstd: %v %s", err, o)
+	}
+	yb := fileSize(yard)
+	newFile := filepath.Join(dir, "blobs", "tool_2")
+	must(os.WriteFile(newFile, nb, 0o644))
+	sum := sha256.Sum256(ob)
+	patch := newFile + packaging.PatchSuffix(hex.EncodeToString(sum[:]))
+	goPatch, err := packaging.MakePatch(ob, nb)
+	must(err)
+	if o, err := exec.Command(filepath.Join(b.bin, "ota-release"), "delta", oldPath, newFile).CombinedOutput(); err != nil {
+		fail("ota-release delta: %v %s", err, o)
+	}
+	r := testserver.Row{App: "tool", Env: "prod", Version: "2", File: "blobs/tool_2", DeviceAttr: map[string]bool{"gamer": true}, Serial: 2}
+	r, err = s.cat.SignRow(r, priv)
+	must(err)
+	must(s.srv.SetRow(r))
+	s.srv.FlushEdge()
+	st0 := s.srv.Stats()
+	p := b.agent("--config", cfg, "check", "--once")
+	st1 := s.srv.Stats()
+	wire := st1.BytesByPath["/delta"] - st0.BytesByPath["/delta"] + st1.BytesByPath["/firmware"] - st0.BytesByPath["/firmware"]
+	reqs := st1.RequestsByPath["/delta"] - st0.RequestsByPath["/delta"] + st1.RequestsByPath["/firmware"] - st0.RequestsByPath["/firmware"]
+	ratio := float64(wire) / float64(yb)
+	b.add(row{"delta: " + name,
+		fmt.Sprintf("%d bytes on the wire in %d request(s) (patch %d, Go encoder %d; whole file %d, %.1f%%), agent peak RSS %s",
+			wire, reqs, fileSize(patch), len(goPatch), len(nb), 100*float64(wire)/float64(len(nb)), mib(p.maxKB<<10)),
+		fmt.Sprintf("zstd --patch-from: %d bytes", yb), fmt.Sprintf("%.2f×", ratio), "≤ 1.25× zstd", verdict(ratio <= 1.25)})
+}
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	must(err)
+	return fi.Size()
+}
+
+func must1[T any](v T, err error) T {
+	must(err)
+	return v
+}

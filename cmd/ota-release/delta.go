@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+
+	"github.com/ota-agent/ota-agent/packaging"
+)
+
+// delta writes NEW.from-<h16 of OLD>.zst beside NEW: with the zstd command when it is
+// installed (-19 --long=27 --patch-from: the smallest patches), else the Go encoder.
+func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	goEnc := fs.Bool("go", false, "use the Go encoder even when the zstd command is installed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return errors.New("delta: want OLD NEW (the installed file and the new release)")
+	}
+	oldPath, newPath := fs.Arg(0), fs.Arg(1)
+	old, err := os.ReadFile(oldPath)
+	if err != nil {
+		return err
+	}
+	nw, err := os.ReadFile(newPath)
+	if err != nil {
+		return err
+	}
+	if int64(len(old)) > packaging.MaxPatchWindow || int64(len(nw)) > packaging.MaxPatchWindow {
+		return fmt.Errorf("delta: files over %d bytes take a chunk index, not a patch", packaging.MaxPatchWindow)
+	}
+	sum := sha256.Sum256(old)
+	out := newPath + packaging.PatchSuffix(hex.EncodeToString(sum[:]))
+	how := "zstd -19 --long=27 --patch-from"
+	if z, lerr := exec.LookPath("zstd"); lerr == nil && !*goEnc {
+		if b, err := exec.Command(z, "-q", "-f", "-19", "--long=27", "--patch-from="+oldPath, newPath, "-o", out).CombinedOutput(); err != nil {
+			return fmt.Errorf("delta: zstd: %v: %s", err, b)
+		}
+	} else {
+		how = "the Go encoder"
+		patch, err := packaging.MakePatch(old, nw)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, patch, 0o644); err != nil {
+			return err
+		}
+	}
+	var check []byte
+	if check, err = os.ReadFile(out); err == nil {
+		_, err = packaging.ApplyPatch(io.Discard, bytes.NewReader(check), old, int64(len(nw)))
+	}
+	if err != nil {
+		os.Remove(out)
+		return fmt.Errorf("delta: the patch does not apply: %v", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d bytes for %d (%.1f%%), %s\n", out, len(check), len(nw), 100*float64(len(check))/float64(max(len(nw), 1)), how)
+	return nil
+}
