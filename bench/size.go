@@ -134,6 +134,8 @@ func depGroup(sym string) string {
 		return "grab"
 	case strings.Contains(sym, "go-systemd"):
 		return "go-systemd"
+	case strings.Contains(sym, "klauspost/compress"):
+		return "zstd (patches)"
 	case strings.Contains(sym, "sha256-simd"), strings.Contains(sym, "cpuid"):
 		return "sha256-simd"
 	case strings.Contains(sym, "ota-agent/"):
