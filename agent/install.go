@@ -274,6 +274,11 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 			d, n, ok, err := j.patched(ctx, item, e)
 			j.bytes += n
 			j.delivered(item.App, DeliveryPatch, n, e.Size, ok)
+			if err == nil && !ok {
+				d, n, ok, err = j.chunked(ctx, item, e)
+				j.bytes += n
+				j.delivered(item.App, DeliveryChunks, n, e.Size, ok)
+			}
 			if err != nil {
 				return err
 			}

@@ -89,7 +89,7 @@ func (b *bench) table(took time.Duration) string {
 
 func (b *bench) build() {
 	must(os.MkdirAll(b.bin, 0o755))
-	for _, args := range [][]string{{"./cmd/ota-testserver", "./cmd/ota-release", "./bench/streamloop"}, {"-tags", testenv.AgentTags, "./cmd/ota-agent"}} {
+	for _, args := range [][]string{{"./cmd/ota-testserver", "./cmd/ota-release", "./bench/streamloop"}, {"-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "./cmd/ota-agent"}} {
 		cmd := exec.Command("go", append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", b.bin + "/"}, args...)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

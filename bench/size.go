@@ -70,7 +70,7 @@ func (b *bench) sizes() {
 	var armStripped int64
 	for _, t := range []struct{ goarch, goarm string }{{"arm", "7"}, {"arm64", ""}, {"amd64", ""}} {
 		out := filepath.Join(b.dir, "size-"+t.goarch)
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.goarch, "GOARM="+t.goarm)
 		if o, err := cmd.CombinedOutput(); err != nil {
 			fail("build %s: %v %s", t.goarch, err, o)
@@ -87,7 +87,7 @@ func (b *bench) sizes() {
 	}
 	// Symbol sizes by module in an unstripped armv7 build.
 	full := filepath.Join(b.dir, "size-arm-syms")
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-o", full, "./cmd/ota-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-o", full, "./cmd/ota-agent")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		fail("build: %v %s", err, o)

@@ -7,7 +7,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "building bin/ota-agent, bin/ota-testserver, bin/ota-release"
 mkdir -p bin
 CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/ota-testserver ./cmd/ota-release
-CGO_ENABLED=0 go build -trimpath -tags nethttpomithttp2 -o bin/ ./cmd/ota-agent # HTTP/1.1 only (see Makefile)
+CGO_ENABLED=0 go build -trimpath -tags nethttpomithttp2 -gcflags 'github.com/ota-agent/ota-agent/...=-l' -o bin/ ./cmd/ota-agent # as the Makefile builds it
 W=$(mktemp -d /tmp/ota-demo.XXXXXX)
 TS=""
 cleanup() { [ -n "$TS" ] && kill "$TS" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }

@@ -296,3 +296,38 @@ func (d *DB) SetStaged(g *Generation) error {
 		return put(tx, bucketAgent, keyStaged, g)
 	})
 }
+
+// maxChunkLists bounds the chunk lists kept (one per file the device held recently).
+const maxChunkLists = 16
+
+// ChunkList returns the cached chunk list of the file with this SHA-256 (nil: none).
+func (d *DB) ChunkList(sha256 string) ([]byte, error) {
+	var out []byte
+	err := d.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketChunks); b != nil {
+			out = append([]byte(nil), b.Get([]byte(sha256))...)
+		}
+		return nil
+	})
+	if len(out) == 0 {
+		return nil, err
+	}
+	return out, err
+}
+
+// SetChunkList caches a file's chunk list, dropping others beyond maxChunkLists.
+func (d *DB) SetChunkList(sha256 string, list []byte) error {
+	return d.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketChunks)
+		if err != nil {
+			return err
+		}
+		if b.Stats().KeyN >= maxChunkLists {
+			k, _ := b.Cursor().First()
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return b.Put([]byte(sha256), list)
+	})
+}

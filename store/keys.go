@@ -9,6 +9,7 @@ var (
 	bucketRefused   = []byte("refused")   // md5 → Refusal
 	bucketDownloads = []byte("downloads") // "<app>_<version>" → Progress
 	bucketModes     = []byte("modes")     // server URL → payload mode learnt ("metadata" after a 405)
+	bucketChunks    = []byte("chunks")    // sha256 of a file the device holds → its chunk list (JSON)
 
 	keySchema    = []byte("schema")      // "1"
 	keyState     = []byte("state")       // State: the active generation

@@ -36,6 +36,10 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 		s.servePatch(w, r, base, key)
 		return
 	}
+	if base, ok := strings.CutSuffix(key, ".chunks"); ok {
+		s.servePatch(w, r, base, key)
+		return
+	}
 	row, release := s.findObject(key)
 	if row == nil {
 		xmlError(w, 404, "NoSuchKey", "The specified key does not exist.")
@@ -100,8 +104,9 @@ func (s *Server) serveBucketDoc(w http.ResponseWriter, r *http.Request, key stri
 	http.ServeContent(w, r, key, time.Time{}, bytes.NewReader(body))
 }
 
-// servePatch serves `<key>.from-<h16>.zst` written beside the row's binary (`ota-release
-// delta`), with Range, If-Range and an S3 ETag like any object; 404 when none is there.
+// servePatch serves `<key>.from-<h16>.zst` (`ota-release delta`) or `<key>.chunks` (`ota-release
+// index`) written beside the row's binary, with Range, If-Range and an S3 ETag like any
+// object; 404 when none is there.
 func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, base, key string) {
 	row, _ := s.findObject(base)
 	if row == nil || strings.ContainsAny(key, "/\\") {

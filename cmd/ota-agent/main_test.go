@@ -9,8 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,7 +83,7 @@ func (w *world) writeConfig(extra string) {
 type outcome struct {
 	code           int
 	stdout, stderr string
-	maxRSS         int64 // bytes, from the kernel's rusage of the process
+	maxRSS         int64 // bytes: the process's VmHWM, sampled while it runs (rusage's maxrss would count this test process, whose memory the child shares until exec)
 }
 
 func (w *world) agent(env []string, args ...string) outcome {
@@ -92,16 +92,26 @@ func (w *world) agent(env []string, args ...string) outcome {
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var rss int64
+	var err error
+	for waiting := true; waiting; {
+		rss = max(rss, vmHWM(cmd.Process.Pid))
+		select {
+		case err = <-done:
+			waiting = false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		w.t.Fatal(err)
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss << 10
 	}
 	return outcome{code, o.String(), e.String(), rss}
 }
@@ -191,4 +201,22 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// vmHWM is a running process's peak resident set (bytes) since its exec.
+func vmHWM(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
 }

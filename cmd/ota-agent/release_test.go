@@ -15,7 +15,7 @@ import (
 // points and follows no plain-http download URL, even to loopback.
 func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 	rel := filepath.Join(t.TempDir(), "ota-agent")
-	if out, err := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-ldflags", "-s -w", "-o", rel, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-ldflags", "-s -w", "-o", rel, ".").CombinedOutput(); err != nil {
 		t.Fatalf("release build: %v\n%s", err, out)
 	}
 	raw, _ := os.ReadFile(rel)
@@ -30,8 +30,8 @@ func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 		t.Fatal("the release binary links net/http's HTTP/2")
 	}
 	mk, _ := os.ReadFile("../../Makefile")
-	if !bytes.Contains(mk, []byte("AGENT_TAGS := "+testenv.AgentTags+"\n")) {
-		t.Fatalf("the Makefile's AGENT_TAGS are not testenv.AgentTags (%s)", testenv.AgentTags)
+	if !bytes.Contains(mk, []byte("AGENT_TAGS := "+testenv.AgentTags+"\n")) || !bytes.Contains(mk, []byte("AGENT_GCFLAGS := "+testenv.AgentGCFlags+"\n")) {
+		t.Fatalf("the Makefile's AGENT_TAGS or AGENT_GCFLAGS are not testenv's (%s, %s)", testenv.AgentTags, testenv.AgentGCFlags)
 	}
 	// Metadata mode against the loopback test server, with no firmware base configured: only
 	// the answer's plain-http download URLs lead to the binaries.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,5 +63,33 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return fmt.Errorf("delta: the patch does not apply: %v", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d bytes for %d (%.1f%%), %s\n", out, len(check), len(nw), 100*float64(len(check))/float64(max(len(nw), 1)), how)
+	return nil
+}
+
+// index writes NEW.chunks beside NEW.
+func index(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("index: want NEW (the file to index)")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	idx, err := packaging.ChunkFile(f)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(idx) // compact: thousands of chunks for an image
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(fs.Arg(0)+packaging.ChunkSuffix, raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d chunks of %d bytes\n", fs.Arg(0)+packaging.ChunkSuffix, len(idx.Chunks), idx.Size)
 	return nil
 }

@@ -24,6 +24,8 @@ const usage = `usage:
   ota-release delta [--go] OLD NEW          writes NEW.from-<first 16 hex of sha256(OLD)>.zst,
                                            a zstd patch devices holding OLD fetch instead
                                            of NEW (the zstd command when installed)
+  ota-release index NEW                     writes NEW.chunks: its content-defined chunks, so
+                                           devices fetch only the chunks they lack (images)
   ota-release timestamp --key KEY.pem[,...] --expires 7d (--catalog DIR | --out FILE)
                                            writes ota-timestamp.release: signed issue time
                                            and expiry (devices detect a frozen mirror)
@@ -79,6 +81,8 @@ func run(args []string, stdout io.Writer) error {
 		return sign(fs, args[1:], stdout)
 	case "delta":
 		return delta(fs, args[1:], stdout)
+	case "index":
+		return index(fs, args[1:], stdout)
 	case "timestamp":
 		return timestamp(fs, args[1:], stdout)
 	case "keys":

@@ -19,6 +19,10 @@ import (
 // agent speaks HTTP/1.1 only (PROTOCOL 1.4), so net/http's HTTP/2 is left out.
 const AgentTags = "nethttpomithttp2"
 
+// AgentGCFlags are the compiler flags of every ota-agent binary (the Makefile's
+// AGENT_GCFLAGS): the project's own packages are not inlined (binary size).
+const AgentGCFlags = "github.com/ota-agent/ota-agent/...=-l"
+
 // Server is the test server running on loopback.
 type Server struct {
 	Srv  *testserver.Server

@@ -1,0 +1,277 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
+)
+
+// Chunk indexes (PROTOCOL 3.5) for what a patch does not suit (files over delta.max_source,
+// the OS image on a partition): `<binary>.chunks` lists the new file's content-defined
+// chunks; the device cuts what it holds the same way, copies every chunk it has (re-hashing
+// it as it is read) and fetches the rest with Range requests on the new file, one per run of
+// missing chunks. Untrusted transport: any failure falls back to the whole file.
+
+// DeliveryChunks: what the device held, plus Range fetches of the rest.
+const DeliveryChunks = "chunks"
+
+// errFallBack: the chunk path cannot finish; the whole file is fetched instead.
+var errFallBack = errors.New("fall back to the whole file")
+
+// chunked assembles downloads/<member> when an index is published; used is false when
+// there is none (or it is no good, logged): then the whole file is fetched. Network failures
+// are returned: the assembled prefix is kept and the next check goes on from it.
+func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d packaging.Digests, n int64, used bool, err error) {
+	a := j.a
+	have, ok := j.installed[item.App]
+	if !a.cfg.Delta.Enabled || !ok || have.SHA256 == "" || e.Size <= 0 || e.MD5 == "" || (j.from == "" && !j.isOS(item.App)) {
+		return d, 0, false, nil
+	}
+	src, err := a.firmwareURL(item.App, e, "")
+	if err != nil {
+		return d, 0, false, nil
+	}
+	idxURL, err := a.patchURL(item.App, e, packaging.ChunkSuffix)
+	if err != nil {
+		return d, 0, false, nil
+	}
+	body, _, _, err := a.fetchDoc(ctx, idxURL, "", packaging.MaxChunkIndex)
+	n += int64(len(body))
+	if errors.Is(err, errNotPublished) {
+		return d, n, false, nil
+	}
+	if err != nil {
+		return d, n, false, err
+	}
+	idx, err := packaging.ParseChunkIndex(strings.NewReader(string(body)), e.Size)
+	if err != nil {
+		a.log.Warn("chunk index refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
+		return d, n, false, nil
+	}
+	local, size, closeLocal, err := j.localFile(item.App, have)
+	if err != nil {
+		a.log.Warn("cannot read the installed copy; fetching the whole file", "app", item.App, "error", err)
+		return d, n, false, nil
+	}
+	defer closeLocal()
+	have_, err := j.localChunks(have.SHA256, local, size)
+	if err != nil {
+		return d, n, false, nil
+	}
+	held := map[string]packaging.Chunk{}
+	for _, c := range have_.Chunks {
+		held[c.SHA256] = c
+	}
+	var missing int64
+	for _, c := range idx.Chunks {
+		if _, ok := held[c.SHA256]; !ok {
+			missing += c.Len
+		}
+	}
+	if missing*2 > e.Size {
+		a.log.Info("most of the file changed; fetching it whole", "app", item.App, "version", item.Version, "missing", missing, "size", e.Size)
+		return d, n, false, nil
+	}
+	got, err := j.assemble(ctx, item, e, idx, held, local, src)
+	n += got
+	switch {
+	case errors.Is(err, errFallBack):
+		a.log.Warn("chunked transfer refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
+		a.dropDownload(j.db, item.Member())
+		return d, n, false, nil
+	case err != nil:
+		return d, n, false, err
+	}
+	name := "downloads/" + item.Member()
+	if d, err = a.slots.Digest(name); err != nil {
+		return d, n, false, err
+	}
+	if bad := matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+		a.log.Warn("chunked result differs from the release; fetching the whole file", "app", item.App, "error", bad)
+		a.dropDownload(j.db, item.Member())
+		return packaging.Digests{}, n, false, nil
+	}
+	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "fetched", got, "size", e.Size, "chunks", len(idx.Chunks))
+	return d, n, true, j.st.Adopt(name, incoming(item.Member()))
+}
+
+// localChunks is the chunk list of the file the device holds: cached in bbolt by its
+// SHA-256 (cutting a large image costs a read of all of it); its chunks are re-hashed as
+// they are read, so a copy damaged since is caught then.
+func (j *job) localChunks(sha string, local io.ReaderAt, size int64) (*packaging.ChunkIndex, error) {
+	var idx packaging.ChunkIndex
+	if raw, _ := j.db.ChunkList(sha); raw != nil && json.Unmarshal(raw, &idx) == nil && idx.Size == size {
+		return &idx, nil
+	}
+	fresh, err := packaging.ChunkFile(io.NewSectionReader(local, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	if raw, err := json.Marshal(fresh); err == nil {
+		j.db.SetChunkList(sha, raw)
+	}
+	return fresh, nil
+}
+
+// localFile is what the device holds of app: the file in the slot carried from, or the
+// booted OS partition's first have.Size bytes.
+func (j *job) localFile(app string, have installer.App) (io.ReaderAt, int64, func(), error) {
+	if j.isOS(app) {
+		env, err := j.parts.Env.Read()
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		f, err := os.Open(j.parts.Devices[j.parts.Booted(env)])
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return f, have.Size, func() { f.Close() }, nil
+	}
+	root, err := j.a.slots.Root()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	f, err := root.Open("slots/" + j.from + "/" + app)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	return f, fi.Size(), func() { f.Close() }, nil
+}
+
+// assemble writes the new file into downloads/<member> in order: held chunks from local
+// (re-hashed; a damaged one is fetched), missing runs with one Range request each. A prefix
+// left by an earlier run is re-hashed and kept up to its first bad chunk.
+func (j *job) assemble(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string) (int64, error) {
+	a := j.a
+	root, err := a.slots.Root()
+	if err != nil {
+		return 0, err
+	}
+	member := item.Member()
+	name := "downloads/" + member
+	prog, _ := j.db.Progress(member)
+	if prog == nil || prog.SHA256 != e.SHA256 || prog.URL != DeliveryChunks {
+		root.Remove(name)
+		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, URL: DeliveryChunks}
+		if err := j.db.SetProgress(member, prog); err != nil {
+			return 0, err
+		}
+	}
+	f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	start := keptPrefix(f, idx)
+	if err := f.Truncate(offsetOf(idx, start)); err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(offsetOf(idx, start), io.SeekStart); err != nil {
+		return 0, err
+	}
+	var fetched int64
+	buf := make([]byte, packaging.ChunkMax)
+	for i := start; i < len(idx.Chunks); {
+		c := idx.Chunks[i]
+		if h, ok := held[c.SHA256]; ok {
+			if _, err := local.ReadAt(buf[:h.Len], h.Off); err == nil && packaging.SHA256Hex(buf[:h.Len]) == c.SHA256 {
+				if _, err := f.Write(buf[:h.Len]); err != nil {
+					return fetched, err
+				}
+				i++
+				continue
+			}
+			a.log.Warn("a chunk of the installed copy is damaged; fetching it", "app", item.App, "offset", h.Off)
+			delete(held, c.SHA256)
+		}
+		end := i + 1
+		for end < len(idx.Chunks) && !has(held, idx.Chunks[end]) {
+			end++
+		}
+		got, err := a.fetchChunks(ctx, src, e.MD5, idx.Chunks[i:end], f, buf)
+		fetched += got
+		if err != nil {
+			return fetched, err
+		}
+		i = end
+	}
+	return fetched, f.Sync()
+}
+
+func has(held map[string]packaging.Chunk, c packaging.Chunk) bool {
+	_, ok := held[c.SHA256]
+	return ok
+}
+
+// fetchChunks gets one run of chunks with one Range request (If-Range: the release's S3
+// ETag) and writes each after checking its hash.
+func (a *Agent) fetchChunks(ctx context.Context, src, md5 string, run []packaging.Chunk, w io.Writer, buf []byte) (int64, error) {
+	from, to := run[0].Off, run[len(run)-1].Off+run[len(run)-1].Len
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to-1))
+	req.Header.Set("If-Range", `"`+md5+`"`)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, netError("range of "+redact(src), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-%d/", from, to-1)) {
+		return 0, fmt.Errorf("%w: the server answered %s (Content-Range %q) to bytes %d-%d", errFallBack, resp.Status, resp.Header.Get("Content-Range"), from, to-1)
+	}
+	var n int64
+	for _, c := range run {
+		k, err := io.ReadFull(resp.Body, buf[:c.Len])
+		n += int64(k)
+		if err != nil {
+			return n, netError("range of "+redact(src), err)
+		}
+		if packaging.SHA256Hex(buf[:c.Len]) != c.SHA256 {
+			return n, fmt.Errorf("%w: the chunk at %d does not hash as the index says", errFallBack, c.Off)
+		}
+		if _, err := w.Write(buf[:c.Len]); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// keptPrefix is how many leading chunks of an earlier run's file are whole.
+func keptPrefix(f *os.File, idx *packaging.ChunkIndex) int {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	buf := make([]byte, packaging.ChunkMax)
+	for i, c := range idx.Chunks {
+		if c.Off+c.Len > fi.Size() {
+			return i
+		}
+		if _, err := f.ReadAt(buf[:c.Len], c.Off); err != nil || packaging.SHA256Hex(buf[:c.Len]) != c.SHA256 {
+			return i
+		}
+	}
+	return len(idx.Chunks)
+}
+
+func offsetOf(idx *packaging.ChunkIndex, i int) int64 {
+	if i >= len(idx.Chunks) {
+		return idx.Size
+	}
+	return idx.Chunks[i].Off
+}
