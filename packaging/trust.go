@@ -216,6 +216,19 @@ func ParseTimestamp(r io.Reader) (*Timestamp, error) {
 	return &t, nil
 }
 
+// ParseKeys reads each PEM with parse (ParsePrivateKeyPEM, ParsePublicKeyPEM).
+func ParseKeys[K any](pems [][]byte, parse func([]byte) (K, error)) ([]K, error) {
+	out := make([]K, 0, len(pems))
+	for _, p := range pems {
+		k, err := parse(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // SignAll signs msg with every key.
 func SignAll(msg []byte, keys ...ed25519.PrivateKey) []Signature {
 	out := make([]Signature, 0, len(keys))

@@ -208,28 +208,18 @@ func readFiles(list string) ([][]byte, error) {
 
 func readKeys(list string) ([]ed25519.PrivateKey, error) {
 	pems, err := readFiles(list)
-	var out []ed25519.PrivateKey
-	for _, p := range pems {
-		k, perr := packaging.ParsePrivateKeyPEM(p)
-		if perr != nil {
-			return nil, perr
-		}
-		out = append(out, k)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return packaging.ParseKeys(pems, packaging.ParsePrivateKeyPEM)
 }
 
 func readPubs(list string) ([]ed25519.PublicKey, error) {
 	pems, err := readFiles(list)
-	var out []ed25519.PublicKey
-	for _, p := range pems {
-		k, perr := packaging.ParsePublicKeyPEM(p)
-		if perr != nil {
-			return nil, perr
-		}
-		out = append(out, k)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return packaging.ParseKeys(pems, packaging.ParsePublicKeyPEM)
 }
 
 // writeJSON writes v to path atomically.

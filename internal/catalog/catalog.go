@@ -179,15 +179,7 @@ func parseKeys(pems [][]byte) ([]ed25519.PrivateKey, error) {
 	if len(pems) == 0 {
 		return nil, errors.New("no signing key")
 	}
-	var out []ed25519.PrivateKey
-	for _, p := range pems {
-		k, err := packaging.ParsePrivateKeyPEM(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, nil
+	return packaging.ParseKeys(pems, packaging.ParsePrivateKeyPEM)
 }
 
 // signRow signs r's statement (v1, or v2 with the row's class) with every key and writes it
