@@ -84,42 +84,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		}
 	}
 	if !opt.DryRun {
-		rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: time.Since(start), Bytes: res.Bytes}
-		var saved int64
-		for app, x := range res.Apps {
-			if x.Path != "" {
-				if rec.Via == nil {
-					rec.Via = map[string]store.Delivery{}
-				}
-				rec.Via[app] = x.Delivery
-			}
-			if x.Path == DeliveryPatch {
-				saved += x.Size - x.Fetched
-			}
-		}
-		if err != nil {
-			rec.Error = err.Error()
-		}
-		if rerr := db.RecordCheck(rec); rerr != nil && err == nil {
-			err = rerr
-		}
-		if rerr := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); rerr != nil && err == nil {
-			err = rerr
-		}
-		db.Count(func(c *store.Counters) {
-			c.Checks++
-			c.DownloadedBytes += res.Bytes
-			c.DeltaSavedBytes += saved
-			switch res.Result {
-			case ResultFailed:
-				c.FailedChecks++
-			case ResultUpdated:
-				c.Updates++
-			}
-		})
-		if merr := a.writeMetrics(db); merr != nil {
-			a.log.Warn("metrics not written", "error", merr)
-		}
+		err = a.recordCheck(db, res, err, time.Since(start))
 	}
 	level := slog.LevelInfo
 	switch {
@@ -273,4 +238,46 @@ func orNothing(s string) string {
 		return "none (first install)"
 	}
 	return s
+}
+
+// recordCheck keeps the check's record, the time floor, the counters and the metrics; it
+// returns err, or the first error of keeping them.
+func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Duration) error {
+	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: took, Bytes: res.Bytes}
+	var saved int64
+	for app, x := range res.Apps {
+		if x.Path != "" {
+			if rec.Via == nil {
+				rec.Via = map[string]store.Delivery{}
+			}
+			rec.Via[app] = x.Delivery
+		}
+		if x.Path == DeliveryPatch || x.Path == DeliveryChunks {
+			saved += x.Size - x.Fetched
+		}
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	if rerr := db.RecordCheck(rec); rerr != nil && err == nil {
+		err = rerr
+	}
+	if rerr := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); rerr != nil && err == nil {
+		err = rerr
+	}
+	db.Count(func(c *store.Counters) {
+		c.Checks++
+		c.DownloadedBytes += res.Bytes
+		c.DeltaSavedBytes += saved
+		switch res.Result {
+		case ResultFailed:
+			c.FailedChecks++
+		case ResultUpdated:
+			c.Updates++
+		}
+	})
+	if merr := a.writeMetrics(db); merr != nil {
+		a.log.Warn("metrics not written", "error", merr)
+	}
+	return err
 }

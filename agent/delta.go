@@ -12,6 +12,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
 )
 
 // Deltas (PROTOCOL 3.5): for a changed app whose installed file the device holds, the
@@ -167,4 +168,30 @@ func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, 
 // patchMember: a download name that belongs to member (its patches).
 func patchMember(name, member string) bool {
 	return name == member || strings.HasPrefix(name, member+".from-")
+}
+
+// Delivery is how an app arrived and what it cost.
+type Delivery = store.Delivery
+
+// delivered counts n bytes received for app; ok says path delivered it.
+func (j *job) delivered(app, path string, n, size int64, ok bool) {
+	if j.via == nil {
+		j.via = map[string]Delivery{}
+	}
+	d := j.via[app]
+	d.Fetched += n
+	d.Size = size
+	if ok {
+		d.Path = path
+	}
+	j.via[app] = d
+}
+
+// facts are the device facts the request said (computed again for an offline install).
+func (j *job) facts() Facts {
+	if j.c != nil {
+		return j.c.facts
+	}
+	f, _ := j.a.cfg.DeviceFacts()
+	return f
 }

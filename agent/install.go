@@ -71,23 +71,6 @@ type made struct {
 	apply     bool         // switch a staged generation now, window or not
 }
 
-// Delivery is how an app arrived and what it cost.
-type Delivery = store.Delivery
-
-// delivered counts n bytes received for app; ok says path delivered it.
-func (j *job) delivered(app, path string, n, size int64, ok bool) {
-	if j.via == nil {
-		j.via = map[string]Delivery{}
-	}
-	d := j.via[app]
-	d.Fetched += n
-	d.Size = size
-	if ok {
-		d.Path = path
-	}
-	j.via[app] = d
-}
-
 // ask: the canonical request; a 304 ends the run.
 func (j *job) ask(ctx context.Context) (State, error) {
 	j.a.Status("checking " + j.a.cfg.Server.URL)
@@ -303,15 +286,6 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	j.next = &store.Generation{N: gen + 1, Slot: j.st.Slot(), Apps: map[string]store.App{}}
 	j.res = &Result{Result: ResultUpdated, Slot: j.st.Slot(), Apps: map[string]AppResult{}, Bytes: j.bytes}
 	return nil
-}
-
-// facts are the device facts the request said (computed again for an offline install).
-func (j *job) facts() Facts {
-	if j.c != nil {
-		return j.c.facts
-	}
-	f, _ := j.a.cfg.DeviceFacts()
-	return f
 }
 
 // verifyAll checks every received binary and moves it to its place in the staging slot.

@@ -72,10 +72,7 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 			fmt.Fprintf(stdout, ": %s", c.Error)
 		}
 		fmt.Fprintln(stdout)
-		for _, app := range slices.Sorted(maps.Keys(c.Via)) {
-			v := c.Via[app]
-			fmt.Fprintf(stdout, "  %s: %s, %d of %d bytes fetched\n", app, v.Path, v.Fetched, v.Size)
-		}
+		printVia(stdout, c.Via)
 	}
 	if o := rep.OS; o != nil {
 		fmt.Fprintf(stdout, "OS partitions: booted %s, committed %s", orNone(o.Booted), orNone(o.Committed))
@@ -106,16 +103,7 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 	for _, app := range slices.Sorted(maps.Keys(rep.Damaged)) {
 		fmt.Fprintf(stdout, "damaged: %s (%s): the next check fetches it again\n", app, rep.Damaged[app])
 	}
-	if t := rep.Trust; t != nil {
-		fmt.Fprintf(stdout, "trust: key set v%d (%s), threshold %d", t.KeySetVersion, strings.Join(t.Keys, ","), t.Threshold)
-		if t.Expires != nil {
-			fmt.Fprintf(stdout, "; timestamp issued %s, expires %s", t.Issued.Format(time.RFC3339), t.Expires.Format(time.RFC3339))
-		}
-		fmt.Fprintln(stdout)
-		if t.Stale {
-			fmt.Fprintf(stdout, "STALE: no fresh ota-timestamp.release since %s: %s\n", t.StaleSince.Format(time.RFC3339), t.Error)
-		}
-	}
+	printTrust(stdout, rep.Trust)
 	for _, md5 := range slices.Sorted(maps.Keys(rep.Refused)) {
 		r := rep.Refused[md5]
 		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)
@@ -125,4 +113,27 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 
 func seconds(s float64) string {
 	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+// printTrust is status's trust line (and STALE line), when keys are configured.
+func printTrust(stdout io.Writer, t *agent.TrustReport) {
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(stdout, "trust: key set v%d (%s), threshold %d", t.KeySetVersion, strings.Join(t.Keys, ","), t.Threshold)
+	if t.Expires != nil {
+		fmt.Fprintf(stdout, "; timestamp issued %s, expires %s", t.Issued.Format(time.RFC3339), t.Expires.Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout)
+	if t.Stale {
+		fmt.Fprintf(stdout, "STALE: no fresh ota-timestamp.release since %s: %s\n", t.StaleSince.Format(time.RFC3339), t.Error)
+	}
+}
+
+// printVia says how each app of the last update arrived.
+func printVia(stdout io.Writer, via map[string]agent.Delivery) {
+	for _, app := range slices.Sorted(maps.Keys(via)) {
+		v := via[app]
+		fmt.Fprintf(stdout, "  %s: %s, %d of %d bytes fetched\n", app, v.Path, v.Fetched, v.Size)
+	}
 }

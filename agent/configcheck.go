@@ -1,0 +1,28 @@
+package agent
+
+import (
+	"fmt"
+)
+
+// validateOperator checks the operator controls: rates, schedules, windows, budgets.
+func (c *Config) validateOperator(bad func(string, error) error) error {
+	if c.Verify.Rate <= 0 {
+		return bad("verify::rate", fmt.Errorf("%d: want a rate above 0", c.Verify.Rate))
+	}
+	if _, err := parseSchedule(c.Net.Schedule); err != nil {
+		return bad("net::schedule", err)
+	}
+	if _, err := parseWindows(c.Install.Windows); err != nil {
+		return bad("install::windows", err)
+	}
+	if c.Install.MaxAttempts < 1 {
+		return bad("install::max_attempts", fmt.Errorf("%d: want at least 1", c.Install.MaxAttempts))
+	}
+	if c.Trust.Threshold < 1 || len(c.Trust.Keys) > 0 && c.Trust.Threshold > len(c.Trust.Keys) {
+		return bad("trust::threshold", fmt.Errorf("%d: want 1..%d (the number of trust.keys)", c.Trust.Threshold, max(1, len(c.Trust.Keys))))
+	}
+	if v := c.Trust.MinStatementVersion; v != 1 && v != 2 {
+		return bad("trust::min_statement_version", fmt.Errorf("%d: want 1 or 2", v))
+	}
+	return c.validateHealth(bad)
+}
