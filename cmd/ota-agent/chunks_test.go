@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -147,4 +149,38 @@ func TestChunkOSImage(t *testing.T) {
 	if env, _ := exec.Command("grub-editenv", genv, "list").Output(); !strings.Contains(string(env), "ota_slot=a") {
 		t.Fatalf("environment: %s", env)
 	}
+}
+
+// SIGKILL in the middle of a chunked transfer: the restart keeps every chunk already
+// assembled and verified, so no finished range is fetched again (only the index and the
+// part of the range that was cut).
+func TestChunkKillResumes(t *testing.T) {
+	clean, _ := chunkWorld(t)
+	_, res := clean.checkJSON()
+	need := res.Apps["scoreboard"].Fetched // index + ranges, uninterrupted
+	w, _ := chunkWorld(t)
+	prefix := "/firmware/scoreboard_1.5.0"
+	w.srv.SetFaults(testserver.Faults{PathPrefix: prefix, RateBPS: 64 << 10})
+	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ranges0 := w.srv.Stats().RequestsByPath["/firmware"]
+	waitFor(t, "the first range to finish", 30*time.Second, func() bool { return w.srv.Stats().RequestsByPath["/firmware"] > ranges0 })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	first := w.srv.Stats().BytesByPath["/firmware"] + w.srv.Stats().BytesByPath["/delta"]
+	w.srv.SetFaults(testserver.Faults{})
+	r, res := w.checkJSON()
+	sb := res.Apps["scoreboard"]
+	if r.code != 0 || sb.Delivery != "chunks" || sb.Fetched >= need {
+		t.Fatalf("after the kill: exit %d, scoreboard %+v (an uninterrupted run fetches %d)\n%s", r.code, sb, need, r.stderr)
+	}
+	total := w.srv.Stats().BytesByPath["/firmware"] + w.srv.Stats().BytesByPath["/delta"]
+	before := clean.srv.Stats().BytesByPath["/firmware"] + clean.srv.Stats().BytesByPath["/delta"] - need // the first install
+	// Twice: the index, and what of the second range arrived before the kill (64 KiB/s).
+	if twice := (total - before) - need; twice > 32<<10 {
+		t.Fatalf("%d bytes fetched twice (first attempt %d, the restart %d, needed %d)", twice, first-before, sb.Fetched, need)
+	}
+	w.mustAgent("verify")
 }
