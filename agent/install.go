@@ -173,6 +173,7 @@ func (j *job) record(context.Context) (State, error) {
 	if s.Status == store.StatusTrial {
 		return Trial, nil
 	}
+	j.a.forgetRefusals(j.db, s)
 	return Committed, nil
 }
 
@@ -192,6 +193,7 @@ func (j *job) trial(ctx context.Context) (State, error) {
 		return "", err
 	}
 	j.a.log.Info("committed", "slot", s.Slot, "generation", s.N)
+	j.a.forgetRefusals(j.db, s)
 	return Committed, nil
 }
 

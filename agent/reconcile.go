@@ -220,6 +220,27 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	return nil
 }
 
+// forgetRefusals: once a generation is committed, earlier refusals of other releases of the
+// apps it changed lapse (the server offered another, and it is installed; an app it did not
+// change keeps its refusals, or a release still offered would be fetched again). Here, not
+// only when the run finishes: a restart during the trial (a power cut) commits it from
+// another run.
+func (a *Agent) forgetRefusals(db *store.DB, s *store.State) {
+	var before map[string]store.App
+	if s.Previous != nil {
+		m, err := a.slots.Manifest(s.Previous.Slot)
+		if err != nil || m.Generation != s.Previous.N {
+			return
+		}
+		before = m.Apps
+	}
+	for app, x := range s.Apps {
+		if before[app].MD5 != x.MD5 {
+			db.ForgetRefusals(app, x.MD5)
+		}
+	}
+}
+
 // refuseApps refuses every app of apps whose MD5 keep does not also hold, keeping the reason
 // of an earlier refusal of the same MD5.
 func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason string) error {

@@ -319,3 +319,29 @@ func TestRestartCrashChain(t *testing.T) {
 		})
 	}
 }
+
+// A refusal lapses when another release of that app is committed, also when the commit
+// comes from the next start (a crash during the trial); a refusal of an app the new
+// generation did not change stays (its bad release may still be offered).
+func TestRefusalLapsesAfterCrashInTrial(t *testing.T) {
+	w := newWorld(t, 4096, "hooks:\n  health: \"! grep -q BAD $OTA_SLOT_DIR/scoreboard\"\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", "6.0.0", []byte("BAD six"), 90)
+	w.agent(nil, "check", "--once")
+	w.release("videoStreamer", "0.0.2", randomBytes(3000, 13), 91)
+	if r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=trial"}, "check", "--once"); r.code != 99 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	w.mustAgent("check", "--once")
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "refused: scoreboard 6.0.0") || !strings.Contains(st.stdout, "0.0.2") {
+		t.Fatalf("a generation that did not change scoreboard forgot its refusal:\n%s", st.stdout)
+	}
+	w.release("scoreboard", "7.0.0", randomBytes(3000, 14), 92)
+	if r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=trial"}, "check", "--once"); r.code != 99 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	w.mustAgent("check", "--once")
+	if st := w.mustAgent("status"); strings.Contains(st.stdout, "refused: scoreboard 6.0.0") || !strings.Contains(st.stdout, "7.0.0") {
+		t.Fatalf("scoreboard 7.0.0 committed after a restart, 6.0.0 still refused:\n%s", st.stdout)
+	}
+}
