@@ -34,11 +34,18 @@ const (
 func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d packaging.Digests, n int64, used bool, err error) {
 	a := j.a
 	have, ok := j.installed[item.App]
-	if !ok || j.from == "" || j.isOS(item.App) {
+	if !ok || j.from == "" && !j.isOS(item.App) || !a.cfg.Delta.Enabled || have.SHA256 == "" || e.Size <= 0 {
 		return d, 0, false, nil
 	}
-	src, suffix, ok := a.patchSource(item, e, have)
-	if !ok {
+	// A whole-file patch for files the device may hold in memory; a block patch (bounded
+	// memory) for larger ones and the OS image on a partition.
+	blocks := j.isOS(item.App) || have.Size > int64(a.cfg.Delta.MaxSource)
+	suffix := packaging.PatchSuffix(have.SHA256)
+	if blocks {
+		suffix = strings.TrimSuffix(suffix, ".zst") + packaging.BlockPatchSuffix
+	}
+	src, err := a.patchURL(item.App, e, suffix)
+	if err != nil {
 		return d, 0, false, nil
 	}
 	root, err := a.slots.Root()
@@ -65,7 +72,7 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	case err != nil:
 		return d, n, false, err // the network: kept for the next check to resume
 	}
-	d, err = j.applyPatch(root, item, member, have, e)
+	d, err = j.applyPatch(root, item, member, have, e, blocks)
 	if err != nil {
 		a.log.Warn("patch refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
 		j.st.Remove(incoming(item.Member()))
@@ -81,7 +88,7 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 // is worth asking for.
 func (a *Agent) patchSource(item PlanItem, e packaging.Entry, have installer.App) (src, suffix string, ok bool) {
 	if !a.cfg.Delta.Enabled || have.SHA256 == "" || have.Size > int64(a.cfg.Delta.MaxSource) || e.Size <= 0 {
-		return "", "", false
+		return "", "", false // (--dry-run reports whole-file patches only)
 	}
 	suffix = packaging.PatchSuffix(have.SHA256)
 	src, err := a.patchURL(item.App, e, suffix)
@@ -116,13 +123,21 @@ func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry
 
 // applyPatch makes the new file in staging from the installed one (the dictionary, read
 // once) and the downloaded patch, and checks it against the entry's size and hashes.
-func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have installer.App, e packaging.Entry) (packaging.Digests, error) {
-	old, err := root.ReadFile("slots/" + j.from + "/" + item.App)
+func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have installer.App, e packaging.Entry, blocks bool) (packaging.Digests, error) {
+	local, size, closeLocal, err := j.localFile(item.App, have)
 	if err != nil {
 		return packaging.Digests{}, err
 	}
-	if int64(len(old)) != have.Size {
-		return packaging.Digests{}, fmt.Errorf("the installed %s is %d bytes, the record says %d", item.App, len(old), have.Size)
+	defer closeLocal()
+	if size != have.Size {
+		return packaging.Digests{}, fmt.Errorf("the installed %s is %d bytes, the record says %d", item.App, size, have.Size)
+	}
+	var old []byte
+	if !blocks { // the dictionary of a whole-file patch: read once
+		old = make([]byte, size)
+		if _, err := local.ReadAt(old, 0); err != nil && err != io.EOF {
+			return packaging.Digests{}, err
+		}
 	}
 	patch, err := root.Open("downloads/" + member)
 	if err != nil {
@@ -131,7 +146,12 @@ func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have insta
 	defer patch.Close()
 	pr, pw := io.Pipe()
 	go func() {
-		_, err := packaging.ApplyPatch(pw, patch, old, e.Size)
+		var err error
+		if blocks {
+			_, err = packaging.ApplyBlockPatch(pw, patch, local, size, e.Size)
+		} else {
+			_, err = packaging.ApplyPatch(pw, patch, old, e.Size)
+		}
 		pw.CloseWithError(err)
 	}()
 	d, err := j.st.WriteFile(incoming(item.Member()), pr)

@@ -46,10 +46,11 @@ func (b *bench) deltas() {
 	must(os.WriteFile(filepath.Join(b.dir, "synthetic-new"), nb, 0o644))
 	pairs = append(pairs, pair{fmt.Sprintf("synthetic %s, 4 KiB inserted in the middle", mib(int64(size))), old, filepath.Join(b.dir, "synthetic-new")})
 	for _, p := range pairs {
-		b.deltaRow(zstd, p.name, p.old, p.new, false)
+		b.deltaRow(zstd, p.name, p.old, p.new, "patch")
 	}
 	if old, nw, ok := b.ext4Pair(); ok {
-		b.deltaRow(zstd, "ext4 image 192 MiB (GOROOT/src), net/http's files changed", old, nw, true)
+		b.deltaRow(zstd, "ext4 image 192 MiB (GOROOT/src), net/http's files changed, block patch", old, nw, "blocks")
+		b.deltaRow(zstd, "the same image by chunk index", old, nw, "chunks")
 	}
 }
 
@@ -103,7 +104,8 @@ func (b *bench) agentAt(rev string) string {
 	return out
 }
 
-func (b *bench) deltaRow(zstd, name, oldPath, newPath string, chunks bool) {
+func (b *bench) deltaRow(zstd, name, oldPath, newPath, kind string) {
+	chunks := kind != "patch"
 	dir := filepath.Join(b.dir, "delta-"+strings.NewReplacer(" ", "-", "/", "-", ",", "").Replace(name))
 	must(os.MkdirAll(filepath.Join(dir, "blobs"), 0o755))
 	ob, _ := os.ReadFile(oldPath)
@@ -138,8 +140,12 @@ func (b *bench) deltaRow(zstd, name, oldPath, newPath string, chunks bool) {
 		must(err)
 	}
 	tool, target := []string{"delta", oldPath, newFile}, "≤ 1.25× zstd"
-	if chunks {
-		tool, target = []string{"index", newFile}, "≤ 2× zstd, RSS ≤ 24 MiB"
+	switch kind {
+	case "blocks":
+		tool, target = []string{"delta", "--blocks", oldPath, newFile}, "≤ 2× zstd, RSS ≤ 24 MiB"
+		patch = strings.TrimSuffix(patch, ".zst") + packaging.BlockPatchSuffix
+	case "chunks":
+		tool, target = []string{"index", newFile}, "info (the block patch is the image's delta)"
 		patch = newFile + packaging.ChunkSuffix
 	}
 	if o, err := exec.Command(filepath.Join(b.bin, "ota-release"), tool...).CombinedOutput(); err != nil {
@@ -157,13 +163,16 @@ func (b *bench) deltaRow(zstd, name, oldPath, newPath string, chunks bool) {
 	reqs := st1.RequestsByPath["/delta"] - st0.RequestsByPath["/delta"] + st1.RequestsByPath["/firmware"] - st0.RequestsByPath["/firmware"]
 	ratio := float64(wire) / float64(yb)
 	what, ok := fmt.Sprintf("patch %d, Go encoder %d", fileSize(patch), len(goPatch)), ratio <= 1.25
-	if chunks {
-		what, ok = fmt.Sprintf("chunk index %d", fileSize(patch)), ratio <= 2 && p.maxKB<<10 <= 24<<20
+	switch kind {
+	case "blocks":
+		what, ok = fmt.Sprintf("block patch %d", fileSize(patch)), ratio <= 2 && p.maxKB<<10 <= 24<<20
+	case "chunks":
+		what, ok = fmt.Sprintf("chunk index %d", fileSize(patch)), true
 	}
 	b.add(row{"delta: " + name,
 		fmt.Sprintf("%d bytes on the wire in %d request(s) (%s; whole file %d, %.1f%%), agent peak RSS %s",
 			wire, reqs, what, len(nb), 100*float64(wire)/float64(len(nb)), mib(p.maxKB<<10)),
-		fmt.Sprintf("zstd --patch-from: %d bytes", yb), fmt.Sprintf("%.2f×", ratio), target, verdict(ok)})
+		fmt.Sprintf("zstd --patch-from: %d bytes", yb), fmt.Sprintf("%.2f×", ratio), target, map[bool]string{true: verdict(ok), false: "info"}[kind != "chunks"]})
 }
 
 func fileSize(p string) int64 {

@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,5 +64,36 @@ func TestPatchRoundTrip(t *testing.T) {
 	out.Reset()
 	if _, err := ApplyPatch(&out, bytes.NewReader(cli), old, int64(len(nw))); err != nil || !bytes.Equal(out.Bytes(), nw) {
 		t.Fatalf("apply the zstd command's patch: %v", err)
+	}
+}
+
+// A block patch over several blocks, the old content shifted a little: it applies with one
+// window at a time, is far smaller than the file, and a damaged one is refused.
+func TestBlockPatch(t *testing.T) {
+	old := make([]byte, 9<<20+12345)
+	x := uint32(7)
+	for i := range old {
+		x = x*1664525 + 1013904223
+		old[i] = byte(x >> 24)
+	}
+	nw := append(append(append([]byte(nil), old[:5<<20]...), []byte("a few bytes more")...), old[5<<20:]...)
+	var p bytes.Buffer
+	if err := MakeBlockPatch(&p, bytes.NewReader(old), bytes.NewReader(nw), int64(len(old)), int64(len(nw))); err != nil {
+		t.Fatal(err)
+	}
+	if p.Len() > len(nw)/100 {
+		t.Fatalf("block patch %d bytes for %d", p.Len(), len(nw))
+	}
+	var out bytes.Buffer
+	if _, err := ApplyBlockPatch(&out, bytes.NewReader(p.Bytes()), bytes.NewReader(old), int64(len(old)), int64(len(nw))); err != nil || !bytes.Equal(out.Bytes(), nw) {
+		t.Fatalf("apply: %v", err)
+	}
+	bad := append([]byte(nil), p.Bytes()...)
+	bad[len(bad)-3] ^= 0xff
+	if _, err := ApplyBlockPatch(io.Discard, bytes.NewReader(bad), bytes.NewReader(old), int64(len(old)), int64(len(nw))); err == nil {
+		t.Fatal("a damaged block patch applied")
+	}
+	if _, err := ApplyBlockPatch(io.Discard, bytes.NewReader(p.Bytes()), bytes.NewReader(old), int64(len(old)), int64(len(nw))+1); !errors.Is(err, ErrBadPatch) {
+		t.Fatalf("for another size: %v", err)
 	}
 }

@@ -32,7 +32,7 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 		s.serveBucketDoc(w, r, key)
 		return
 	}
-	if base, _, ok := strings.Cut(key, ".from-"); ok && strings.HasSuffix(key, ".zst") {
+	if base, _, ok := strings.Cut(key, ".from-"); ok && (strings.HasSuffix(key, ".zst") || strings.HasSuffix(key, ".blocks")) {
 		s.servePatch(w, r, base, key)
 		return
 	}

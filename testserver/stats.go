@@ -59,7 +59,7 @@ func pathClass(p string) string {
 	if p == "/firmware/ota-keys.release" || p == "/firmware/ota-timestamp.release" {
 		return "/trust" // the trust documents, apart from the binaries and their statements
 	}
-	if strings.HasPrefix(p, "/firmware/") && (strings.Contains(p, ".from-") && strings.HasSuffix(p, ".zst") || strings.HasSuffix(p, ".chunks")) {
+	if strings.HasPrefix(p, "/firmware/") && (strings.Contains(p, ".from-") && (strings.HasSuffix(p, ".zst") || strings.HasSuffix(p, ".blocks")) || strings.HasSuffix(p, ".chunks")) {
 		return "/delta" // patches and chunk indexes (ota-release delta, index)
 	}
 	p = strings.TrimPrefix(p, "/")

@@ -115,12 +115,19 @@ func TestChunkFallbacks(t *testing.T) {
 	})
 }
 
-// An OS image into its partition: the chunks come from the booted partition, the rest by
-// Range; the image lands whole on the other partition.
-func TestChunkOSImage(t *testing.T) {
+// An OS image into its partition, by a block patch (`ota-release delta --blocks`) or by
+// chunk index (`ota-release index`): what the device holds comes from the booted partition,
+// the image lands whole on the other one.
+func TestOSImageDeltas(t *testing.T) {
 	if _, err := exec.LookPath("grub-editenv"); err != nil {
 		t.Skip("SKIPPED: grub-editenv not installed (apt-get install grub-common)")
 	}
+	for _, how := range []string{"patch", "chunks"} {
+		t.Run(how, func(t *testing.T) { osImageDelta(t, how) })
+	}
+}
+
+func osImageDelta(t *testing.T, how string) {
 	w := newWorld(t, 1<<20, "#metadata\n")
 	pa, pb, genv := filepath.Join(w.dir, "pa.img"), filepath.Join(w.dir, "pb.img"), filepath.Join(w.dir, "grubenv")
 	os.WriteFile(pa, make([]byte, 2<<20), 0o644)
@@ -135,11 +142,16 @@ func TestChunkOSImage(t *testing.T) {
 	img := append([]byte(nil), w.fileOf(w.row("os_armv8", "prod").Key())...)
 	copy(img[300<<10:], randomBytes(8<<10, 51))
 	w.release("os_armv8", "1.2.0", img, 60)
-	if out, err := otaRelease(t, "index", filepath.Join(w.cat.Dir(), "blobs", "os_armv8_1.2.0")); err != nil {
-		t.Fatalf("ota-release index: %v %s", err, out)
+	newFile := filepath.Join(w.cat.Dir(), "blobs", "os_armv8_1.2.0")
+	args := []string{"index", newFile}
+	if how == "patch" {
+		args = []string{"delta", "--blocks", filepath.Join(w.cat.Dir(), "blobs", "os_armv8_1.1.0"), newFile}
+	}
+	if out, err := otaRelease(t, args...); err != nil {
+		t.Fatalf("ota-release %v: %v %s", args, err, out)
 	}
 	r, res := w.checkJSON()
-	if os := res.Apps["os_armv8"]; r.code != 0 || os.Delivery != "chunks" || os.Fetched > int64(len(img))/2 {
+	if os := res.Apps["os_armv8"]; r.code != 0 || os.Delivery != how || os.Fetched > int64(len(img))/2 {
 		t.Fatalf("exit %d, os_armv8 %+v\n%s", r.code, os, r.stderr)
 	}
 	got, _ := os.ReadFile(pa)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/ota-agent/ota-agent/packaging"
 )
@@ -19,6 +20,7 @@ import (
 // installed (-19 --long=27 --patch-from: the smallest patches), else the Go encoder.
 func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	goEnc := fs.Bool("go", false, "use the Go encoder even when the zstd command is installed")
+	blocks := fs.Bool("blocks", false, "a block patch (devices apply it with bounded memory): for images, and files over the agents' delta.max_source")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -26,6 +28,9 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return errors.New("delta: want OLD NEW (the installed file and the new release)")
 	}
 	oldPath, newPath := fs.Arg(0), fs.Arg(1)
+	if *blocks {
+		return blockDelta(oldPath, newPath, stdout)
+	}
 	old, err := os.ReadFile(oldPath)
 	if err != nil {
 		return err
@@ -35,7 +40,7 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return err
 	}
 	if int64(len(old)) > packaging.MaxPatchWindow || int64(len(nw)) > packaging.MaxPatchWindow {
-		return fmt.Errorf("delta: files over %d bytes take a chunk index, not a patch", packaging.MaxPatchWindow)
+		return fmt.Errorf("delta: files over %d bytes take a block patch (--blocks)", packaging.MaxPatchWindow)
 	}
 	sum := sha256.Sum256(old)
 	out := newPath + packaging.PatchSuffix(hex.EncodeToString(sum[:]))
@@ -91,5 +96,53 @@ func index(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d chunks of %d bytes\n", fs.Arg(0)+packaging.ChunkSuffix, len(idx.Chunks), idx.Size)
+	return nil
+}
+
+// blockDelta writes NEW.from-<h16 of OLD>.blocks beside NEW and checks that it applies.
+func blockDelta(oldPath, newPath string, stdout io.Writer) error {
+	old, err := os.Open(oldPath)
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+	nw, err := os.Open(newPath)
+	if err != nil {
+		return err
+	}
+	defer nw.Close()
+	ofi, _ := old.Stat()
+	nfi, _ := nw.Stat()
+	d, err := packaging.DigestReader(old)
+	if err != nil {
+		return err
+	}
+	out := newPath + strings.TrimSuffix(packaging.PatchSuffix(d.SHA256), ".zst") + packaging.BlockPatchSuffix
+	f, err := os.Create(out + ".tmp")
+	if err != nil {
+		return err
+	}
+	err = packaging.MakeBlockPatch(f, old, nw, ofi.Size(), nfi.Size())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(out+".tmp", out)
+	}
+	if err != nil {
+		os.Remove(out + ".tmp")
+		return err
+	}
+	p, err := os.Open(out)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, err := packaging.ApplyBlockPatch(io.Discard, p, old, ofi.Size(), nfi.Size()); err != nil {
+		os.Remove(out)
+		return fmt.Errorf("delta: the block patch does not apply: %v", err)
+	}
+	pfi, _ := p.Stat()
+	fmt.Fprintf(stdout, "wrote %s: %d bytes for %d (%.2f%%), 2 MiB blocks\n", out, pfi.Size(), nfi.Size(), 100*float64(pfi.Size())/float64(max(nfi.Size(), 1)))
 	return nil
 }

@@ -21,9 +21,11 @@ const usage = `usage:
                                            device class; each key signs, for thresholds),
                                            assigning serials, and writes <binary>.release
                                            beside each binary
-  ota-release delta [--go] OLD NEW          writes NEW.from-<first 16 hex of sha256(OLD)>.zst,
+  ota-release delta [--go|--blocks] OLD NEW writes NEW.from-<first 16 hex of sha256(OLD)>.zst,
                                            a zstd patch devices holding OLD fetch instead
-                                           of NEW (the zstd command when installed)
+                                           of NEW (the zstd command when installed); with
+                                           --blocks NEW.from-<h16>.blocks, applied with
+                                           bounded memory (images, large files)
   ota-release index NEW                     writes NEW.chunks: its content-defined chunks, so
                                            devices fetch only the chunks they lack (images)
   ota-release timestamp --key KEY.pem[,...] --expires 7d (--catalog DIR | --out FILE)
