@@ -195,7 +195,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		return nil, err
 	}
 	for i, item := range plan.Download {
-		plan.Download[i].Patch = a.probePatch(ctx, item, d.Entries[item.App], installed)
+		plan.Download[i].Via, plan.Download[i].Patch = a.probePatch(ctx, item, d.Entries[item.App], installed)
 	}
 	res := upToDate(state)
 	res.Plan = plan

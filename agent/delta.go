@@ -95,30 +95,38 @@ func (a *Agent) patchSource(item PlanItem, e packaging.Entry, have installer.App
 	return src, suffix, err == nil
 }
 
-// probePatch asks (HEAD) whether a patch for item is published and returns its size (0:
-// none, or not worth it): what --dry-run reports.
-func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry, installed map[string]installer.App) int64 {
+// probePatch asks (HEAD) which delta the device would use for item, the way a check tries
+// them (a patch, or for the OS image on a partition and large files a block patch; then a
+// chunk index), and returns it and its size: what --dry-run reports ("" when none).
+func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry, installed map[string]installer.App) (string, int64) {
 	have, ok := installed[item.App]
-	if !ok || a.partitions() != nil && item.App == a.osApp() {
-		return 0 // the OS image on a partition takes the whole file (a chunk index is #16's second half)
+	if !ok || !a.cfg.Delta.Enabled || have.SHA256 == "" || e.Size <= 0 {
+		return "", 0
 	}
-	src, _, ok := a.patchSource(item, e, have)
-	if !ok {
-		return 0
+	blocks := a.partitions() != nil && item.App == a.osApp() || have.Size > int64(a.cfg.Delta.MaxSource)
+	kinds := []struct{ via, suffix string }{{DeliveryPatch, packaging.PatchSuffix(have.SHA256)}, {DeliveryChunks, packaging.ChunkSuffix}}
+	if blocks {
+		kinds[0] = struct{ via, suffix string }{"block patch", strings.TrimSuffix(packaging.PatchSuffix(have.SHA256), ".zst") + packaging.BlockPatchSuffix}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, src, nil)
-	if err != nil {
-		return 0
+	for _, k := range kinds {
+		src, err := a.patchURL(item.App, e, k.suffix)
+		if err != nil {
+			return "", 0
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, src, nil)
+		if err != nil {
+			return "", 0
+		}
+		resp, err := a.http.Do(req)
+		if err != nil {
+			return "", 0
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && resp.ContentLength > 0 && resp.ContentLength < e.Size {
+			return k.via, resp.ContentLength
+		}
 	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 || resp.ContentLength >= e.Size {
-		return 0
-	}
-	return resp.ContentLength
+	return "", 0
 }
 
 // applyPatch makes the new file in staging from the installed one (the dictionary, read

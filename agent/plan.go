@@ -24,7 +24,8 @@ type PlanItem struct {
 	App     string `json:"app"`
 	Version string `json:"version"`
 	Size    int64  `json:"size,omitempty"`
-	Patch   int64  `json:"patch,omitempty"` // --dry-run: a patch from the installed file is published, this big
+	Via     string `json:"via,omitempty"`   // --dry-run: the delta a check would use (patch, block patch, chunks)
+	Patch   int64  `json:"patch,omitempty"` // ... and its size (the patch, or the chunk index)
 }
 
 // Member is the tar member / object name of the item.
@@ -64,8 +65,11 @@ func (p *Plan) String() string {
 		if d.Size > 0 {
 			fmt.Fprintf(&b, " (%s)", humanBytes(d.Size))
 		}
-		if d.Patch > 0 {
-			fmt.Fprintf(&b, " as a %s patch", humanBytes(d.Patch))
+		switch {
+		case d.Via == DeliveryChunks:
+			fmt.Fprintf(&b, " by chunk index (%s), fetching only the chunks it lacks", humanBytes(d.Patch))
+		case d.Via != "":
+			fmt.Fprintf(&b, " as a %s %s", humanBytes(d.Patch), d.Via)
 		}
 		b.WriteByte('\n')
 	}

@@ -45,6 +45,9 @@ func TestChunkInstall(t *testing.T) {
 			f.WriteAt([]byte("rot"), 500<<10)
 			f.Close()
 		}
+		if r := w.mustAgent("check", "--once", "--dry-run"); !strings.Contains(r.stdout, "by chunk index") {
+			t.Fatalf("dry run:\n%s", r.stdout)
+		}
 		fw := w.srv.Stats().BytesByPath["/firmware"]
 		r, res := w.checkJSON()
 		sb := res.Apps["scoreboard"]
@@ -149,6 +152,9 @@ func osImageDelta(t *testing.T, how string) {
 	}
 	if out, err := otaRelease(t, args...); err != nil {
 		t.Fatalf("ota-release %v: %v %s", args, err, out)
+	}
+	if dry := w.mustAgent("check", "--once", "--dry-run"); !strings.Contains(dry.stdout, map[string]string{"patch": "block patch", "chunks": "by chunk index"}[how]) {
+		t.Fatalf("dry run:\n%s", dry.stdout)
 	}
 	r, res := w.checkJSON()
 	if os := res.Apps["os_armv8"]; r.code != 0 || os.Delivery != how || os.Fetched > int64(len(img))/2 {

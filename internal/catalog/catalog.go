@@ -5,6 +5,7 @@
 package catalog
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -210,7 +211,9 @@ var SampleRows = []Row{
 }
 
 // WriteSample writes the sample catalog into dir: size random bytes per binary, the same
-// bytes for the same seed. With a private key the rows are signed (SignRows).
+// bytes for the same seed; a beta binary is its app's prod binary with its middle eighth
+// changed, published with a patch from prod and a chunk index (PROTOCOL 3.5), as a publisher
+// running `ota-release delta` and `index` would. With a private key the rows are signed.
 func WriteSample(dir string, size int64, seed uint64, privPEM []byte) (*Catalog, error) {
 	if size < 0 {
 		return nil, errors.New("sample: negative size")
@@ -226,6 +229,9 @@ func WriteSample(dir string, size int64, seed uint64, privPEM []byte) (*Catalog,
 		}
 		c.Rows = append(c.Rows, r)
 	}
+	if err := c.sampleDeltas(seed); err != nil {
+		return nil, err
+	}
 	if err := c.Save(); err != nil {
 		return nil, err
 	}
@@ -237,6 +243,52 @@ func WriteSample(dir string, size int64, seed uint64, privPEM []byte) (*Catalog,
 		return c, c.SignRows(privPEM)
 	}
 	return c, nil
+}
+
+// sampleDeltas makes each beta binary from its prod one and publishes the deltas (binaries
+// of 64 KiB and more: the tests' tiny samples skip the encoder's cost).
+func (c *Catalog) sampleDeltas(seed uint64) error {
+	for _, beta := range c.Rows {
+		if fi, err := os.Stat(filepath.Join(c.dir, beta.File)); err != nil || fi.Size() < 64<<10 {
+			continue
+		}
+		for _, prod := range c.Rows {
+			if beta.Env != "beta" || prod.Env != "prod" || prod.App != beta.App {
+				continue
+			}
+			old, err := os.ReadFile(filepath.Join(c.dir, prod.File))
+			if err != nil {
+				return err
+			}
+			nw := append([]byte(nil), old...)
+			mid := filepath.Join(c.dir, beta.File+".mid")
+			if err := writeRandom(mid, int64(len(nw)/8), seed*1000+999); err != nil {
+				return err
+			}
+			change, _ := os.ReadFile(mid)
+			os.Remove(mid)
+			copy(nw[len(nw)/2:], change)
+			if err := os.WriteFile(filepath.Join(c.dir, beta.File), nw, 0o644); err != nil {
+				return err
+			}
+			patch, err := packaging.MakePatch(old, nw)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(c.dir, beta.File+packaging.PatchSuffix(packaging.SHA256Hex(old))), patch, 0o644); err != nil {
+				return err
+			}
+			idx, err := packaging.ChunkFile(bytes.NewReader(nw))
+			if err != nil {
+				return err
+			}
+			raw, _ := json.Marshal(idx)
+			if err := os.WriteFile(filepath.Join(c.dir, beta.File+packaging.ChunkSuffix), raw, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func writeRandom(path string, size int64, seed uint64) error {
