@@ -40,10 +40,7 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	// A whole-file patch for files the device may hold in memory; a block patch (bounded
 	// memory) for larger ones and the OS image on a partition.
 	blocks := j.isOS(item.App) || have.Size > int64(a.cfg.Delta.MaxSource)
-	suffix := packaging.PatchSuffix(have.SHA256)
-	if blocks {
-		suffix = strings.TrimSuffix(suffix, ".zst") + packaging.BlockPatchSuffix
-	}
+	suffix := patchSuffix(have.SHA256, blocks)
 	src, err := a.patchURL(item.App, e, suffix)
 	if err != nil {
 		return d, 0, false, nil
@@ -84,17 +81,6 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	return d, n, true, nil
 }
 
-// patchSource is where a patch from the installed file have to the entry would be, when one
-// is worth asking for.
-func (a *Agent) patchSource(item PlanItem, e packaging.Entry, have installer.App) (src, suffix string, ok bool) {
-	if !a.cfg.Delta.Enabled || have.SHA256 == "" || have.Size > int64(a.cfg.Delta.MaxSource) || e.Size <= 0 {
-		return "", "", false // (--dry-run reports whole-file patches only)
-	}
-	suffix = packaging.PatchSuffix(have.SHA256)
-	src, err := a.patchURL(item.App, e, suffix)
-	return src, suffix, err == nil
-}
-
 // probePatch asks (HEAD) which delta the device would use for item, the way a check tries
 // them (a patch, or for the OS image on a partition and large files a block patch; then a
 // chunk index), and returns it and its size: what --dry-run reports ("" when none).
@@ -106,7 +92,7 @@ func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry
 	blocks := a.partitions() != nil && item.App == a.osApp() || have.Size > int64(a.cfg.Delta.MaxSource)
 	kinds := []struct{ via, suffix string }{{DeliveryPatch, packaging.PatchSuffix(have.SHA256)}, {DeliveryChunks, packaging.ChunkSuffix}}
 	if blocks {
-		kinds[0] = struct{ via, suffix string }{"block patch", strings.TrimSuffix(packaging.PatchSuffix(have.SHA256), ".zst") + packaging.BlockPatchSuffix}
+		kinds[0] = struct{ via, suffix string }{"block patch", patchSuffix(have.SHA256, true)}
 	}
 	for _, k := range kinds {
 		src, err := a.patchURL(item.App, e, k.suffix)
@@ -191,6 +177,15 @@ func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, 
 		return p.String(), nil
 	}
 	return a.firmwareURL(app, e, suffix)
+}
+
+// patchSuffix names the patch from the file with SHA-256 sha: .from-<h16>.zst, or
+// .from-<h16>.blocks for a block patch.
+func patchSuffix(sha string, blocks bool) string {
+	if blocks {
+		return strings.TrimSuffix(packaging.PatchSuffix(sha), ".zst") + packaging.BlockPatchSuffix
+	}
+	return packaging.PatchSuffix(sha)
 }
 
 // patchMember: a download name that belongs to member (its patches).
