@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,7 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	if err != nil {
 		return d, n, false, err
 	}
-	idx, err := packaging.ParseChunkIndex(strings.NewReader(string(body)), e.Size)
+	idx, err := packaging.ParseChunkIndex(bytes.NewReader(body), e.Size)
 	if err != nil {
 		a.log.Warn("chunk index refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
 		return d, n, false, nil
@@ -62,12 +63,12 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 		return d, n, false, nil
 	}
 	defer closeLocal()
-	have_, err := j.localChunks(have.SHA256, local, size)
+	mine, err := j.localChunks(have.SHA256, local, size)
 	if err != nil {
 		return d, n, false, nil
 	}
 	held := map[string]packaging.Chunk{}
-	for _, c := range have_.Chunks {
+	for _, c := range mine.Chunks {
 		held[c.SHA256] = c
 	}
 	var missing int64

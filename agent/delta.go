@@ -37,9 +37,7 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	if !ok || j.from == "" && !j.isOS(item.App) || !a.cfg.Delta.Enabled || have.SHA256 == "" || e.Size <= 0 {
 		return d, 0, false, nil
 	}
-	// A whole-file patch for files the device may hold in memory; a block patch (bounded
-	// memory) for larger ones and the OS image on a partition.
-	blocks := j.isOS(item.App) || have.Size > int64(a.cfg.Delta.MaxSource)
+	blocks := a.blockPatch(item.App, have)
 	suffix := patchSuffix(have.SHA256, blocks)
 	src, err := a.patchURL(item.App, e, suffix)
 	if err != nil {
@@ -89,7 +87,7 @@ func (a *Agent) probePatch(ctx context.Context, item PlanItem, e packaging.Entry
 	if !ok || !a.cfg.Delta.Enabled || have.SHA256 == "" || e.Size <= 0 {
 		return "", 0
 	}
-	blocks := a.partitions() != nil && item.App == a.osApp() || have.Size > int64(a.cfg.Delta.MaxSource)
+	blocks := a.blockPatch(item.App, have)
 	kinds := []struct{ via, suffix string }{{DeliveryPatch, packaging.PatchSuffix(have.SHA256)}, {DeliveryChunks, packaging.ChunkSuffix}}
 	if blocks {
 		kinds[0] = struct{ via, suffix string }{"block patch", patchSuffix(have.SHA256, true)}
@@ -177,6 +175,12 @@ func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, 
 		return p.String(), nil
 	}
 	return a.firmwareURL(app, e, suffix)
+}
+
+// blockPatch: a whole-file patch suits files the device may hold in memory; a block patch
+// (bounded memory) larger ones and the OS image on a partition.
+func (a *Agent) blockPatch(app string, have installer.App) bool {
+	return a.cfg.Slots.OS.Backend == "partition" && app == a.osApp() || have.Size > int64(a.cfg.Delta.MaxSource)
 }
 
 // patchSuffix names the patch from the file with SHA-256 sha: .from-<h16>.zst, or

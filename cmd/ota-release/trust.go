@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -124,7 +125,7 @@ func rotate(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 			}
 		}
 	}
-	next := packaging.SignedKeySet{Version: cur.Version + 1, Threshold: cmp0(*threshold, cur.Threshold)}
+	next := packaging.SignedKeySet{Version: cur.Version + 1, Threshold: cmp.Or(max(*threshold, 0), cur.Threshold)}
 	for _, k := range keys {
 		next.Keys = append(next.Keys, base64.StdEncoding.EncodeToString(k))
 	}
@@ -157,13 +158,6 @@ func currentSet(file *packaging.KeysFile, current string) (packaging.KeySet, err
 		return packaging.KeySet{}, errors.Join(err, errors.New("keys rotate: no ota-keys.release yet: name the devices' trust.keys with --current"))
 	}
 	return packaging.NewKeySet(0, 1, pubs...), nil
-}
-
-func cmp0(a, b int) int {
-	if a > 0 {
-		return a
-	}
-	return max(b, 1)
 }
 
 func docPath(dir, out, name string) (string, error) {
