@@ -76,12 +76,22 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		case <-timer.C:
 			d.start(ctx)
 		case <-usr1:
+			if d.running != nil {
+				// Not dropped: the operator may have changed something the running check missed.
+				d.a.log.Info("SIGUSR1: a check is running; another follows it")
+				d.again = true
+				continue
+			}
 			d.a.log.Info("SIGUSR1: checking now")
 			d.start(ctx)
 		case <-hup:
 			d.reload()
 		case out := <-d.done:
-			timer.Reset(d.finished(out))
+			wait := d.finished(out)
+			if d.again {
+				d.again, wait = false, 0
+			}
+			timer.Reset(wait)
 		case <-wdTick:
 			d.n.send(daemon.SdNotifyWatchdog)
 		}
@@ -101,6 +111,7 @@ type daemonLoop struct {
 	a        *Agent
 	n        notifier
 	running  context.CancelFunc
+	again    bool // a SIGUSR1 came during the running check: check again when it ends
 	done     chan outcome
 	failures int
 	rng      *rand.Rand

@@ -139,6 +139,33 @@ func TestDaemonNotifySignals(t *testing.T) {
 	}
 }
 
+// TestDaemonSigusr1DuringCheckFollows: a SIGUSR1 that arrives while a check runs is not
+// dropped; another check follows the running one.
+func TestDaemonSigusr1DuringCheckFollows(t *testing.T) {
+	w := newWorld(t, 4096, "#metadata\npoll:\n  interval: 1h\n")
+	w.mustAgent("check", "--once")
+	w.release("scoreboard", "3.0.0", randomBytes(3<<20, 5), 60)
+	w.srv.SetFaults(testserver.Faults{RateBPS: 1 << 20, PathPrefix: "/firmware/"})
+	checks := func() int64 {
+		st := w.srv.Stats()
+		return st.Requests - st.RequestsByPath["/firmware"] - st.RequestsByPath["/trust"] - st.RequestsByPath["/delta"]
+	}
+	before := checks()
+	d := w.startDaemon(t)
+	part := filepath.Join(w.state, "downloads", "scoreboard_3.0.0")
+	waitFor(t, "a partial download", 10*time.Second, func() bool {
+		fi, err := os.Stat(part)
+		return err == nil && fi.Size() > 256<<10
+	})
+	d.cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, "the SIGUSR1 to be queued", 5*time.Second, func() bool { return strings.Contains(d.log(), "another follows it") })
+	w.srv.SetFaults(testserver.Faults{})
+	waitFor(t, "the queued check", 20*time.Second, func() bool { return checks() >= before+2 })
+	if !strings.Contains(w.mustAgent("status").stdout, "3.0.0") {
+		t.Fatalf("the running check's install did not finish:\n%s", d.log())
+	}
+}
+
 // TestDaemonSigtermMidDownloadResumes: a metadata-mode download interrupted by SIGTERM
 // stops the daemon at once, and the next run resumes instead of starting over.
 func TestDaemonSigtermMidDownloadResumes(t *testing.T) {
