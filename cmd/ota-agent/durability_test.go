@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/internal/strace"
 )
 
 // TestSyscallOrderDurable checks, under strace, that one install in each payload mode makes
@@ -31,7 +31,13 @@ func TestSyscallOrderDurable(t *testing.T) {
 				t.Fatalf("check under strace: %v\n%s", err, out)
 			}
 			state, _ := filepath.EvalSymlinks(w.state)
-			checkDurableOrder(t, parseTrace(t, trace, state), state)
+			ev := parseTrace(t, trace)
+			checkDurableOrder(t, ev, state)
+			// The peers bench's judge reads the same trace the same way.
+			target, _ := os.Readlink(filepath.Join(state, "current"))
+			if v := strace.Judge(ev, filepath.Join(state, target, "scoreboard"), filepath.Join(state, "current")); !v.Durable || !v.DirSync {
+				t.Errorf("strace.Judge of scoreboard: %+v", v)
+			}
 		})
 	}
 	// The OS image on a partition: its bytes are fsync'd before the bootloader environment
@@ -55,10 +61,10 @@ func TestSyscallOrderDurable(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("check under strace: %v\n%s", err, out)
 		}
-		ev := parseTrace(t, trace, "")
+		ev := parseTrace(t, trace)
 		set := -1
 		for i, e := range ev {
-			if e.call == "exec" && strings.Contains(e.path, `"set"`) && strings.Contains(e.path, "upgrade_available=1") {
+			if e.Call == "exec" && strings.Contains(e.Path, `"set"`) && strings.Contains(e.Path, "upgrade_available=1") {
 				set = i
 			}
 		}
@@ -67,7 +73,7 @@ func TestSyscallOrderDurable(t *testing.T) {
 		}
 		synced := func(lo, hi int, path string) bool {
 			for _, e := range ev[lo:hi] {
-				if e.call == "fsync" && e.path == path {
+				if e.Call == "fsync" && e.Path == path {
 					return true
 				}
 			}
@@ -82,108 +88,16 @@ func TestSyscallOrderDurable(t *testing.T) {
 	})
 }
 
-type sysEvent struct {
-	call string // fsync | rename | symlink
-	path string // fsync: the file or directory; rename: the new name
-	from string // rename: the old name
-}
-
-var (
-	fdPath   = regexp.MustCompile(`^\d+<(.*)>$`)
-	quoted   = regexp.MustCompile(`^"(.*)"$`)
-	callLine = regexp.MustCompile(`^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)`)
-)
-
-// parseTrace turns strace -f -y output into completed calls in order of completion, with
-// paths resolved (dirfd-relative names joined to the dirfd's path).
-func parseTrace(t *testing.T, file, state string) []sysEvent {
-	f, err := os.Open(file)
+func parseTrace(t *testing.T, file string) []strace.Event {
+	t.Helper()
+	ev, err := strace.Parse(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	pending := map[string]string{} // pid → the first half of an interrupted call
-	var out []sysEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		pid, rest, _ := strings.Cut(line, " ")
-		if i := strings.Index(rest, " <unfinished ...>"); i >= 0 {
-			pending[pid] = strings.TrimSpace(rest[:i])
-			continue
-		}
-		if strings.HasPrefix(strings.TrimSpace(rest), "<... ") {
-			_, tail, ok := strings.Cut(rest, "resumed>")
-			if !ok {
-				continue
-			}
-			rest = pending[pid] + tail
-			delete(pending, pid)
-		}
-		m := callLine.FindStringSubmatch(pid + " " + strings.TrimSpace(rest))
-		if m == nil || m[3] != "0" {
-			continue
-		}
-		args := splitArgs(m[2])
-		switch m[1] {
-		case "fsync", "fdatasync":
-			out = append(out, sysEvent{call: "fsync", path: argPath(args[0], "")})
-		case "rename":
-			out = append(out, sysEvent{call: "rename", from: argPath(args[0], ""), path: argPath(args[1], "")})
-		case "renameat", "renameat2":
-			out = append(out, sysEvent{call: "rename", from: argPath(args[1], args[0]), path: argPath(args[3], args[2])})
-		case "symlinkat":
-			out = append(out, sysEvent{call: "symlink", path: argPath(args[2], args[1])})
-		case "execve":
-			out = append(out, sysEvent{call: "exec", path: args[1]}) // the argv array as strace shows it
-		}
-	}
-	return out
+	return ev
 }
 
-// splitArgs splits a strace argument list at top-level commas.
-func splitArgs(s string) []string {
-	var out []string
-	depth, inq, start := 0, false, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && inq:
-			i++
-		case c == '"':
-			inq = !inq
-		case inq:
-		case c == '<' || c == '[' || c == '{' || c == '(':
-			depth++
-		case c == '>' || c == ']' || c == '}' || c == ')':
-			depth--
-		case c == ',' && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
-}
-
-// argPath is the path an argument names: an fd shown by -y, or a string relative to dirfd.
-func argPath(arg, dirfd string) string {
-	if m := fdPath.FindStringSubmatch(arg); m != nil {
-		return m[1]
-	}
-	name := arg
-	if m := quoted.FindStringSubmatch(arg); m != nil {
-		name = m[1]
-	}
-	if filepath.IsAbs(name) || dirfd == "" {
-		return name
-	}
-	if m := fdPath.FindStringSubmatch(dirfd); m != nil {
-		return filepath.Join(m[1], name)
-	}
-	return name
-}
-
-func checkDurableOrder(t *testing.T, ev []sysEvent, state string) {
+func checkDurableOrder(t *testing.T, ev []strace.Event, state string) {
 	t.Helper()
 	cur := filepath.Join(state, "current")
 	target, err := os.Readlink(cur)
@@ -193,7 +107,7 @@ func checkDurableOrder(t *testing.T, ev []sysEvent, state string) {
 	slot := filepath.Join(state, target)
 	switchAt := -1
 	for i, e := range ev {
-		if e.call == "rename" && e.path == cur {
+		if e.Call == "rename" && e.Path == cur {
 			switchAt = i
 		}
 	}
@@ -202,7 +116,7 @@ func checkDurableOrder(t *testing.T, ev []sysEvent, state string) {
 	}
 	synced := func(lo, hi int, ok func(string) bool) bool {
 		for _, e := range ev[lo:hi] {
-			if e.call == "fsync" && ok(e.path) {
+			if e.Call == "fsync" && ok(e.Path) {
 				return true
 			}
 		}
@@ -210,7 +124,7 @@ func checkDurableOrder(t *testing.T, ev []sysEvent, state string) {
 	}
 	index := func(call, path string) int {
 		for i, e := range ev {
-			if e.call == call && e.path == path {
+			if e.Call == call && e.Path == path {
 				return i
 			}
 		}
