@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"github.com/ota-agent/ota-agent/internal/testenv"
 	"math/rand/v2"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +53,7 @@ func (b *bench) catalog(name string, sizes map[string]int64) (dir, pubPath strin
 	c, err := testserver.LoadCatalog(dir)
 	must(err)
 	must(c.SignRows(priv))
+	must(os.WriteFile(filepath.Join(dir, "release.key.pem"), priv, 0o600)) // the peers bench releases more
 	pubPath = filepath.Join(dir, "release.pub.pem")
 	must(os.WriteFile(pubPath, pub, 0o644))
 	return dir, pubPath
@@ -161,16 +160,4 @@ func warm(url string) {
 	resp.Body.Close()
 }
 
-func vmHWM(pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			n, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return n
-		}
-	}
-	return 0
-}
+func vmHWM(pid int) int64 { return procField(pid, "VmHWM:") }

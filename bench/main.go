@@ -30,6 +30,8 @@ type bench struct {
 func main() {
 	quick := flag.Bool("quick", false, "small sizes: check the bench itself, not the figures")
 	out := flag.String("out", "bench/results.md", "where to write the table")
+	peers := flag.Bool("peers", false, "ota-agent beside Mender, SWUpdate and RAUC (make bench-peers; writes bench/peers.md)")
+	peerOnly := flag.String("peer-jobs", "", "with -peers: comma-separated jobs to run (apps,resume,footprint,poll)")
 	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,delta)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "ota-bench-")
@@ -38,6 +40,17 @@ func main() {
 	b := &bench{dir: dir, bin: filepath.Join(dir, "bin"), quick: *quick}
 	b.build()
 	start := time.Now()
+	if *peers {
+		if *out == "bench/results.md" {
+			*out = "bench/peers.md"
+		}
+		table := b.peers(*peerOnly).markdown(time.Since(start))
+		fmt.Print(table)
+		if !*quick && *peerOnly == "" {
+			must(os.WriteFile(*out, []byte(table), 0o644))
+		}
+		return
+	}
 	sections := []struct {
 		name string
 		fn   func()
