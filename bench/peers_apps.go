@@ -97,13 +97,14 @@ type variant struct {
 	files       func(step int) []string   // the installed files a reader uses
 	sw          string                    // the name whose rename publishes them ("" if none)
 	net         func() int64              // body bytes its server has sent so far
+	args        func() []string           // Mender: its global options
 }
 
 func (w *peerWorld) ours(mode string) variant {
 	bin := filepath.Join(w.b.bin, "ota-agent")
 	cfg, state := w.b.config(w.s, w.pub, mode, "peers-"+mode)
 	return variant{agent: "ota-agent", mode: mode,
-		fresh: func() { os.RemoveAll(state) },
+		fresh:   func() { os.RemoveAll(state) },
 		prepare: func(step int) { w.release(step + 1) },
 		step: func(x *runner, step int) {
 			x.cmd(nil, bin, "--config", cfg, "check", "--once")

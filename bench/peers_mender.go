@@ -17,7 +17,7 @@ func (w *peerWorld) mender(module string) variant {
 	conf := filepath.Join(dir, "mender.conf")
 	must(os.WriteFile(conf, []byte(fmt.Sprintf(`{"ArtifactVerifyKey": %q, "ServerURL": "http://127.0.0.1:9"}`, filepath.Join(w.dir, "mender.pub"))), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "fallback.conf"), []byte("{}"), 0o644))
-	args := []string{"--config", conf, "--fallback-config", filepath.Join(dir, "fallback.conf"), "--data", data, "--no-syslog"}
+	args := menderArgs(dir)
 	// mender reads the name of the artifact a device was born with from here, whatever --data says.
 	if _, err := os.Stat("/etc/mender/artifact_info"); err != nil {
 		must(os.MkdirAll("/etc/mender", 0o755))
@@ -33,7 +33,7 @@ func (w *peerWorld) mender(module string) variant {
 			arts[step] = append(arts[step], w.menderArtifact(fmt.Sprintf("%s-%d", a, step), "single-file", dest, map[string]string{a: w.job(step)[a]}))
 		}
 	}
-	return variant{agent: "Mender", mode: module,
+	return variant{agent: "Mender", mode: module, args: func() []string { return args },
 		fresh: func() {
 			os.RemoveAll(data)
 			os.RemoveAll(dest)
@@ -49,6 +49,10 @@ func (w *peerWorld) mender(module string) variant {
 		files: func(step int) []string { return w.installedUnder(dest, step) },
 		net:   func() int64 { return w.fs.sent.Load() },
 	}
+}
+
+func menderArgs(dir string) []string {
+	return []string{"--config", filepath.Join(dir, "mender.conf"), "--fallback-config", filepath.Join(dir, "fallback.conf"), "--data", filepath.Join(dir, "data"), "--no-syslog"}
 }
 
 // menderArtifact writes a signed module artifact into www and returns its name there.

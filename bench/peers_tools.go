@@ -58,7 +58,10 @@ func (x *runner) cmd(env []string, name string, args ...string) {
 	if len(f) < 4 {
 		fail("GNU time printed %q", raw)
 	}
-	sec := func(s string) time.Duration { v, _ := strconv.ParseFloat(s, 64); return time.Duration(v * float64(time.Second)) }
+	sec := func(s string) time.Duration {
+		v, _ := strconv.ParseFloat(s, 64)
+		return time.Duration(v * float64(time.Second))
+	}
 	kb, _ := strconv.ParseInt(f[3], 10, 64)
 	x.r.wall += sec(f[0])
 	x.r.cpu += sec(f[1]) + sec(f[2])
