@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -153,12 +152,4 @@ func link(src, dst string) {
 		return
 	}
 	sh(fmt.Sprintf("cp %q %q", src, dst))
-}
-
-func quoteAll(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = fmt.Sprintf("%q", v)
-	}
-	return strings.Join(q, " ")
 }

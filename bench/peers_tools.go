@@ -20,9 +20,8 @@ import (
 // peerRun is what one agent cost for one job.
 type peerRun struct {
 	wall, cpu time.Duration
-	rssKB     int64  // the largest process's peak (GNU time %M)
-	net       int64  // body bytes the server sent
-	durable   string // from the strace pass
+	rssKB     int64 // the largest process's peak (GNU time %M)
+	net       int64 // body bytes the server sent
 }
 
 // runner runs one job's commands either timed (GNU time: wall, user+sys of the whole
@@ -160,6 +159,15 @@ func startGroup(env []string, name string, args ...string) *exec.Cmd {
 
 // treeRSS is the summed VmRSS (KiB) of pid and its descendants.
 func treeRSS(pid int) int64 {
+	var kb int64
+	for _, p := range treePIDs(pid) {
+		kb += procField(p, "VmRSS:")
+	}
+	return kb
+}
+
+// treePIDs is pid and its live descendants.
+func treePIDs(pid int) []int {
 	kids := map[int][]int{}
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
@@ -175,15 +183,11 @@ func treeRSS(pid int) int64 {
 		pp, _ := strconv.Atoi(f[1])
 		kids[pp] = append(kids[pp], n)
 	}
-	var sum func(int) int64
-	sum = func(p int) int64 {
-		t := procField(p, "VmRSS:")
-		for _, k := range kids[p] {
-			t += sum(k)
-		}
-		return t
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, kids[out[i]]...)
 	}
-	return sum(pid)
+	return out
 }
 
 func procField(pid int, key string) int64 {

@@ -35,6 +35,18 @@ func (p *countingProxy) settle() {
 	}
 }
 
+// countReader counts what passes as it passes (a kept-alive connection is counted live).
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
 func newProxy(target string) *countingProxy {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
@@ -55,8 +67,8 @@ func newProxy(target string) *countingProxy {
 				}
 				var wg sync.WaitGroup
 				wg.Add(2)
-				go func() { n, _ := io.Copy(s, c); p.up.Add(n); s.(*net.TCPConn).CloseWrite(); wg.Done() }()
-				go func() { n, _ := io.Copy(c, s); p.down.Add(n); c.(*net.TCPConn).CloseWrite(); wg.Done() }()
+				go func() { io.Copy(s, countReader{c, &p.up}); s.(*net.TCPConn).CloseWrite(); wg.Done() }()
+				go func() { io.Copy(c, countReader{s, &p.down}); c.(*net.TCPConn).CloseWrite(); wg.Done() }()
 				wg.Wait()
 				c.Close()
 				s.Close()
