@@ -20,7 +20,7 @@ export CGO_ENABLED := 0
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build cross test test-native test-qemu test-system demo bench install sizes fuzz lint clean
+.PHONY: all build cross test test-native test-qemu test-system demo bench bench-peers install sizes fuzz lint clean
 
 all: build
 
@@ -94,6 +94,10 @@ demo:
 
 bench:
 	@./bench/run.sh
+
+# ota-agent beside Mender, SWUpdate and RAUC (installs their Debian packages; root): bench/peers.md
+bench-peers:
+	@./bench/peers.sh
 
 fuzz:
 	@for f in FuzzDecodeDetails FuzzPayloadReader FuzzParseReleaseFile; do \

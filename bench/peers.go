@@ -212,7 +212,7 @@ func (b *bench) peers(only string) *peerTable {
 	for _, j := range []struct {
 		name string
 		fn   func(*peerTable, *peerWorld)
-	}{{"apps", b.appsJobs}, {"resume", b.resumeJob}, {"poll", b.pollJob}} {
+	}{{"apps", b.appsJobs}, {"resume", b.resumeJob}, {"poll", b.pollJob}, {"footprint", b.footprintJob}} {
 		if only != "" && !strings.Contains(","+only+",", ","+j.name+",") {
 			continue
 		}
