@@ -10,7 +10,7 @@ need=(mender-client mender-artifact rauc swupdate strace cpio time openssl)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 foreign=$(dpkg --print-foreign-architectures)
-for a in arm64 armhf; do grep -qx "$a" <<<"$foreign" || { dpkg --add-architecture "$a"; missing+=(); }; done
+for a in arm64 armhf; do grep -qx "$a" <<<"$foreign" || dpkg --add-architecture "$a"; done
 apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; fi
 exec go run ./bench -peers "$@"
