@@ -185,6 +185,11 @@ func (b *bench) appsJobs(t *peerTable, w *peerWorld) {
 		}
 		t.add(l)
 	}
+	t.notes = append(t.notes,
+		"Apps: the payloads are random bytes, so no agent can send less than the changed file (ota-agent's patches are measured in bench/results.md). ota-agent asks the server with the device's MD5s and gets only what changed; for Mender and SWUpdate the operator builds an artifact of what changed (the directory module carries the whole tree every time). Mender runs each single-file artifact as its own `install` + `commit`.",
+		"Apps CPU (behind on the totals): ota-agent hashes every byte twice, MD5 (the ETag the protocol sends back in If-None-Match) and SHA-256 (what the signed statement binds), and in full mode also gunzips; Mender and SWUpdate hash SHA-256 only. MD5 costs ~330 ms of CPU per 256 MiB here (bench/results.md), about the whole gap. What it would take: when a statement is signed and binds both digests, verify the SHA-256 and take the MD5 from the statement instead of computing it (unsigned installs would still hash both). Not done in this session.",
+		"Durability (strace, internal/strace.Judge): a file counts as durable when its bytes were fsync'd before the name a reader uses pointed at them. Mender's directory module untars over the destination and never fsyncs; SWUpdate's files handler truncates the destination and writes it in place (fsync after the last byte), so a power cut or a reader in between sees a partial file; Mender's single-file module writes a temporary file, fsyncs and renames it.",
+	)
 }
 
 func (v variant) ready(step int) {

@@ -60,6 +60,7 @@ func (b *bench) resumeJob(t *peerTable, w *peerWorld) {
 	na := map[string]string{"RAUC": "n/a: RAUC 1.8 reads HTTP only by streaming a verity bundle through nbd (no download to resume)"}
 	t.figures(fmt.Sprintf("resume: %s download cut at 90%%, agent killed and restarted: bytes fetched twice", mib(size)), vals,
 		func(v float64) string { return fmt.Sprintf("%.1f MiB (%.1f%%)", v/(1<<20), 100*v/float64(size)) }, na)
+	t.notes = append(t.notes, "Resume: Mender and SWUpdate retry a broken connection with a Range request inside one run (SWUpdate's -r), but keep nothing across a restart; ota-agent's metadata mode keeps the verified prefix in state_dir/downloads with its offset in agent.db, and its full mode starts again (a gzip stream has no resumable state).")
 }
 
 // oursResume is the same cut for ota-agent: its metadata mode keeps a verified prefix.
