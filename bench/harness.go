@@ -86,11 +86,16 @@ func (b *bench) serve(catDir string, opts testserver.Options) *server {
 
 // config writes an agent configuration for srv into a fresh state directory.
 func (b *bench) config(s *server, pub, payload, name string) (cfg, state string) {
+	return b.configWith(s, pub, payload, name, "poll:\n  interval: 1h\n")
+}
+
+// configWith is config with extra YAML (the poll section).
+func (b *bench) configWith(s *server, pub, payload, name, extra string) (cfg, state string) {
 	state = filepath.Join(b.dir, "state-"+name)
 	os.RemoveAll(state)
 	cfg = filepath.Join(b.dir, "config-"+name+".yaml")
 	y := testenv.Config(testenv.ConfigOptions{Base: s.base, Bucket: s.cat.Bucket, PubPath: pub, StateDir: state,
-		Payload: payload, Attributes: "{gamer: prod}", Extra: "poll:\n  interval: 1h\n"})
+		Payload: payload, Attributes: "{gamer: prod}", Extra: extra})
 	must(os.WriteFile(cfg, []byte(y), 0o644))
 	return cfg, state
 }

@@ -96,7 +96,6 @@ type variant struct {
 	files       func(step int) []string   // the installed files a reader uses
 	sw          string                    // the name whose rename publishes them ("" if none)
 	net         func() int64              // body bytes its server has sent so far
-	args        func() []string           // Mender: its global options
 }
 
 func (w *peerWorld) ours(mode string) variant {

@@ -3,14 +3,10 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // footprintJob: what each agent adds to a device's root filesystem, for arm64 and armhf.
@@ -29,7 +25,7 @@ func (b *bench) footprintJob(t *peerTable, _ *peerWorld) {
 	for _, arch := range []struct{ deb, goarch, goarm string }{{"arm64", "arm64", ""}, {"armhf", "arm", "7"}} {
 		idx := debIndex(arch.deb)
 		base := idx.closure(idx.required(), nil)
-		vals := []peerVal{{"ota-agent", "static binary", float64(b.crossSize(arch.goarch, arch.goarm))}}
+		vals := []peerVal{{"ota-agent", "static binary", float64(fileSize(b.crossBuild(arch.goarch, arch.goarm, "peers-ota-agent-"+arch.goarch, "-s -w")))}}
 		var extra []string
 		for _, p := range peers {
 			var kib int64
@@ -45,17 +41,6 @@ func (b *bench) footprintJob(t *peerTable, _ *peerWorld) {
 		t.figures("installed size on a minimal Debian 12 "+arch.deb+" (dependencies included)", vals, func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }, nil)
 		t.notes = append(t.notes, "Footprint: "+strings.Join(extra, "; ")+".")
 	}
-}
-
-// crossSize builds ota-agent for a device as the Makefile does and returns its size.
-func (b *bench) crossSize(goarch, goarm string) int64 {
-	out := filepath.Join(b.dir, "peers-ota-agent-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
-	if o, err := cmd.CombinedOutput(); err != nil {
-		fail("build %s: %v %s", goarch, err, o)
-	}
-	return fileSize(out)
 }
 
 type debPkg struct {

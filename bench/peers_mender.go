@@ -11,18 +11,8 @@ import (
 // with its single-file or directory update module, signed artifacts (ECDSA P-256, the
 // strongest mender-artifact 3.9 offers) checked by ArtifactVerifyKey.
 func (w *peerWorld) mender(module string) variant {
-	dir := filepath.Join(w.dir, "mender-"+module)
-	data, dest := filepath.Join(dir, "data"), filepath.Join(dir, "dest")
-	must(os.MkdirAll(dir, 0o755))
-	conf := filepath.Join(dir, "mender.conf")
-	must(os.WriteFile(conf, []byte(fmt.Sprintf(`{"ArtifactVerifyKey": %q, "ServerURL": "http://127.0.0.1:9"}`, filepath.Join(w.dir, "mender.pub"))), 0o644))
-	must(os.WriteFile(filepath.Join(dir, "fallback.conf"), []byte("{}"), 0o644))
-	args := menderArgs(dir)
-	// mender reads the name of the artifact a device was born with from here, whatever --data says.
-	if _, err := os.Stat("/etc/mender/artifact_info"); err != nil {
-		must(os.MkdirAll("/etc/mender", 0o755))
-		must(os.WriteFile("/etc/mender/artifact_info", []byte("artifact_name=bench-initial\n"), 0o644))
-	}
+	d := w.menderDevice("mender-"+module, `"ServerURL": "http://127.0.0.1:9"`)
+	dest := filepath.Join(d.dir, "dest")
 	arts := map[int][]string{}
 	for step := 0; step < 2; step++ {
 		if module == "directory" {
@@ -33,17 +23,15 @@ func (w *peerWorld) mender(module string) variant {
 			arts[step] = append(arts[step], w.menderArtifact(fmt.Sprintf("%s-%d", a, step), "single-file", dest, map[string]string{a: w.job(step)[a]}))
 		}
 	}
-	return variant{agent: "Mender", mode: module, args: func() []string { return args },
+	return variant{agent: "Mender", mode: module,
 		fresh: func() {
-			os.RemoveAll(data)
 			os.RemoveAll(dest)
-			must(os.MkdirAll(data, 0o755))
-			must(os.WriteFile(filepath.Join(data, "device_type"), []byte("device_type=bench\n"), 0o644))
+			d.fresh()
 		},
 		step: func(x *runner, step int) {
 			for _, art := range arts[step] {
-				x.cmd(nil, "mender", append(args, "install", w.fs.base+"/"+art)...)
-				x.cmd(nil, "mender", append(args, "commit")...)
+				x.cmd(nil, "mender", d.args("install", w.fs.base+"/"+art)...)
+				x.cmd(nil, "mender", d.args("commit")...)
 			}
 		},
 		files: func(step int) []string { return w.installedUnder(dest, step) },
@@ -51,8 +39,35 @@ func (w *peerWorld) mender(module string) variant {
 	}
 }
 
-func menderArgs(dir string) []string {
-	return []string{"--config", filepath.Join(dir, "mender.conf"), "--fallback-config", filepath.Join(dir, "fallback.conf"), "--data", filepath.Join(dir, "data"), "--no-syslog"}
+// menderDevice is one Mender client's configuration and data directory under w.dir/name;
+// conf is the JSON members beside ArtifactVerifyKey.
+type menderDevice struct{ dir string }
+
+func (w *peerWorld) menderDevice(name, conf string) menderDevice {
+	d := menderDevice{filepath.Join(w.dir, name)}
+	must(os.MkdirAll(d.dir, 0o755))
+	must(os.WriteFile(filepath.Join(d.dir, "mender.conf"), []byte(fmt.Sprintf(`{"ArtifactVerifyKey": %q, %s}`, filepath.Join(w.dir, "mender.pub"), conf)), 0o644))
+	must(os.WriteFile(filepath.Join(d.dir, "fallback.conf"), []byte("{}"), 0o644))
+	// mender reads the name of the artifact a device was born with from here, whatever --data says.
+	if _, err := os.Stat("/etc/mender/artifact_info"); err != nil {
+		must(os.MkdirAll("/etc/mender", 0o755))
+		must(os.WriteFile("/etc/mender/artifact_info", []byte("artifact_name=bench-initial\n"), 0o644))
+	}
+	return d
+}
+
+// fresh empties the data directory: a device that never installed anything.
+func (d menderDevice) fresh() {
+	data := filepath.Join(d.dir, "data")
+	os.RemoveAll(data)
+	must(os.MkdirAll(data, 0o755))
+	must(os.WriteFile(filepath.Join(data, "device_type"), []byte("device_type=bench\n"), 0o644))
+}
+
+// args are the global options, then the command's.
+func (d menderDevice) args(cmd ...string) []string {
+	return append([]string{"--config", filepath.Join(d.dir, "mender.conf"), "--fallback-config", filepath.Join(d.dir, "fallback.conf"),
+		"--data", filepath.Join(d.dir, "data"), "--no-syslog"}, cmd...)
 }
 
 // menderArtifact writes a signed module artifact into www and returns its name there.

@@ -23,24 +23,23 @@ func (b *bench) resumeJob(t *peerTable, w *peerWorld) {
 	big := filepath.Join(w.dir, "big")
 	writeRandom(big, size, 77)
 	dest := filepath.Join(w.dir, "resume-dest")
-	m := w.mender("single-file")
+	m := w.menderDevice("mender-resume", `"ServerURL": "http://127.0.0.1:9"`)
 	art := w.menderArtifact("resume", "single-file", dest, map[string]string{"big": big})
 	swu := w.swu("resume", dest, map[string]string{"big": big})
 	for _, p := range []struct {
-		agent, mode string
-		fresh       func()
-		args        []string
+		agent, mode, name string
+		fresh             func()
+		args              []string
 	}{
-		{"Mender", "single-file", m.fresh, append(m.args(), "install", w.fs.base+"/"+art)},
-		{"SWUpdate", "files", func() {}, []string{"-H", "bench:1.0", "-k", filepath.Join(w.dir, "swu.crt"), "-d", "-u " + w.fs.base + "/" + swu}},
+		{"Mender", "single-file", "mender", m.fresh, m.args("install", w.fs.base+"/"+art)},
+		{"SWUpdate", "files", "swupdate", func() {}, []string{"-H", "bench:1.0", "-k", filepath.Join(w.dir, "swu.crt"), "-d", "-u " + w.fs.base + "/" + swu}},
 	} {
 		p.fresh()
 		os.RemoveAll(dest)
 		must(os.MkdirAll(dest, 0o755))
-		name := map[string]string{"Mender": "mender", "SWUpdate": "swupdate"}[p.agent]
 		sent0 := w.fs.sent.Load()
 		w.fs.arm(sent0 + cut)
-		cmd := startGroup(nil, name, p.args...)
+		cmd := startGroup(nil, p.name, p.args...)
 		select {
 		case <-w.fs.stalled:
 		case <-time.After(5 * time.Minute):
@@ -48,7 +47,7 @@ func (b *bench) resumeJob(t *peerTable, w *peerWorld) {
 		}
 		killTree(cmd)
 		w.fs.arm(0)
-		if out, err := exec.Command(name, p.args...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(p.name, p.args...).CombinedOutput(); err != nil {
 			fail("%s after the restart: %v\n%s", p.agent, err, tail(string(out), 2000))
 		}
 		if got := fileSize(filepath.Join(dest, "big")); got != size {

@@ -89,10 +89,7 @@ func treeCPU(pid int) time.Duration {
 
 func (b *bench) oursDaemon(w *peerWorld) daemonUnderTest {
 	w.release(1)
-	cfg, state := b.config(w.s, w.pub, "full", "peers-poll")
-	raw, err := os.ReadFile(cfg)
-	must(err)
-	must(os.WriteFile(cfg, []byte(strings.Replace(string(raw), "interval: 1h", "interval: 1s\n  jitter: 0s\n  align: false", 1)), 0o644))
+	cfg, state := b.configWith(w.s, w.pub, "full", "peers-poll", "poll:\n  interval: 1s\n  jitter: 0s\n  align: false\n")
 	b.agent("--config", cfg, "check", "--once")
 	p := newProxy(strings.TrimPrefix(w.s.base, "http://"))
 	cmd := startGroup(nil, filepath.Join(b.bin, "ota-agent"), "--config", cfg, "--server-url", "http://"+p.l.Addr().String()+"/package", "run")
@@ -174,11 +171,8 @@ func (w *peerWorld) menderDaemon() daemonUnderTest {
 			http.NotFound(rw, r)
 		}
 	})
-	m := w.mender("single-file")
-	dir := filepath.Join(w.dir, "mender-single-file")
-	must(os.WriteFile(filepath.Join(dir, "mender.conf"), []byte(fmt.Sprintf(`{"ServerURL": %q, "ArtifactVerifyKey": %q,
- "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 86400, "RetryPollIntervalSeconds": 1, "DBus": {"Enabled": false}}`,
-		s.base, filepath.Join(w.dir, "mender.pub"))), 0o644))
+	m := w.menderDevice("mender-daemon", fmt.Sprintf(`"ServerURL": %q,
+ "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 86400, "RetryPollIntervalSeconds": 1, "DBus": {"Enabled": false}`, s.base))
 	// mender names the device by running this script (a fixed path in the Debian package).
 	id := "/usr/share/mender/identity/mender-device-identity"
 	if _, err := os.Stat(id); err != nil {
@@ -186,7 +180,7 @@ func (w *peerWorld) menderDaemon() daemonUnderTest {
 		must(os.WriteFile(id, []byte("#!/bin/sh\necho mac=02:00:00:00:be:01\n"), 0o755))
 	}
 	m.fresh()
-	cmd := startGroup(nil, "mender", append(m.args(), "daemon")...)
+	cmd := startGroup(nil, "mender", m.args("daemon")...)
 	return daemonUnderTest{agent: "Mender", mode: "daemon",
 		pid:   func() int { return cmd.Process.Pid },
 		bytes: s.bytes.Load, polls: s.polls.Load,

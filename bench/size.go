@@ -69,12 +69,7 @@ func parseBench(out string) map[string]float64 {
 func (b *bench) sizes() {
 	var armStripped int64
 	for _, t := range []struct{ goarch, goarm string }{{"arm", "7"}, {"arm64", ""}, {"amd64", ""}} {
-		out := filepath.Join(b.dir, "size-"+t.goarch)
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-ldflags", "-s -w", "-o", out, "./cmd/ota-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.goarch, "GOARM="+t.goarm)
-		if o, err := cmd.CombinedOutput(); err != nil {
-			fail("build %s: %v %s", t.goarch, err, o)
-		}
+		out := b.crossBuild(t.goarch, t.goarm, "size-"+t.goarch, "-s -w")
 		fi, _ := os.Stat(out)
 		if t.goarch == "arm" {
 			armStripped = fi.Size()
@@ -86,12 +81,7 @@ func (b *bench) sizes() {
 		b.add(row{"stripped ota-agent, linux/" + t.goarch + t.goarm, fmt.Sprintf("%d bytes (%.2f MB)", fi.Size(), float64(fi.Size())/1e6), "", "", target, map[bool]string{true: verdict(fi.Size() <= 8_500_000), false: "info"}[t.goarch == "arm"]})
 	}
 	// Symbol sizes by module in an unstripped armv7 build.
-	full := filepath.Join(b.dir, "size-arm-syms")
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-o", full, "./cmd/ota-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
-	if o, err := cmd.CombinedOutput(); err != nil {
-		fail("build: %v %s", err, o)
-	}
+	full := b.crossBuild("arm", "7", "size-arm-syms", "")
 	nm, err := exec.Command("go", "tool", "nm", "-size", full).Output()
 	if err != nil {
 		fail("nm: %v", err)
@@ -121,6 +111,17 @@ func (b *bench) sizes() {
 		parts = append(parts, fmt.Sprintf("%s %.0f KB", g, float64(groups[g])/1e3))
 	}
 	b.add(row{"armv7 machine code by dependency (go tool nm, text symbols)", strings.Join(parts, "; "), fmt.Sprintf("all code %.0f KB of %.0f KB stripped", float64(all)/1e3, float64(armStripped)/1e3), "", "", "info"})
+}
+
+// crossBuild builds ota-agent for linux/goarch as the Makefile does, into b.dir/name.
+func (b *bench) crossBuild(goarch, goarm, name, ldflags string) string {
+	out := filepath.Join(b.dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", testenv.AgentTags, "-gcflags", testenv.AgentGCFlags, "-ldflags", ldflags, "-o", out, "./cmd/ota-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		fail("build %s: %v %s", goarch, err, o)
+	}
+	return out
 }
 
 func depGroup(sym string) string {
