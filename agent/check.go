@@ -259,23 +259,30 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 	if err != nil {
 		rec.Error = err.Error()
 	}
-	if rerr := db.RecordCheck(rec); rerr != nil && err == nil {
-		err = rerr
-	}
-	if rerr := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); rerr != nil && err == nil {
-		err = rerr
-	}
-	db.Count(func(c *store.Counters) {
-		c.Checks++
-		c.DownloadedBytes += res.Bytes
-		c.DeltaSavedBytes += saved
-		switch res.Result {
-		case ResultFailed:
-			c.FailedChecks++
-		case ResultUpdated:
-			c.Updates++
+	// One commit for the record, the time floor and the counters.
+	rerr := db.Batch(func(db *store.DB) error {
+		if err := db.RecordCheck(rec); err != nil {
+			return err
 		}
+		if err := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); err != nil {
+			return err
+		}
+		db.Count(func(c *store.Counters) { // unreadable counters are left as they are; the record is kept
+			c.Checks++
+			c.DownloadedBytes += res.Bytes
+			c.DeltaSavedBytes += saved
+			switch res.Result {
+			case ResultFailed:
+				c.FailedChecks++
+			case ResultUpdated:
+				c.Updates++
+			}
+		})
+		return nil
 	})
+	if rerr != nil && err == nil {
+		err = rerr
+	}
 	if merr := a.writeMetrics(db); merr != nil {
 		a.log.Warn("metrics not written", "error", merr)
 	}

@@ -13,8 +13,8 @@ import (
 
 // State is a step of the update state machine. The machine is the table below: each handler
 // takes the job in its state and returns the next state; the state is persisted in bbolt
-// before its handler runs (so a crash names where it happened, and Recover says so), and a
-// run stops after maxTransitions. docs/design.md draws the same list (a test checks).
+// before its handler runs (so a crash names where it happened, and Recover says so; Asking,
+// which writes nothing, is not), and a run stops after maxTransitions. docs/design.md draws the same list (a test checks).
 type State string
 
 // The states, in the order an update goes through them.
@@ -70,9 +70,10 @@ func init() {
 // maxTransitions stops a run that would loop.
 const maxTransitions = 32
 
-// run drives the job from state from until Idle.
+// run drives the job from state from until Idle. Asking is not persisted: it changes nothing
+// on disk, so a check the server answers with a 304 writes only its record (recordCheck).
 func (j *job) run(ctx context.Context, from State) error {
-	s := from
+	s, persisted := from, false
 	for n := 0; s != Idle; n++ {
 		if n == maxTransitions {
 			return fmt.Errorf("update state machine: %d transitions without reaching idle (at %s)", n, s)
@@ -81,18 +82,24 @@ func (j *job) run(ctx context.Context, from State) error {
 		if !ok {
 			return fmt.Errorf("update state machine: no handler for state %q", s)
 		}
-		if err := j.db.SetMachine(&store.Machine{State: string(s), Since: j.a.now(j.db)}); err != nil {
-			return err
+		if s != Asking {
+			if err := j.db.SetMachine(&store.Machine{State: string(s), Since: j.a.now(j.db)}); err != nil {
+				return err
+			}
+			persisted = true
 		}
 		j.a.step(string(s))
 		next, err := handler(j, ctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			if persisted && ctx.Err() == nil {
 				j.db.SetMachine(nil) // failed, not interrupted: nothing is in progress
 			}
 			return err
 		}
 		s = next
+	}
+	if !persisted {
+		return nil
 	}
 	return j.db.SetMachine(nil)
 }

@@ -74,8 +74,10 @@ var layout = []struct {
 }
 
 // tidy removes whatever sits at one of the agent's names and is not what the agent puts
-// there (a planted link, a file for a directory), then makes slots/ and downloads/.
+// there (a planted link, a file for a directory), then makes slots/ and downloads/. The
+// directory is synced when it changed (a check that finds it in order syncs nothing).
 func (l Slots) tidy(removed func(path, was string)) error {
+	changed := false
 	for _, e := range layout {
 		fi, err := l.root.Lstat(e.name)
 		if errors.Is(err, os.ErrNotExist) {
@@ -93,12 +95,15 @@ func (l Slots) tidy(removed func(path, was string)) error {
 		if err := l.root.Remove(e.name); err != nil {
 			return fmt.Errorf("remove %s (%s): %w", filepath.Join(l.Dir, e.name), kind(fi), err)
 		}
+		changed = true
 		if removed != nil {
 			removed(filepath.Join(l.Dir, e.name), kind(fi))
 		}
 	}
 	for _, d := range []string{"slots", "downloads"} {
-		if err := l.root.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := l.root.Mkdir(d, 0o755); err == nil {
+			changed = true
+		} else if !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s: %w", filepath.Join(l.Dir, d), err)
 		}
 	}
@@ -117,6 +122,9 @@ func (l Slots) tidy(removed func(path, was string)) error {
 				removed(filepath.Join(l.Dir, name), "not a regular file")
 			}
 		}
+	}
+	if !changed {
+		return nil
 	}
 	return l.SyncDir(".")
 }

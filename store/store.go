@@ -27,8 +27,10 @@ type Options struct {
 	ReadOnly bool
 }
 
-// DB is the agent's database. The file is opened for each transaction and closed after it,
-// so a long install or health check never keeps `ota-agent status` waiting on the lock.
+// DB is the agent's database. The file is opened when a transaction needs it and closed
+// once no transaction has used it for holdIdle (handle.go), so a long install, health check
+// or network wait never keeps `ota-agent status` waiting on the lock, while a burst of
+// transactions (one check's local steps) shares one open.
 type DB struct {
 	root *os.Root
 	name string // relative to root
@@ -39,6 +41,8 @@ type DB struct {
 	Rebuilt bool
 	Damage  string
 	temp    string // OpenTemp's directory
+	h       *handle
+	tx      *bolt.Tx // inside Batch
 }
 
 // Open opens or creates path. A file bbolt cannot open as a database (zero-filled or torn by
@@ -55,7 +59,7 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 		o.Timeout = 5 * time.Second
 	}
 	path := filepath.Join(root.Name(), name)
-	db := &DB{root: root, name: name, path: path, opts: o}
+	db := &DB{root: root, name: name, path: path, opts: o, h: &handle{}}
 	if fi, err := root.Lstat(name); err != nil && (o.ReadOnly || !errors.Is(err, os.ErrNotExist)) {
 		return nil, err
 	} else if err == nil && !fi.Mode().IsRegular() {
@@ -67,8 +71,11 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 	var damage error
 	switch {
 	case err == nil:
-		damage = check(b)
-		b.Close()
+		if damage = check(b); damage == nil {
+			db.hold(b) // the transactions that follow (init, the caller's reads) use it
+		} else {
+			b.Close()
+		}
 	case corrupt(err):
 		damage = err
 	default:
@@ -130,13 +137,16 @@ func corrupt(err error) bool {
 	return true // ErrInvalid, ErrVersionMismatch, ErrChecksum, errPanic, size and page errors
 }
 
-// view and update open the file for one transaction.
+// view and update run one transaction: on the transaction of a Batch, or on the held handle.
 func (d *DB) view(fn func(*bolt.Tx) error) error {
-	b, err := d.open()
+	if d.tx != nil {
+		return fn(d.tx)
+	}
+	b, err := d.acquire()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer d.release()
 	return b.View(fn)
 }
 
@@ -144,12 +154,26 @@ func (d *DB) update(fn func(*bolt.Tx) error) error {
 	if d.opts.ReadOnly {
 		return fmt.Errorf("database %s is open read-only", d.path)
 	}
-	b, err := d.open()
+	if d.tx != nil {
+		return fn(d.tx)
+	}
+	b, err := d.acquire()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer d.release()
 	return b.Update(fn)
+}
+
+// Batch runs fn with a DB whose every read and write is one write transaction: one commit
+// (two fdatasyncs) for all of them, and none of them if fn fails. fn must not keep the DB
+// it is given.
+func (d *DB) Batch(fn func(*DB) error) error {
+	return d.update(func(tx *bolt.Tx) error {
+		in := *d
+		in.tx = tx
+		return fn(&in)
+	})
 }
 
 // open opens the file through the root, so a link at its name is never followed out.
@@ -236,9 +260,10 @@ func OpenTemp() (*DB, error) {
 	return d, nil
 }
 
-// Close ends the use of the database (the file is only open during transactions); a
-// temporary one is removed.
+// Close ends the use of the database: the held handle is closed (a later transaction opens
+// it again); a temporary one is removed.
 func (d *DB) Close() error {
+	d.drop()
 	if d.temp == "" {
 		return nil
 	}
@@ -248,10 +273,10 @@ func (d *DB) Close() error {
 
 // Check runs the consistency check (tests call it after every change).
 func (d *DB) Check() error {
-	b, err := d.open()
+	b, err := d.acquire()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer d.release()
 	return check(b)
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -157,5 +158,36 @@ func checkDurableOrder(t *testing.T, ev []strace.Event, state string) {
 	}
 	if !synced(switchAt, len(ev), func(p string) bool { return p == state }) {
 		t.Error("the state directory was not fsync'd after the switch")
+	}
+}
+
+// TestUnchangedCheckCommitsOnce: a check the server answers with a 304 writes the database in
+// one transaction (the check's record, the time floor and the counters together: bbolt's two
+// fdatasyncs) and syncs nothing else. Devices poll for years on flash; every commit is wear.
+func TestUnchangedCheckCommitsOnce(t *testing.T) {
+	st, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("SKIPPED: strace not installed (apt-get install strace)")
+	}
+	w := newWorld(t, 8192, "")
+	w.mustAgent("check", "--once")
+	trace := filepath.Join(t.TempDir(), "strace.log")
+	cmd := exec.Command(st, "-f", "-y", "-qq", "-o", trace, "-e", strace.Calls, bin, "--config", w.cfg, "check", "--once")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "304") {
+		t.Fatalf("second check under strace: %v\n%s", err, out)
+	}
+	state, _ := filepath.EvalSymlinks(w.state)
+	dbPath := filepath.Join(state, "agent.db")
+	var other []string
+	for _, e := range parseTrace(t, trace) {
+		if e.Call == "fsync" && e.Path != dbPath {
+			other = append(other, e.Path)
+		}
+	}
+	// bbolt commits with two fdatasyncs (the pages, then the meta page); growing the file
+	// adds an fsync to the same commit.
+	raw, _ := os.ReadFile(trace)
+	if n := regexp.MustCompile(`fdatasync\(\d+<`+regexp.QuoteMeta(dbPath)+`>\)`).FindAllIndex(raw, -1); len(n) != 2 || len(other) > 0 {
+		t.Fatalf("a 304 check: %d fdatasyncs of agent.db (want one commit: 2), other syncs %v", len(n), other)
 	}
 }
