@@ -92,7 +92,7 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 		return d, n, false, err
 	}
 	name := "downloads/" + item.Member()
-	if d, err = a.slots.Digest(name); err != nil {
+	if d, err = a.slots.Digest(name, a.hashMD5()); err != nil {
 		return d, n, false, err
 	}
 	if bad := matches(e.Size, e.SHA256, e.MD5, d); bad != "" {

@@ -300,6 +300,9 @@ func (j *job) verifyAll(ctx context.Context) error {
 		}
 		e := j.details.Entries[item.App]
 		rec, err := j.a.verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
+		if errors.Is(err, errNeedMD5) {
+			rec, err = j.verifyRehashed(ctx, item, e, have)
+		}
 		if err != nil {
 			if j.mode == modeMetadata {
 				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
@@ -323,6 +326,21 @@ func (j *job) verifyAll(ctx context.Context) error {
 		j.dirChange = true
 	}
 	return nil
+}
+
+// verifyRehashed hashes a received file again, with MD5, and verifies it.
+func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
+	f, err := j.st.Open(incoming(item.Member()))
+	if err != nil {
+		return store.App{}, err
+	}
+	d, err := packaging.DigestReader(f)
+	f.Close()
+	if err != nil {
+		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
+	}
+	j.got[item.Member()] = d
+	return j.a.verify(ctx, j.db, j.facts(), item.App, e, d, have)
 }
 
 func (j *job) isOS(app string) bool { return j.parts != nil && app == j.osApp }

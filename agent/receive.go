@@ -72,9 +72,9 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 			return fail(err)
 		}
 		a.Status(progressText(name, 0, size, 0))
-		d, err := st.WriteFile(incoming(name), &progressReader{r: r, total: size, start: time.Now(), report: func(n int64, rate float64) {
+		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: time.Now(), report: func(n int64, rate float64) {
 			a.Status(progressText(name, n, size, rate))
-		}})
+		}}, a.hashMD5())
 		if err != nil {
 			return fail(err)
 		}
@@ -143,7 +143,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
-	d, err := a.slots.Digest(name)
+	d, err := a.slots.Digest(name, a.hashMD5())
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}

@@ -65,6 +65,16 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 			return reject("%v: refused (mix-and-match across channels)", err)
 		}
 	}
+	if got.MD5 == "" && st.SHA256 != "" && st.MD5 != "" && got.SHA256 == st.SHA256 {
+		// Hashed without MD5 (hashMD5): the signature binds this MD5 to the SHA-256 matched.
+		got.MD5, rec.MD5 = st.MD5, st.MD5
+		if e.MD5 != "" && e.MD5 != got.MD5 {
+			return reject("md5 mismatch: the server claims %s, the signed statement %s", e.MD5, got.MD5)
+		}
+	}
+	if got.MD5 == "" {
+		return store.App{}, errNeedMD5
+	}
 	if err := matches(st.Size, st.SHA256, st.MD5, got); err != "" {
 		return reject("bytes differ from the signed statement: %s", err)
 	}
@@ -75,14 +85,25 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 	return rec, nil
 }
 
-// matches compares received digests with claimed ones (empty claims are not checked).
+// hashMD5 tells whether received bytes are hashed with MD5 as well as SHA-256. With trust
+// keys every binary needs a signed statement, which names its MD5 (the ETag the device sends
+// next time) bound to the SHA-256 verify checks: hashing MD5 too would only cost CPU (MD5 is
+// the slower hash). Without keys the MD5 is hashed.
+func (a *Agent) hashMD5() bool { return len(a.keys) == 0 }
+
+// errNeedMD5: the bytes were hashed without MD5 and the statement does not supply it (it
+// names no SHA-256 or no MD5); the caller hashes the file with MD5 and verifies again.
+var errNeedMD5 = errors.New("the received file must be hashed with MD5")
+
+// matches compares received digests with claimed ones (empty claims are not checked, nor an
+// MD5 not hashed: verify takes it from the signed statement).
 func matches(size int64, sha, md5 string, got packaging.Digests) string {
 	switch {
 	case size != 0 && got.Size != size:
 		return fmt.Sprintf("size %d, want %d", got.Size, size)
 	case sha != "" && got.SHA256 != sha:
 		return fmt.Sprintf("sha256 mismatch: got %s, want %s", got.SHA256, sha)
-	case md5 != "" && got.MD5 != md5:
+	case md5 != "" && got.MD5 != "" && got.MD5 != md5:
 		return fmt.Sprintf("md5 mismatch: got %s, want %s", got.MD5, md5)
 	}
 	return ""

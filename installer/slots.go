@@ -273,6 +273,10 @@ func (l Slots) Check(s string, want map[string]App, read func(io.Reader) io.Read
 }
 
 func (l Slots) digest(name string, read func(io.Reader) io.Reader) (packaging.Digests, error) {
+	return l.digestFor(name, read, true)
+}
+
+func (l Slots) digestFor(name string, read func(io.Reader) io.Reader, withMD5 bool) (packaging.Digests, error) {
 	f, err := l.root.Open(name)
 	if err != nil {
 		return packaging.Digests{}, err
@@ -282,13 +286,13 @@ func (l Slots) digest(name string, read func(io.Reader) io.Reader) (packaging.Di
 	if read != nil {
 		r = read(f)
 	}
-	return packaging.DigestReader(r)
+	return packaging.DigestReaderFor(r, withMD5)
 }
 
-// Digest hashes a file under the state directory (a finished download).
-func (l Slots) Digest(name string) (packaging.Digests, error) {
+// Digest hashes a file under the state directory (a finished download), MD5 only withMD5.
+func (l Slots) Digest(name string, withMD5 bool) (packaging.Digests, error) {
 	if l.root == nil {
 		return packaging.Digests{}, errNotOpen
 	}
-	return l.digest(name, nil)
+	return l.digestFor(name, nil, withMD5)
 }

@@ -55,6 +55,11 @@ func (st *Staging) Dir() string { return st.dir }
 // Its fsync runs in the background while the caller goes on; Seal fails if any fsync failed
 // (no retry: fsyncgate).
 func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error) {
+	return st.WriteFileFor(name, r, true)
+}
+
+// WriteFileFor is WriteFile, hashing MD5 only withMD5 (packaging.NewDigesterFor).
+func (st *Staging) WriteFileFor(name string, r io.Reader, withMD5 bool) (packaging.Digests, error) {
 	if err := packaging.ValidFileName(name); err != nil {
 		return packaging.Digests{}, err
 	}
@@ -62,7 +67,7 @@ func (st *Staging) WriteFile(name string, r io.Reader) (packaging.Digests, error
 	if err != nil {
 		return packaging.Digests{}, err
 	}
-	d := packaging.NewDigester()
+	d := packaging.NewDigesterFor(withMD5)
 	buf := make([]byte, 256<<10)
 	_, err = io.CopyBuffer(io.MultiWriter(f, d), r, buf)
 	sum := d.Sum()

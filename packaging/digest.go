@@ -36,8 +36,17 @@ type Digester struct {
 const batchSize = 256 << 10
 
 // NewDigester returns an empty Digester.
-func NewDigester() *Digester {
-	d := &Digester{md5: md5.New(), sha: newSHA256()}
+func NewDigester() *Digester { return NewDigesterFor(true) }
+
+// NewDigesterFor returns an empty Digester; without withMD5 its Digests leave MD5 empty. The
+// agent hashes SHA-256 only when a signed statement must vouch for the bytes: the statement
+// binds the MD5 to the SHA-256 it checks, and MD5 is the slower half of the work.
+func NewDigesterFor(withMD5 bool) *Digester {
+	d := &Digester{sha: newSHA256()}
+	if !withMD5 {
+		return d
+	}
+	d.md5 = md5.New()
 	if runtime.GOMAXPROCS(0) > 1 {
 		d.work, d.free, d.done = make(chan []byte, 2), make(chan []byte, 3), make(chan struct{})
 		for i := 0; i < 3; i++ {
@@ -59,6 +68,9 @@ func NewDigester() *Digester {
 func (d *Digester) Write(p []byte) (int, error) {
 	d.sha.Write(p)
 	d.n += int64(len(p))
+	if d.md5 == nil {
+		return len(p), nil
+	}
 	if d.work == nil {
 		d.md5.Write(p)
 		return len(p), nil
@@ -84,16 +96,19 @@ func (d *Digester) Sum() Digests {
 		<-d.done
 		d.work = nil
 	}
-	return Digests{
-		MD5:    hex.EncodeToString(d.md5.Sum(nil)),
-		SHA256: hex.EncodeToString(d.sha.Sum(nil)),
-		Size:   d.n,
+	sum := Digests{SHA256: hex.EncodeToString(d.sha.Sum(nil)), Size: d.n}
+	if d.md5 != nil {
+		sum.MD5 = hex.EncodeToString(d.md5.Sum(nil))
 	}
+	return sum
 }
 
 // DigestReader hashes r to its end.
-func DigestReader(r io.Reader) (Digests, error) {
-	d := NewDigester()
+func DigestReader(r io.Reader) (Digests, error) { return DigestReaderFor(r, true) }
+
+// DigestReaderFor hashes r to its end, with or without MD5 (NewDigesterFor).
+func DigestReaderFor(r io.Reader, withMD5 bool) (Digests, error) {
+	d := NewDigesterFor(withMD5)
 	buf := make([]byte, 256<<10)
 	_, err := io.CopyBuffer(d, r, buf)
 	sum := d.Sum() // also ends the MD5 goroutine

@@ -24,6 +24,17 @@ func TestDigestReaderMatchesStdlib(t *testing.T) {
 	}
 }
 
+// Without MD5 the SHA-256 and size are the same and MD5 is left empty (the agent takes it
+// from the signed statement).
+func TestDigestReaderWithoutMD5(t *testing.T) {
+	data := strings.Repeat("ota-agent ", 100000)
+	got, err := DigestReaderFor(strings.NewReader(data), false)
+	s := sha256.Sum256([]byte(data))
+	if err != nil || got.MD5 != "" || got.SHA256 != hex.EncodeToString(s[:]) || got.Size != int64(len(data)) {
+		t.Fatalf("digests %+v %v", got, err)
+	}
+}
+
 // TestDigesterWriteSizes: the batched MD5 goroutine sees exactly the bytes written, in
 // order, whatever the write sizes around its 256 KiB batches.
 func TestDigesterWriteSizes(t *testing.T) {
