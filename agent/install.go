@@ -328,21 +328,6 @@ func (j *job) verifyAll(ctx context.Context) error {
 	return nil
 }
 
-// verifyRehashed hashes a received file again, with MD5, and verifies it.
-func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
-	f, err := j.st.Open(incoming(item.Member()))
-	if err != nil {
-		return store.App{}, err
-	}
-	d, err := packaging.DigestReader(f)
-	f.Close()
-	if err != nil {
-		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
-	}
-	j.got[item.Member()] = d
-	return j.a.verify(ctx, j.db, j.facts(), item.App, e, d, have)
-}
-
 func (j *job) isOS(app string) bool { return j.parts != nil && app == j.osApp }
 
 // compose carries unchanged apps over from the active slot and notes removals.

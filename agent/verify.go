@@ -85,6 +85,21 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 	return rec, nil
 }
 
+// verifyRehashed hashes a received file again, with MD5, and verifies it.
+func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
+	f, err := j.st.Open(incoming(item.Member()))
+	if err != nil {
+		return store.App{}, err
+	}
+	d, err := packaging.DigestReader(f)
+	f.Close()
+	if err != nil {
+		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
+	}
+	j.got[item.Member()] = d
+	return j.a.verify(ctx, j.db, j.facts(), item.App, e, d, have)
+}
+
 // hashMD5 tells whether received bytes are hashed with MD5 as well as SHA-256. With trust
 // keys every binary needs a signed statement, which names its MD5 (the ETag the device sends
 // next time) bound to the SHA-256 verify checks: hashing MD5 too would only cost CPU (MD5 is
