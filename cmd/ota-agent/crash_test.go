@@ -87,7 +87,7 @@ func TestKillMidDownload(t *testing.T) {
 	w.mustAgent("check", "--once")
 	before := w.mustAgent("status", "--json").stdout
 	w.release("scoreboard", "2.5.0", randomBytes(400000, 9), 50)
-	w.srv.SetFaults(testserver.Faults{RateBPS: 400000, PathPrefix: "/package"})
+	w.srv.SetFaults(testserver.Faults{RateBPS: 150000, PathPrefix: "/package"})
 	cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -96,6 +96,11 @@ func TestKillMidDownload(t *testing.T) {
 		m, _ := filepath.Glob(filepath.Join(w.state, "slots", "b.tmp", ".in-*"))
 		return len(m) > 0
 	})
+	// status reads while the check is downloading: the check does not hold agent.db
+	// between its transactions.
+	if st := w.mustAgent("status", "--json").stdout; !strings.Contains(st, `"in_progress": "staging"`) {
+		t.Fatalf("status during the download:\n%s", st)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if w.wholeSlot() != "slots/a" {
