@@ -130,20 +130,22 @@ func debVersion(pkg string) string {
 	return string(out)
 }
 
-// appsJobs: four apps installed on a fresh device, then one of them changed; every variant
-// timed (median of runs), then once more under strace for the durability row.
+// appsJobs: four apps installed on a fresh device, then one of them replaced, then rebuilt;
+// every variant timed (median of runs), then once more under strace for the durability row.
 func (b *bench) appsJobs(t *peerTable, w *peerWorld) {
 	vs := []variant{w.ours("full"), w.ours("metadata"), w.mender("directory"), w.mender("single-file"), w.swupdate()}
 	runs := 3
 	if b.quick {
 		runs = 1
 	}
-	timed := map[int]map[int][]peerRun{0: {}, 1: {}}
-	durable := map[int][]string{0: make([]string, len(vs)), 1: make([]string, len(vs))}
+	timed, durable := map[int]map[int][]peerRun{}, map[int][]string{}
+	for step := range appSteps {
+		timed[step], durable[step] = map[int][]peerRun{}, make([]string, len(vs))
+	}
 	for i, v := range vs {
 		for r := 0; r < runs; r++ {
 			v.fresh()
-			for step := 0; step < 2; step++ {
+			for step := range appSteps {
 				v.ready(step)
 				x := &runner{b: b}
 				n0 := v.net()
@@ -153,7 +155,7 @@ func (b *bench) appsJobs(t *peerTable, w *peerWorld) {
 			}
 		}
 		v.fresh()
-		for step := 0; step < 2; step++ {
+		for step := range appSteps {
 			v.ready(step)
 			x := &runner{b: b, traced: true}
 			v.step(x, step)
@@ -162,7 +164,10 @@ func (b *bench) appsJobs(t *peerTable, w *peerWorld) {
 		fmt.Fprintf(os.Stderr, "bench-peers: %s %s done\n", v.agent, v.mode)
 	}
 	na := map[string]string{"RAUC": "n/a: image-based, no slot type for loose files"}
-	for step, job := range []string{fmt.Sprintf("4 apps × %s, fresh device", mib(w.size)), "then 1 of the 4 changed"} {
+	for step, job := range appSteps {
+		if step == 0 {
+			job = fmt.Sprintf(job, mib(w.size))
+		}
 		med := func(f func(peerRun) float64) []peerVal {
 			var out []peerVal
 			for i, v := range vs {
@@ -186,7 +191,7 @@ func (b *bench) appsJobs(t *peerTable, w *peerWorld) {
 		t.add(l)
 	}
 	t.notes = append(t.notes,
-		"Apps: the payloads are random bytes, so no agent can send less than the changed file (ota-agent's patches are measured in bench/results.md). ota-agent asks the server with the device's MD5s and gets only what changed; for Mender and SWUpdate the operator builds an artifact of what changed (the directory module carries the whole tree every time). Mender runs each single-file artifact as its own `install` + `commit`.",
+		"Apps: the payloads are random bytes. Replaced by new random bytes, no agent can send less than the file; rebuilt with an eighth changed (a new build of a binary), ota-agent's metadata mode fetches the patch its publisher wrote (`ota-release delta`, zstd against the previous version, from the same plain CDN) and rebuilds the file, verified like any other (its peak RSS is then the zstd window's: see the metadata cell). Mender 3.4's open-source client has no delta (mender-binary-delta is commercial and for root filesystems) and SWUpdate's delta handler (zchunk) updates images, not the files handler: both ship the whole file. ota-agent asks the server with the device's MD5s and gets only what changed; for Mender and SWUpdate the operator builds an artifact of what changed (the directory module carries the whole tree every time). Mender runs each single-file artifact as its own `install` + `commit`.",
 		"Apps CPU: with trust keys (every run here) ota-agent hashes the received bytes with SHA-256 only and takes the MD5 it sends back as the ETag from the signed statement, which binds it to the SHA-256 it checked. Until this change it hashed MD5 as well (~330 ms of CPU per 256 MiB here) and was behind SWUpdate on CPU (1.20× / 1.58×). What it still does that the peers do not: gunzip the full payload, and in metadata mode read each downloaded file once more to hash it (grab writes the file, and a download resumed across a restart cannot be hashed on the way in). Without trust keys both hashes run.",
 		"Durability (strace, internal/strace.Judge): a file counts as durable when its bytes were fsync'd before the name a reader uses pointed at them. Mender's directory module untars over the destination and never fsyncs; SWUpdate's files handler truncates the destination and writes it in place (fsync after the last byte), so a power cut or a reader in between sees a partial file; Mender's single-file module writes a temporary file, fsyncs and renames it.",
 	)

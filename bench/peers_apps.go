@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 
@@ -16,14 +18,20 @@ type peerWorld struct {
 	b        *bench
 	dir, www string
 	size     int64
-	src      map[string]string // app → its 1.0.0 file; "app3-2" the changed one
+	src      map[string]string // app → its 1.0.0 file; "app3-2", "app3-3" its next versions
 	s        *server
 	pub      string
-	rows     map[int]testserver.Row // app3 at version 1 or 2, signed
+	rows     map[int]testserver.Row // app3 at version 1, 2 or 3, signed
 	fs       *fileServer
 }
 
 var peerApps = []string{"app1", "app2", "app3", "app4"}
+
+// appSteps are the apps jobs, in order (the first takes the apps' size): the four apps on a
+// fresh device; app3 replaced by new random bytes (nothing to reuse); app3 rebuilt, an eighth
+// of it changed in the middle, as a new build of a binary changes (ota-agent's publisher
+// writes a patch from the previous version; the peers ship the file).
+var appSteps = []string{"4 apps × %s, fresh device", "then app3 replaced (all bytes new)", "then app3 rebuilt (1/8 of it changed)"}
 
 func (b *bench) newPeerWorld(size int64) *peerWorld {
 	w := &peerWorld{b: b, dir: filepath.Join(b.dir, "peers"), size: size, src: map[string]string{}, rows: map[int]testserver.Row{}}
@@ -46,13 +54,24 @@ func (b *bench) newPeerWorld(size int64) *peerWorld {
 			w.rows[1] = r
 		}
 	}
-	r := w.rows[1]
-	r.Version, r.Serial, r.File = "2.0.0", r.Serial+1, "blobs/app3_2.0.0"
-	w.src["app3-2"] = filepath.Join(cat, r.File)
-	writeRandom(w.src["app3-2"], size, 99)
-	r, err = w.s.cat.SignRow(r, priv)
-	must(err)
-	w.rows[2] = r
+	for v := 2; v <= 3; v++ {
+		r := w.rows[v-1]
+		r.Version, r.Serial, r.File = fmt.Sprintf("%d.0.0", v), r.Serial+1, fmt.Sprintf("blobs/app3_%d.0.0", v)
+		next := filepath.Join(cat, r.File)
+		w.src[fmt.Sprintf("app3-%d", v)] = next
+		if v == 2 {
+			writeRandom(next, size, 99)
+		} else {
+			rebuilt(w.src["app3-2"], next, 100)
+			out, err := exec.Command(filepath.Join(b.bin, "ota-release"), "delta", w.src["app3-2"], next).CombinedOutput()
+			if err != nil {
+				fail("ota-release delta: %v %s", err, out)
+			}
+		}
+		r, err = w.s.cat.SignRow(r, priv)
+		must(err)
+		w.rows[v] = r
+	}
 	w.fs = b.serveFiles(w.www)
 	sh(fmt.Sprintf(`cd %s && openssl ecparam -genkey -name prime256v1 -noout -out mender.key && openssl ec -in mender.key -pubout -out mender.pub &&
 openssl req -x509 -newkey rsa:2048 -nodes -keyout swu.key -out swu.crt -subj /CN=bench -days 30 -addext extendedKeyUsage=emailProtection`, w.dir))
@@ -66,10 +85,10 @@ func (w *peerWorld) release(v int) {
 	warm(canonicalURL(w.s, "fullpayload"))
 }
 
-// job is the files a step installs: the four apps, then app3 changed.
+// job is the files a step installs: the four apps, then app3 at its next version.
 func (w *peerWorld) job(step int) map[string]string {
-	if step == 1 {
-		return map[string]string{"app3": w.src["app3-2"]}
+	if step > 0 {
+		return map[string]string{"app3": w.src[fmt.Sprintf("app3-%d", step+1)]}
 	}
 	m := map[string]string{}
 	for _, a := range peerApps {
@@ -81,8 +100,8 @@ func (w *peerWorld) job(step int) map[string]string {
 // full is every app at the step's versions (what an image-like artifact carries).
 func (w *peerWorld) full(step int) map[string]string {
 	m := w.job(0)
-	if step == 1 {
-		m["app3"] = w.src["app3-2"]
+	if step > 0 {
+		m["app3"] = w.job(step)["app3"]
 	}
 	return m
 }
@@ -92,7 +111,7 @@ type variant struct {
 	agent, mode string
 	fresh       func()                    // a new device
 	prepare     func(step int)            // the server side of a step, before it is measured (nil: none)
-	step        func(x *runner, step int) // runs step 0 (four apps) or 1 (app3 changed)
+	step        func(x *runner, step int) // runs a step of appSteps
 	files       func(step int) []string   // the installed files a reader uses
 	sw          string                    // the name whose rename publishes them ("" if none)
 	net         func() int64              // body bytes its server has sent so far
@@ -143,6 +162,15 @@ func (w *peerWorld) installedUnder(dest string, step int) []string {
 		out = append(out, filepath.Join(dest, a))
 	}
 	return out
+}
+
+// rebuilt writes src with its middle eighth replaced by random bytes (seed) to dst.
+func rebuilt(src, dst string, seed uint64) {
+	data, err := os.ReadFile(src)
+	must(err)
+	n := len(data) / 8
+	rand.NewChaCha8([32]byte{byte(seed), 7}).Read(data[len(data)/2-n/2:][:n])
+	must(os.WriteFile(dst, data, 0o644))
 }
 
 // link puts src at dst by a hard link (a copy across filesystems).

@@ -14,7 +14,7 @@ func (w *peerWorld) mender(module string) variant {
 	d := w.menderDevice("mender-"+module, `"ServerURL": "http://127.0.0.1:9"`)
 	dest := filepath.Join(d.dir, "dest")
 	arts := map[int][]string{}
-	for step := 0; step < 2; step++ {
+	for step := range appSteps {
 		if module == "directory" {
 			arts[step] = []string{w.menderArtifact(fmt.Sprintf("dir-%d", step), "directory", dest, w.full(step))}
 			continue
@@ -105,7 +105,7 @@ func (w *peerWorld) menderArtifact(name, module, dest string, files map[string]s
 func (w *peerWorld) swupdate() variant {
 	dest := filepath.Join(w.dir, "swupdate-dest")
 	swus := map[int]string{}
-	for step := 0; step < 2; step++ {
+	for step := range appSteps {
 		swus[step] = w.swu(fmt.Sprintf("apps-%d", step), dest, w.job(step))
 	}
 	return variant{agent: "SWUpdate", mode: "files",
