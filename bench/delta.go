@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ota-agent/ota-agent/internal/testenv"
@@ -16,10 +15,11 @@ import (
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
-// deltas: per-file patches on real pairs (the arm64 agent built a few and many commits
-// apart, a synthetic insert in the middle): bytes on the wire with our patch (ota-release
-// delta: the zstd command) and with the Go encoder, against the whole file and the yardstick
-// `zstd -19 --long=27 --patch-from`; requests and the agent's peak RSS applying it.
+// deltas: per-file patches on real pairs (the arm64 agent built a few and many
+// agent-changing commits apart, a synthetic insert in the middle): bytes on the wire with our
+// patch (ota-release delta: the zstd command) and with the Go encoder, against the whole file
+// and the yardstick `zstd -19 --long=27 --patch-from`; requests and the agent's peak RSS
+// applying it.
 func (b *bench) deltas() {
 	zstd, err := exec.LookPath("zstd")
 	if err != nil {
@@ -28,11 +28,12 @@ func (b *bench) deltas() {
 	}
 	type pair struct{ name, old, new string }
 	var pairs []pair
-	n, _ := strconv.Atoi(strings.TrimSpace(string(must1(exec.Command("git", "rev-list", "--count", "HEAD").Output()))))
+	// Commits that change the agent's code (a docs or bench commit builds the same binary).
+	revs := strings.Fields(string(must1(exec.Command("git", "rev-list", "HEAD", "--", "cmd/ota-agent", "agent", "store", "installer", "packaging", "internal", "go.mod", "go.sum").Output())))
 	for _, back := range []int{3, 40} {
-		if back < n && !b.quick {
-			old := b.agentAt(fmt.Sprintf("HEAD~%d", back))
-			pairs = append(pairs, pair{fmt.Sprintf("ota-agent linux/arm64, %d commits apart", back), old, b.agentAt("HEAD")})
+		if back < len(revs) && !b.quick {
+			old := b.agentAt(revs[back])
+			pairs = append(pairs, pair{fmt.Sprintf("ota-agent linux/arm64, %d agent-changing commits apart", back), old, b.agentAt("HEAD")})
 		}
 	}
 	size := 8 << 20
