@@ -49,6 +49,13 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	}
 	member := item.Member() + suffix
 	prog, _ := j.db.Progress(member)
+	if prog != nil && prog.Applying && prog.SHA256 == e.SHA256 {
+		// Killed while applying it last time (a whole-file patch holds the old file and its
+		// window in memory): trying again could loop; the whole file is bounded.
+		a.log.Warn("applying this patch was interrupted last time; fetching the whole file", "app", item.App, "version", item.Version)
+		a.dropDownload(j.db, member)
+		return d, 0, false, nil
+	}
 	if prog == nil || prog.SHA256 != e.SHA256 || !strongETag(prog.ETag) {
 		root.Remove("downloads/" + member)
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5}
@@ -67,6 +74,13 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	case err != nil:
 		return d, n, false, err // the network: kept for the next check to resume
 	}
+	if p, _ := j.db.Progress(member); p != nil {
+		p.Applying = true
+		if err := j.db.SetProgress(member, p); err != nil {
+			return d, n, false, err
+		}
+	}
+	a.step("patch-applying")
 	d, err = j.applyPatch(root, item, member, have, e, blocks)
 	if err != nil {
 		a.log.Warn("patch refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
@@ -146,7 +160,7 @@ func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have insta
 		}
 		pw.CloseWithError(err)
 	}()
-	d, err := j.st.WriteFile(incoming(item.Member()), pr)
+	d, err := j.st.WriteFileFor(incoming(item.Member()), pr, j.a.hashMD5())
 	pr.CloseWithError(err)
 	if err != nil {
 		return d, err

@@ -11,9 +11,10 @@ import (
 
 // Built with -tags otatest (the binary the tests run): OTA_AGENT_TEST_CRASH_AFTER names a
 // state of the update machine (the process exits 99 once that state is persisted, before its
-// handler runs) or a step inside a rollback (rollback-pending, rollback-switched); and plain
-// http to loopback (the test server) is followed like https. A release build has neither
-// (testbuild_release.go). OTA_AGENT_TEST_NOW sets the agent's clock.
+// handler runs), a step inside a rollback (rollback-pending, rollback-switched) or
+// patch-applying (a downloaded patch about to be applied); and plain http to loopback (the
+// test server) is followed like https. A release build has neither (testbuild_release.go).
+// OTA_AGENT_TEST_NOW sets the agent's clock.
 
 func init() { transport.LoopbackHTTP = true }
 

@@ -90,6 +90,10 @@ type Progress struct {
 	Size   int64  `json:"size,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
 	MD5    string `json:"md5,omitempty"`
+	// Applying: a downloaded patch is being applied (set before, dropped with the record
+	// after). Found set, the application was interrupted (killed, out of memory?): the patch
+	// is not tried again, the whole file is fetched.
+	Applying bool `json:"applying,omitempty"`
 }
 
 // OSState tracks the OS image on A/B partitions (slots.os.backend: partition).

@@ -38,6 +38,16 @@ func (w *world) patchPath(old []byte) string {
 	return filepath.Join(w.cat.Dir(), "blobs", "scoreboard_1.5.0"+packaging.PatchSuffix(sha256hex(old)))
 }
 
+// publishPatch writes the patch from old for scoreboard 1.5.0 with `ota-release delta`.
+func (w *world) publishPatch(old []byte) {
+	w.t.Helper()
+	oldFile := filepath.Join(w.t.TempDir(), "old")
+	os.WriteFile(oldFile, old, 0o644)
+	if out, err := otaRelease(w.t, "delta", oldFile, filepath.Join(w.cat.Dir(), "blobs", "scoreboard_1.5.0")); err != nil {
+		w.t.Fatalf("ota-release delta: %v %s", err, out)
+	}
+}
+
 type deltaResult struct {
 	Result string `json:"result"`
 	Apps   map[string]struct {
@@ -60,11 +70,7 @@ func (w *world) checkJSON(env ...string) (outcome, deltaResult) {
 // wire are the patch's (counted by /_stats), --json says so, and the install verifies.
 func TestPatchInstall(t *testing.T) {
 	w, old, nw := deltaWorld(t)
-	oldFile := filepath.Join(t.TempDir(), "old")
-	os.WriteFile(oldFile, old, 0o644)
-	if out, err := otaRelease(t, "delta", oldFile, filepath.Join(w.cat.Dir(), "blobs", "scoreboard_1.5.0")); err != nil {
-		t.Fatalf("ota-release delta: %v %s", err, out)
-	}
+	w.publishPatch(old)
 	patch, err := os.ReadFile(w.patchPath(old))
 	if err != nil {
 		t.Fatal(err)
@@ -192,5 +198,25 @@ func TestPatchThroughSignedURLs(t *testing.T) {
 	r, res := w.checkJSON()
 	if sb := res.Apps["scoreboard"]; r.code != 0 || sb.Delivery != "patch" || sb.Fetched != int64(len(p)) {
 		t.Fatalf("exit %d, scoreboard %+v\n%s", r.code, sb, r.stderr)
+	}
+}
+
+// A process killed while applying a patch (a whole-file patch holds the old file and its
+// window in memory: the OOM killer's pick) does not try it again on restart, which could
+// loop: the next check fetches the whole file, says why, and the install verifies.
+func TestPatchInterruptedNotRetried(t *testing.T) {
+	w, old, _ := deltaWorld(t)
+	w.publishPatch(old)
+	if r := w.agent([]string{"OTA_AGENT_TEST_CRASH_AFTER=patch-applying"}, "check", "--once"); r.code != 99 {
+		t.Fatalf("crash hook at patch-applying: exit %d\n%s", r.code, r.stderr)
+	}
+	w.wholeSlot()
+	r, res := w.checkJSON()
+	if sb := res.Apps["scoreboard"]; r.code != 0 || sb.Delivery != "full" || !strings.Contains(r.stderr, "interrupted last time") {
+		t.Fatalf("exit %d, scoreboard %+v\n%s", r.code, sb, r.stderr)
+	}
+	w.mustAgent("verify")
+	if left, _ := filepath.Glob(filepath.Join(w.state, "downloads", "*")); len(left) > 0 {
+		t.Fatalf("downloads left behind: %v", left)
 	}
 }
