@@ -74,11 +74,9 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	case err != nil:
 		return d, n, false, err // the network: kept for the next check to resume
 	}
-	if p, _ := j.db.Progress(member); p != nil {
-		p.Applying = true
-		if err := j.db.SetProgress(member, p); err != nil {
-			return d, n, false, err
-		}
+	prog.Applying = true // grab kept prog up to date
+	if err := j.db.SetProgress(member, prog); err != nil {
+		return d, n, false, err
 	}
 	a.step("patch-applying")
 	d, err = j.applyPatch(root, item, member, have, e, blocks)

@@ -14,7 +14,8 @@ import (
 // State is a step of the update state machine. The machine is the table below: each handler
 // takes the job in its state and returns the next state; the state is persisted in bbolt
 // before its handler runs (so a crash names where it happened, and Recover says so; Asking,
-// which writes nothing, is not), and a run stops after maxTransitions. docs/design.md draws the same list (a test checks).
+// which writes nothing, is not), and a run stops after maxTransitions. docs/design.md draws
+// the same list (a test checks).
 type State string
 
 // The states, in the order an update goes through them.

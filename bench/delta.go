@@ -30,10 +30,13 @@ func (b *bench) deltas() {
 	var pairs []pair
 	// Commits that change the agent's code (a docs or bench commit builds the same binary).
 	revs := strings.Fields(string(must1(exec.Command("git", "rev-list", "HEAD", "--", "cmd/ota-agent", "agent", "store", "installer", "packaging", "internal", "go.mod", "go.sum").Output())))
+	head := ""
 	for _, back := range []int{3, 40} {
 		if back < len(revs) && !b.quick {
-			old := b.agentAt(revs[back])
-			pairs = append(pairs, pair{fmt.Sprintf("ota-agent linux/arm64, %d agent-changing commits apart", back), old, b.agentAt("HEAD")})
+			if head == "" {
+				head = b.agentAt("HEAD")
+			}
+			pairs = append(pairs, pair{fmt.Sprintf("ota-agent linux/arm64, %d agent-changing commits apart", back), b.agentAt(revs[back]), head})
 		}
 	}
 	size := 8 << 20

@@ -256,7 +256,7 @@ func (l Slots) Check(s string, want map[string]App, read func(io.Reader) io.Read
 			bad[e.Name()] = "not a regular file"
 			continue
 		}
-		d, err := l.digest(dir+"/"+e.Name(), read)
+		d, err := l.digest(dir+"/"+e.Name(), read, true)
 		switch {
 		case err != nil:
 			bad[e.Name()] = err.Error()
@@ -272,11 +272,7 @@ func (l Slots) Check(s string, want map[string]App, read func(io.Reader) io.Read
 	return bad, nil
 }
 
-func (l Slots) digest(name string, read func(io.Reader) io.Reader) (packaging.Digests, error) {
-	return l.digestFor(name, read, true)
-}
-
-func (l Slots) digestFor(name string, read func(io.Reader) io.Reader, withMD5 bool) (packaging.Digests, error) {
+func (l Slots) digest(name string, read func(io.Reader) io.Reader, withMD5 bool) (packaging.Digests, error) {
 	f, err := l.root.Open(name)
 	if err != nil {
 		return packaging.Digests{}, err
@@ -294,5 +290,5 @@ func (l Slots) Digest(name string, withMD5 bool) (packaging.Digests, error) {
 	if l.root == nil {
 		return packaging.Digests{}, errNotOpen
 	}
-	return l.digestFor(name, nil, withMD5)
+	return l.digest(name, nil, withMD5)
 }
