@@ -60,7 +60,7 @@ func (j *job) patched(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 		root.Remove("downloads/" + member)
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5}
 	}
-	n, err = a.grabResuming(ctx, j.db, root, member, item.App+" "+item.Version+" (patch)", src, prog, e.Size-1)
+	n, err = a.grabResuming(ctx, j.db, root, member, item.App+" "+item.Version+" (patch)", src, prog, e.Size-1, nil)
 	var missing *missingError
 	switch {
 	case errors.As(err, &missing):

@@ -139,13 +139,17 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	label := item.App + " " + item.Version
-	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, 0)
+	sum := &streamSum{withMD5: a.hashMD5()}
+	defer sum.digests(0) // a failed download's hashing goroutine ends
+	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, 0, sum)
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
-	d, err := a.slots.Digest(name, a.hashMD5())
-	if err != nil {
-		return packaging.Digests{}, n, err
+	d, ok := sum.digests(e.Size)
+	if !ok { // resumed: the prefix came from the disk, so the file is read to be hashed
+		if d, err = a.slots.Digest(name, a.hashMD5()); err != nil {
+			return packaging.Digests{}, n, err
+		}
 	}
 	if err := st.Adopt(name, incoming(member)); err != nil {
 		return packaging.Digests{}, n, err
@@ -169,14 +173,14 @@ func strongETag(t string) bool {
 }
 
 // grabResuming is grab, once more from zero when the server refuses the resume.
-func (a *Agent) grabResuming(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64) (int64, error) {
-	n, err := a.grab(ctx, db, root, member, label, src, prog, limit)
+func (a *Agent) grabResuming(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
+	n, err := a.grab(ctx, db, root, member, label, src, prog, limit, sum)
 	if errors.Is(err, errRestart) {
 		a.log.Warn("resume refused by the server; downloading again from zero", "file", member, "error", err)
 		root.Remove("downloads/" + member)
 		prog.ETag = ""
 		var n2 int64
-		n2, err = a.grab(ctx, db, root, member, label, src, prog, limit)
+		n2, err = a.grab(ctx, db, root, member, label, src, prog, limit, sum)
 		n += n2
 	}
 	return n, err
@@ -191,8 +195,9 @@ func (e *missingError) Error() string { return e.msg }
 var errTooBig = errors.New("larger than it may be")
 
 // grab downloads src into downloads/member: prog.Size bytes exactly, or (prog.Size 0) at
-// most limit bytes, announced by Content-Length.
-func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64) (int64, error) {
+// most limit bytes, announced by Content-Length. A download from byte 0 is hashed into sum
+// (when given) as grab reads it.
+func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
 	// grab opens the file by its path: what is there now must be a regular file (or
 	// nothing), never a link it would write through.
 	name := "downloads/" + member
@@ -243,7 +248,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		}
 		return nil
 	}
-	c := &grab.Client{HTTPClient: a.http, UserAgent: transport.UserAgent, BufferSize: 256 << 10}
+	c := &grab.Client{HTTPClient: sum.client(a.http, offset), UserAgent: transport.UserAgent, BufferSize: 256 << 10}
 	resp := c.Do(req)
 	a.watchProgress(label, resp)
 	err = resp.Err()

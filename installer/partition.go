@@ -163,7 +163,7 @@ func (p Partitions) Write(slot, booted string, r io.Reader, size int64, wantSHA 
 		return err
 	}
 	defer rf.Close()
-	d, err := packaging.DigestReader(io.LimitReader(rf, size))
+	d, err := packaging.DigestReaderFor(io.LimitReader(rf, size), false) // compared by SHA-256 only
 	if err != nil {
 		return fmt.Errorf("read back %s: %w", dev, err)
 	}
