@@ -108,7 +108,7 @@ func (j *job) writeOS() error {
 	}
 	defer f.Close()
 	a.Status(fmt.Sprintf("writing %s %s to OS slot %s", j.osApp, j.osRec.Version, target))
-	if err := p.Write(target, booted, f, j.osRec.Size, j.osRec.SHA256); err != nil {
+	if err := p.Write(target, booted, f, j.osRec.Size); err != nil {
 		return fmt.Errorf("OS slot %s: %w", target, err)
 	}
 	o.Try, o.Release, o.BootID, o.EnvSet = target, j.osRec, a.bootID(), false
