@@ -31,7 +31,7 @@ func main() {
 	quick := flag.Bool("quick", false, "small sizes: check the bench itself, not the figures")
 	out := flag.String("out", "bench/results.md", "where to write the table")
 	peers := flag.Bool("peers", false, "ota-agent beside Mender, SWUpdate and RAUC (make bench-peers; writes bench/peers.md)")
-	peerOnly := flag.String("peer-jobs", "", "with -peers: comma-separated jobs to run (apps,resume,footprint,poll)")
+	peerOnly := flag.String("peer-jobs", "", "with -peers: comma-separated jobs to run (apps,resume,footprint,poll,os)")
 	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,delta)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "ota-bench-")

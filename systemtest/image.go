@@ -4,6 +4,7 @@ package systemtest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,7 +116,10 @@ func (r *rig) buildImage(rootfs, agentBin, pubKey string) error {
 	start := time.Now()
 	ov := filepath.Join(r.work, "overlay")
 	os.RemoveAll(ov)
-	for p, body := range overlayFiles {
+	files, links := maps.Clone(overlayFiles), maps.Clone(overlayLinks)
+	maps.Copy(files, r.extraFiles)
+	maps.Copy(links, r.extraLinks)
+	for p, body := range files {
 		mode := os.FileMode(0o644)
 		if strings.HasPrefix(p, "usr/local/sbin/") {
 			mode = 0o755
@@ -125,7 +129,7 @@ func (r *rig) buildImage(rootfs, agentBin, pubKey string) error {
 			return err
 		}
 	}
-	for p, target := range overlayLinks {
+	for p, target := range links {
 		os.MkdirAll(filepath.Join(ov, filepath.Dir(p)), 0o755)
 		if err := os.Symlink(target, filepath.Join(ov, p)); err != nil {
 			return err

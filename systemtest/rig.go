@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,20 +25,22 @@ import (
 // rig is one board and the host around it: the testserver (edge + origin + firmware CDN)
 // and the control endpoint on loopback, reached from the guest only through guestfwd.
 type rig struct {
-	t      *testing.T
-	repo   string
-	work   string
-	arch   string
-	name   string // arm64 | armhf | grub: the board, in every line
-	cpu    string // cpuArch the agent reports: armv8 | armv7
-	srv    *testserver.Server
-	priv   []byte
-	ctl    *ctl
-	vm     *vm
-	tree   string // the staged rootfs: OS releases are built from it
-	rootMB int
-	layout map[string][2]int // partition → start, size (MiB)
-	rng    *rand.Rand
+	t          *testing.T
+	repo       string
+	work       string
+	arch       string
+	name       string // arm64 | armhf | grub: the board, in every line
+	cpu        string // cpuArch the agent reports: armv8 | armv7
+	srv        *testserver.Server
+	priv       []byte
+	ctl        *ctl
+	vm         *vm
+	extraFiles map[string]string // added to the test overlay (path → body)
+	extraLinks map[string]string // (path → symlink target)
+	tree       string            // the staged rootfs: OS releases are built from it
+	rootMB     int
+	layout     map[string][2]int // partition → start, size (MiB)
+	rng        *rand.Rand
 
 	mu      sync.Mutex
 	reqs    map[string]int // requests by path, as the testserver saw them
@@ -45,6 +48,9 @@ type rig struct {
 	gen     int               // apps generation published
 	apps    map[string]string // app → version published
 	osVer   string            // OS version published ("" none)
+
+	sent  atomic.Int64 // bytes of every answer the host sent the guest on :8080
+	peers string       // a directory served at /peers/ on :8080 (make bench-peers' artifacts)
 
 	cutsWhole int           // power cuts after which the device came back whole
 	osInstall time.Duration // trigger → reboot of an uncut OS install
@@ -83,7 +89,12 @@ func (r *rig) startServers() []string {
 		r.mu.Lock()
 		r.reqs[q.URL.Path]++
 		r.mu.Unlock()
-		h.ServeHTTP(w, q)
+		cw := &countingWriter{ResponseWriter: w, n: &r.sent}
+		if r.peers != "" && strings.HasPrefix(q.URL.Path, "/peers/") {
+			http.StripPrefix("/peers/", http.FileServer(http.Dir(r.peers))).ServeHTTP(cw, q)
+			return
+		}
+		h.ServeHTTP(cw, q)
 	})
 	r.ctl = newCtl()
 	self, err := os.Executable()
@@ -104,6 +115,18 @@ func (r *rig) startServers() []string {
 		rules = append(rules, fmt.Sprintf("tcp:%s-cmd:env %s=%s %s", s.guest, relayEnv, l.Addr(), self))
 	}
 	return rules
+}
+
+// countingWriter adds the body bytes written through it to n.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // publish writes a new release of app (its bytes from data, or the file at path) as the

@@ -34,45 +34,58 @@ type scenario struct {
 // newRig builds the board's image from the rootfs make test-system made and starts the
 // host side; it skips, saying why, when the rootfs is not there.
 func newRig(t *testing.T, arch, loader, cpu, agentBin string) *rig {
-	build := os.Getenv("OTA_SYSTEM_BUILD")
-	if build == "" {
-		t.Skip("SKIPPED: OTA_SYSTEM_BUILD is not set (make test-system builds the rootfs and sets it)")
-	}
-	rootfs := filepath.Join(build, "rootfs-"+arch)
-	waitRootfs(t, build, arch)
-	repo, _ := filepath.Abs("..")
 	name := arch
 	if loader == "grub" {
 		name = "grub"
 	}
-	r := &rig{t: t, repo: repo, arch: arch, name: name, cpu: cpu, work: filepath.Join(build, "run-"+name),
+	return newRigOn(t, rigSpec{rootfs: "rootfs-" + arch, name: name, arch: arch, loader: loader, cpu: cpu, agent: agentBin})
+}
+
+// rigSpec: which rootfs (under OTA_SYSTEM_BUILD) a board is built from, and what the image
+// adds to the test overlay (extra, given the rig: its work directory holds keys made for it).
+type rigSpec struct {
+	rootfs, name, arch, loader, cpu, agent string
+	extra                                  func(r *rig) (files, links map[string]string)
+}
+
+func newRigOn(t *testing.T, s rigSpec) *rig {
+	build := os.Getenv("OTA_SYSTEM_BUILD")
+	if build == "" {
+		t.Skip("SKIPPED: OTA_SYSTEM_BUILD is not set (make test-system builds the rootfs and sets it)")
+	}
+	waitRootfs(t, build, s.rootfs)
+	repo, _ := filepath.Abs("..")
+	r := &rig{t: t, repo: repo, arch: s.arch, name: s.name, cpu: s.cpu, work: filepath.Join(build, "run-"+s.name),
 		reqs: map[string]int{}, serials: map[string]int64{}, apps: map[string]string{},
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	os.RemoveAll(r.work)
 	os.MkdirAll(r.work, 0o755)
-	r.vm = &vm{name: name, arch: arch, loader: loader, dir: r.work}
+	r.vm = &vm{name: s.name, arch: s.arch, loader: s.loader, dir: r.work}
 	r.vm.forward = r.startServers()
 	var pub string
 	r.priv, pub = keyPair(t, r.work)
-	if err := r.buildImage(rootfs, filepath.Join(repo, agentBin), pub); err != nil {
+	if s.extra != nil {
+		r.extraFiles, r.extraLinks = s.extra(r)
+	}
+	if err := r.buildImage(filepath.Join(build, s.rootfs), filepath.Join(repo, s.agent), pub); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.vm.kill)
 	return r
 }
 
-// waitRootfs waits for run.sh's rootfs build of arch (it builds the armhf one while the
-// arm64 board runs): its .stamp appears when it is done, its .failed when it failed.
-func waitRootfs(t *testing.T, build, arch string) {
+// waitRootfs waits for run.sh's build of rootfs (it builds the armhf one while the arm64
+// board runs): its .stamp appears when it is done, its .failed when it failed.
+func waitRootfs(t *testing.T, build, rootfs string) {
 	for start := time.Now(); ; time.Sleep(2 * time.Second) {
-		if _, err := os.Stat(filepath.Join(build, "rootfs-"+arch+".stamp")); err == nil {
+		if _, err := os.Stat(filepath.Join(build, rootfs+".stamp")); err == nil {
 			return
 		}
-		if raw, err := os.ReadFile(filepath.Join(build, "rootfs-"+arch+".failed")); err == nil {
-			t.Fatalf("building the %s rootfs failed:\n%s", arch, raw)
+		if raw, err := os.ReadFile(filepath.Join(build, rootfs+".failed")); err == nil {
+			t.Fatalf("building %s failed:\n%s", rootfs, raw)
 		}
 		if time.Since(start) > 20*time.Minute {
-			t.Fatalf("no %s rootfs after 20 minutes (%s)", arch, filepath.Join(build, "mkrootfs-"+arch+".log"))
+			t.Fatalf("no %s after 20 minutes (%s)", rootfs, filepath.Join(build, "mk"+rootfs+".log"))
 		}
 	}
 }

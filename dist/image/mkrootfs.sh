@@ -7,6 +7,9 @@
 # MODULES=virt (the default) keeps only the kernel modules of a QEMU virt board (virtio disk,
 # net, console, rng; ext4, FAT) and drops the device trees: the OS image shrinks from ~560 to
 # ~230 MiB. MODULES=all keeps every module, as a real board needs.
+# EXTRA_PACKAGES (comma-separated) adds packages; KEEP_MODULES (an extended regex of paths
+# under kernel/, e.g. 'fs/squashfs') keeps more modules with MODULES=virt. make bench-peers
+# builds its peers' image this way (mender-client, rauc, swupdate; squashfs for RAUC bundles).
 # Needs: mmdebstrap arch-test qemu-user-static binfmt-support (dist/image/host-deps.sh).
 set -eu
 arch=${1:?usage: mkrootfs.sh arm64|armhf OUTDIR [MIRROR]}; out=${2:?OUTDIR}
@@ -31,7 +34,7 @@ rm -rf "$out"
 trim_modules() {
   for m in "$1"/usr/lib/modules/*; do
     (cd "$m/kernel" && find . -name '*.ko*' | grep -v -E \
-      '^\./(drivers/(virtio|block|char/hw_random|char/virtio|rtc|net/virtio_net|net/net_failover)|net/core/failover|fs/(ext4|jbd2|mbcache|fat|nls)|lib|crypto)' |
+      '^\./('"${KEEP_MODULES:+$KEEP_MODULES|}"'drivers/(virtio|block|char/hw_random|char/virtio|rtc|net/virtio_net|net/net_failover)|net/core/failover|fs/(ext4|jbd2|mbcache|fat|nls)|lib|crypto)' |
       xargs -r rm -f)
     find "$m/kernel" -type d -empty -delete
     chroot "$1" depmod "$(basename "$m")"
@@ -41,7 +44,7 @@ trim_modules() {
 # MODULES=list: only what finds the root (mkinitramfs under qemu-user with MODULES=most takes
 # a quarter of an hour). Documentation, man pages and locales are not installed.
 mmdebstrap --arch="$arch" --variant=minbase \
-  --include=systemd-sysv,udev,kmod,dbus,libubootenv-tool,"$kernel",initramfs-tools,e2fsprogs \
+  --include=systemd-sysv,udev,kmod,dbus,libubootenv-tool,"$kernel",initramfs-tools,e2fsprogs${EXTRA_PACKAGES:+,$EXTRA_PACKAGES} \
   --aptopt='Apt::Install-Recommends "false"' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \

@@ -29,6 +29,14 @@ type result struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "measure" {
+		measureMain(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "fetch" {
+		fetchMain(os.Args[2:])
+		return
+	}
 	base := "http://10.0.2.100:9000"
 	if len(os.Args) > 1 {
 		base = os.Args[1]

@@ -1,0 +1,215 @@
+//go:build system
+
+package systemtest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPeersOS is make bench-peers' OS-image row (never part of make test-system): inside the
+// booted arm64 board, each agent writes the same 256 MiB root filesystem image to the inactive
+// partition and asks U-Boot to try it — ota-agent's partition mode, Mender's rootfs-image,
+// RAUC's bundle, SWUpdate's raw handler with a bootenv section — one after the other, every
+// artifact signed. The guest helper measures each run (wall, CPU, peak RSS, when the
+// environment first asked to try the new slot); the host counts the bytes it served and reads
+// the partition back. The figures go to the JSON file OTA_PEERS_OS_OUT names.
+func TestPeersOS(t *testing.T) {
+	out := os.Getenv("OTA_PEERS_OS_OUT")
+	if out == "" {
+		t.Skip("SKIPPED: OTA_PEERS_OS_OUT is not set (make bench-peers runs this test)")
+	}
+	r := newRigOn(t, rigSpec{rootfs: "rootfs-arm64-peers", name: "peers", arch: "arm64", loader: "uboot",
+		cpu: "armv8", agent: "bin/linux-arm64/ota-agent", extra: peersOverlay})
+	img, sum := r.peersImage()
+	r.peersArtifacts(img, sum)
+	if err := r.boot("peers"); err != nil {
+		t.Fatal(err)
+	}
+	r.sh("systemctl stop ota-agent ota-app-sensor; modprobe -a loop squashfs")
+	rel, err := filepath.Rel(filepath.Join(r.work, "catalog"), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.publish("os_"+r.cpu, "2", rel, false)
+	var rows []peerOSRun
+	for _, p := range peerOSJobs {
+		row := r.peerOS(p, sum)
+		rows = append(rows, row)
+		r.logf("%s (%s): rc %d, wall %.1fs, CPU %.1fs, RSS %d KiB, env at %.1fs, %d bytes, written %v, durable %s",
+			p.agent, p.mode, row.RC, row.WallS, row.CPUS, row.RSSKB, row.EnvS, row.Net, row.Written, row.Durable)
+	}
+	raw, _ := json.MarshalIndent(peerOSReport{Size: imageSize, Runs: rows, Kernel: field(r.sh("uname -r").Output),
+		Versions: field(r.sh("dpkg-query -W -f '${Package} ${Version}\\n' mender-client rauc swupdate").Output)}, "", "  ")
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.RC != 0 || !row.Written || row.EnvS < 0 {
+			t.Errorf("%s (%s) did not install: rc %d, written %v, env asked at %.1fs\n%s", row.Agent, row.Mode, row.RC, row.Written, row.EnvS, row.Output)
+		}
+	}
+}
+
+const imageSize = 256 << 20
+
+// peerOSJob is one agent's install: how its environment is prepared, the command the guest
+// helper measures, and the environment that asks U-Boot to try slot B.
+type peerOSJob struct {
+	agent, mode, source string
+	prepare             string // shell, before the measured command
+	service             string // the daemon doing the work (its comm), if not the command
+	want                string // k=v,... asking to try the new slot
+	cmd                 string
+}
+
+var peerOSJobs = []peerOSJob{
+	// Each run starts from a device that has not installed this release (twice: timed, traced).
+	{agent: "ota-agent", mode: "partition, metadata", source: "HTTP (its server)",
+		prepare: "rm -rf /var/lib/ota-agent/*",
+		want:    "ota_slot=b,upgrade_available=1",
+		cmd:     "ota-agent --config /etc/ota-agent/bench.yaml check --once"},
+	{agent: "ota-agent", mode: "partition, full", source: "HTTP (its server: the tar.gz payload)",
+		prepare: "rm -rf /var/lib/ota-agent/*",
+		want:    "ota_slot=b,upgrade_available=1",
+		cmd:     "ota-agent --config /etc/ota-agent/bench-full.yaml check --once"},
+	{agent: "Mender", mode: "rootfs-image", source: "HTTP (mender install URL)",
+		prepare: "rm -f /data/mender/mender-store* && fw_setenv mender_boot_part 2 && fw_setenv mender_boot_part_hex 2",
+		want:    "mender_boot_part=3,upgrade_available=1",
+		cmd:     "mender --no-syslog install http://10.0.2.100:8080/peers/os.mender"},
+	{agent: "SWUpdate", mode: "raw + bootenv", source: "HTTP (swupdate -d -u URL)",
+		want: "ota_slot=b,upgrade_available=1",
+		cmd:  "swupdate -B uboot -H ota-bench:1.0 -k /etc/swupdate/cms.crt -d '-u http://10.0.2.100:8080/peers/os.swu'"},
+	{agent: "RAUC", mode: "bundle (plain)", source: "local file (fetched first, not timed)",
+		prepare: "ota-systest-guest fetch http://10.0.2.100:8080/peers/os.raucb /var/lib/ota-agent/os.raucb && " +
+			"fw_setenv BOOT_ORDER 'A B' && fw_setenv BOOT_A_LEFT 3 && fw_setenv BOOT_B_LEFT 3 && systemctl restart rauc",
+		service: "rauc", want: "BOOT_ORDER=B A",
+		cmd: "rauc install /var/lib/ota-agent/os.raucb"},
+}
+
+type peerOSRun struct {
+	Agent   string  `json:"agent"`
+	Mode    string  `json:"mode"`
+	Source  string  `json:"source"`
+	RC      int     `json:"rc"`
+	WallS   float64 `json:"wall_s"`
+	CPUS    float64 `json:"cpu_s"`
+	RSSKB   int64   `json:"maxrss_kb"`
+	EnvS    float64 `json:"env_s"`
+	Net     int64   `json:"net_bytes"`
+	Written bool    `json:"written"`
+	Durable string  `json:"durable"`
+	Output  string  `json:"output"`
+}
+
+type peerOSReport struct {
+	Size     int64       `json:"size"`
+	Kernel   string      `json:"kernel"`
+	Versions string      `json:"versions"`
+	Runs     []peerOSRun `json:"runs"`
+}
+
+// peerOS runs one agent's install (measured), reads slot B back, then runs it again under
+// strace for the durability judgement.
+func (r *rig) peerOS(p peerOSJob, sum string) peerOSRun {
+	r.peerReset(p)
+	args := fmt.Sprintf("ota-systest-guest measure -want %q", p.want)
+	if p.service != "" {
+		args += " -service " + p.service
+	}
+	sent := r.sent.Load()
+	res, err := r.ctl.run(r.vm, args+" -- sh -c "+shellQuote(p.cmd), 20*time.Minute)
+	if err != nil {
+		r.t.Fatalf("%s: %v\n%s", p.agent, err, tail(r.vm.serial(), 40))
+	}
+	row := peerOSRun{Agent: p.agent, Mode: p.mode, Source: p.source, Net: r.sent.Load() - sent, RC: -1, EnvS: -1}
+	if p.agent == "RAUC" {
+		row.Net = imageBundleSize(r) // what the fetch before carried
+	}
+	if err := json.Unmarshal([]byte(lastLine(res.Output)), &row); err != nil {
+		row.Output = res.Output
+		return row
+	}
+	got := strings.Fields(r.sh(fmt.Sprintf("head -c %d /dev/vda3 | sha256sum", imageSize)).Output)
+	row.Written = len(got) > 0 && got[0] == sum
+	// Once more under strace, for the durability row (its time is not the row's).
+	r.peerReset(p)
+	res, err = r.ctl.run(r.vm, traceCmd(p), 30*time.Minute)
+	if err != nil {
+		r.t.Fatalf("%s under strace: %v\n%s", p.agent, err, tail(r.vm.serial(), 40))
+	}
+	os.WriteFile(filepath.Join(r.work, "trace-"+p.agent+".txt"), []byte(res.Output), 0o644)
+	row.Durable = judgeOS(res.Output, "/dev/vda3")
+	return row
+}
+
+// peerReset wipes slot B's first MiBs, sets the environment back to "running A" and runs the
+// agent's own preparation, then drops the page cache.
+func (r *rig) peerReset(p peerOSJob) {
+	reset := "dd if=/dev/zero of=/dev/vda3 bs=1M count=4 conv=fsync status=none && " +
+		"fw_setenv ota_slot a && fw_setenv upgrade_available 0 && fw_setenv bootcount 0"
+	if p.prepare != "" {
+		reset += " && " + p.prepare
+	}
+	if res := r.sh(reset + " && sync && echo 3 > /proc/sys/vm/drop_caches"); res.RC != 0 {
+		r.t.Fatalf("preparing %s: exit %d: %s", p.agent, res.RC, res.Output)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func imageBundleSize(r *rig) int64 {
+	st, err := os.Stat(filepath.Join(r.peers, "os.raucb"))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// peersImage is the OS release every agent installs: a 256 MiB ext4 filesystem holding the
+// OS version and random bytes (incompressible, so no agent's compression changes the job).
+func (r *rig) peersImage() (path, sum string) {
+	tree := filepath.Join(r.work, "peers-tree")
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.WriteFile(filepath.Join(tree, "etc/ota-os-version"), []byte("2\n"), 0o644)
+	f, err := os.Create(filepath.Join(tree, "payload"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := io.CopyN(f, randReader{r}, 228<<20); err != nil {
+		r.t.Fatal(err)
+	}
+	f.Close()
+	path = filepath.Join(r.work, "catalog", "blobs", "os.ext4")
+	if err := run("mkfs.ext4", "-q", "-F", "-L", "root", "-d", tree, path, "256M"); err != nil {
+		r.t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	h := sha256.Sum256(raw)
+	return path, hex.EncodeToString(h[:])
+}
+
+type randReader struct{ r *rig }
+
+func (x randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(x.r.rng.Uint32())
+	}
+	return len(p), nil
+}
