@@ -95,7 +95,9 @@ demo:
 bench:
 	@./bench/run.sh
 
-# ota-agent beside Mender, SWUpdate and RAUC (installs their Debian packages; root): bench/peers.md
+# ota-agent beside Mender, SWUpdate and RAUC (installs their Debian packages; root): bench/peers.md.
+# Its OS-image row boots the arm64 board of make test-system from a rootfs with the peers added
+# (built once into $$OTA_SYSTEM_BUILD, default .system-build): about half an hour in all.
 bench-peers:
 	@./bench/peers.sh
 

@@ -2,7 +2,9 @@
 # make bench-peers: ota-agent beside Mender, SWUpdate and RAUC (their Debian 12 packages) doing
 # the same jobs on this machine, on loopback; writes bench/peers.md. Installs the peers: run as
 # root on a machine you can throw away (it also writes /etc/mender/artifact_info and mender's
-# identity script when they are missing, as a device would have them).
+# identity script when they are missing, as a device would have them). The OS-image row builds
+# an arm64 rootfs with the peers' packages (dist/image/mkrootfs.sh, cached in $OTA_SYSTEM_BUILD)
+# and boots it under qemu-system (systemtest TestPeersOS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "bench-peers: run as root (it installs the peers' Debian packages)" >&2; exit 1; fi

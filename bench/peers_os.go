@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // The OS-image row: measured inside the booted arm64 board by systemtest's TestPeersOS (its
@@ -19,28 +21,6 @@ import (
 const peersRootfs = "rootfs-arm64-peers"
 
 var peersPackages = "mender-client,rauc,rauc-service,swupdate,strace"
-
-type osRun struct {
-	Agent   string  `json:"agent"`
-	Mode    string  `json:"mode"`
-	Source  string  `json:"source"`
-	RC      int     `json:"rc"`
-	WallS   float64 `json:"wall_s"`
-	CPUS    float64 `json:"cpu_s"`
-	RSSKB   int64   `json:"maxrss_kb"`
-	EnvS    float64 `json:"env_s"`
-	Net     int64   `json:"net_bytes"`
-	Written bool    `json:"written"`
-	Durable string  `json:"durable"`
-	Output  string  `json:"output"`
-}
-
-type osReport struct {
-	Size     int64   `json:"size"`
-	Kernel   string  `json:"kernel"`
-	Versions string  `json:"versions"`
-	Runs     []osRun `json:"runs"`
-}
 
 const osMeasure = "OS image 256 MiB to the inactive partition, booted arm64 VM (TCG)"
 
@@ -59,7 +39,7 @@ func (b *bench) osImageJob(t *peerTable, _ *peerWorld) {
 		t.notes = append(t.notes, "OS image: the run failed ("+msg+"); the board's serial logs are in $OTA_SYSTEM_BUILD/run-peers/.")
 		return
 	}
-	val := func(f func(osRun) float64) []peerVal {
+	val := func(f func(testenv.PeerOSRun) float64) []peerVal {
 		var out []peerVal
 		for _, r := range rep.Runs {
 			if r.RC == 0 && r.Written && r.EnvS >= 0 {
@@ -74,11 +54,11 @@ func (b *bench) osImageJob(t *peerTable, _ *peerWorld) {
 				r.Agent, r.Mode, r.RC, r.Written, r.EnvS >= 0, strings.Join(strings.Fields(tail(r.Output, 600)), " ")))
 		}
 	}
-	t.figures(osMeasure+": wall time", val(func(r osRun) float64 { return r.WallS }), secs, nil)
-	t.figures(osMeasure+": time until the bootloader env asks to try it", val(func(r osRun) float64 { return r.EnvS }), secs, nil)
-	t.figures(osMeasure+": CPU time (user+sys)", val(func(r osRun) float64 { return r.CPUS }), secs, nil)
-	t.figures(osMeasure+": peak RSS (largest process)", val(func(r osRun) float64 { return float64(r.RSSKB) / 1024 }), func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }, nil)
-	t.figures(osMeasure+": bytes from the network", val(func(r osRun) float64 { return float64(r.Net) }), func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }, nil)
+	t.figures(osMeasure+": wall time", val(func(r testenv.PeerOSRun) float64 { return r.WallS }), secs, nil)
+	t.figures(osMeasure+": time until the bootloader env asks to try it", val(func(r testenv.PeerOSRun) float64 { return r.EnvS }), secs, nil)
+	t.figures(osMeasure+": CPU time (user+sys)", val(func(r testenv.PeerOSRun) float64 { return r.CPUS }), secs, nil)
+	t.figures(osMeasure+": peak RSS (largest process)", val(func(r testenv.PeerOSRun) float64 { return float64(r.RSSKB) / 1024 }), func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }, nil)
+	t.figures(osMeasure+": bytes from the network", val(func(r testenv.PeerOSRun) float64 { return float64(r.Net) }), func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }, nil)
 	l := peerLine{measure: osMeasure + ": image flushed before the env asks to try it (strace)", cells: map[string]string{}}
 	for _, r := range rep.Runs {
 		l.cells[r.Agent] = strings.TrimPrefix(l.cells[r.Agent]+"<br>", "<br>") + fmt.Sprintf("%s (%s)", r.Durable, r.Mode)
@@ -103,7 +83,7 @@ func (b *bench) osImageJob(t *peerTable, _ *peerWorld) {
 }
 
 // osImageRun: the arm64 agent, the rootfs, then the booted board.
-func (b *bench) osImageRun() (*osReport, error) {
+func (b *bench) osImageRun() (*testenv.PeerOSReport, error) {
 	build := os.Getenv("OTA_SYSTEM_BUILD")
 	if build == "" {
 		build = ".system-build"
@@ -152,7 +132,7 @@ func (b *bench) osImageRun() (*osReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rep osReport
+	var rep testenv.PeerOSReport
 	return &rep, json.Unmarshal(raw, &rep)
 }
 

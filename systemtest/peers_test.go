@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/testenv"
 )
 
 // TestPeersOS is make bench-peers' OS-image row (never part of make test-system): inside the
@@ -40,14 +42,14 @@ func TestPeersOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.publish("os_"+r.cpu, "2", rel, false)
-	var rows []peerOSRun
+	var rows []testenv.PeerOSRun
 	for _, p := range peerOSJobs {
 		row := r.peerOS(p, sum)
 		rows = append(rows, row)
 		r.logf("%s (%s): rc %d, wall %.1fs, CPU %.1fs, RSS %d KiB, env at %.1fs, %d bytes, written %v, durable %s",
 			p.agent, p.mode, row.RC, row.WallS, row.CPUS, row.RSSKB, row.EnvS, row.Net, row.Written, row.Durable)
 	}
-	raw, _ := json.MarshalIndent(peerOSReport{Size: imageSize, Runs: rows, Kernel: field(r.sh("uname -r").Output),
+	raw, _ := json.MarshalIndent(testenv.PeerOSReport{Size: imageSize, Runs: rows, Kernel: field(r.sh("uname -r").Output),
 		Versions: field(r.sh("dpkg-query -W -f '${Package} ${Version}\\n' mender-client rauc swupdate").Output)}, "", "  ")
 	if err := os.WriteFile(out, raw, 0o644); err != nil {
 		t.Fatal(err)
@@ -95,31 +97,9 @@ var peerOSJobs = []peerOSJob{
 		cmd: "rauc install /var/lib/ota-agent/os.raucb"},
 }
 
-type peerOSRun struct {
-	Agent   string  `json:"agent"`
-	Mode    string  `json:"mode"`
-	Source  string  `json:"source"`
-	RC      int     `json:"rc"`
-	WallS   float64 `json:"wall_s"`
-	CPUS    float64 `json:"cpu_s"`
-	RSSKB   int64   `json:"maxrss_kb"`
-	EnvS    float64 `json:"env_s"`
-	Net     int64   `json:"net_bytes"`
-	Written bool    `json:"written"`
-	Durable string  `json:"durable"`
-	Output  string  `json:"output"`
-}
-
-type peerOSReport struct {
-	Size     int64       `json:"size"`
-	Kernel   string      `json:"kernel"`
-	Versions string      `json:"versions"`
-	Runs     []peerOSRun `json:"runs"`
-}
-
 // peerOS runs one agent's install (measured), reads slot B back, then runs it again under
 // strace for the durability judgement.
-func (r *rig) peerOS(p peerOSJob, sum string) peerOSRun {
+func (r *rig) peerOS(p peerOSJob, sum string) testenv.PeerOSRun {
 	r.peerReset(p)
 	args := fmt.Sprintf("ota-systest-guest measure -want %q", p.want)
 	if p.service != "" {
@@ -130,7 +110,7 @@ func (r *rig) peerOS(p peerOSJob, sum string) peerOSRun {
 	if err != nil {
 		r.t.Fatalf("%s: %v\n%s", p.agent, err, tail(r.vm.serial(), 40))
 	}
-	row := peerOSRun{Agent: p.agent, Mode: p.mode, Source: p.source, Net: r.sent.Load() - sent, RC: -1, EnvS: -1}
+	row := testenv.PeerOSRun{Agent: p.agent, Mode: p.mode, Source: p.source, Net: r.sent.Load() - sent, RC: -1, EnvS: -1}
 	if p.agent == "RAUC" {
 		row.Net = imageBundleSize(r) // what the fetch before carried
 	}
