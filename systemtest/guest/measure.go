@@ -82,7 +82,7 @@ func measureMain(args []string) {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 	m.CPUS = tv(ru.Utime) + tv(ru.Stime)
-	m.RSSKB = ru.Maxrss
+	m.RSSKB = int64(ru.Maxrss) // int32 on 32-bit ARM
 	if pid != 0 {
 		ticks1, hwm := procTicks(pid)
 		m.CPUS += float64(ticks1-ticks0) / 100 // USER_HZ
