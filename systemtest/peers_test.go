@@ -67,22 +67,24 @@ const imageSize = 256 << 20
 // helper measures, and the environment that asks U-Boot to try slot B.
 type peerOSJob struct {
 	agent, mode, source string
+	local               string // an artifact under /peers/ copied to the data partition first (not timed)
 	prepare             string // shell, before the measured command
 	service             string // the daemon doing the work (its comm), if not the command
 	want                string // k=v,... asking to try the new slot
 	cmd                 string
 }
 
+// oursOS: ota-agent in a payload mode; each run starts from a device that has not installed
+// this release (twice: timed, traced).
+func oursOS(mode, source, config string) peerOSJob {
+	return peerOSJob{agent: "ota-agent", mode: "partition, " + mode, source: source,
+		prepare: "rm -rf /var/lib/ota-agent/*", want: "ota_slot=b,upgrade_available=1",
+		cmd: "ota-agent --config /etc/ota-agent/" + config + " check --once"}
+}
+
 var peerOSJobs = []peerOSJob{
-	// Each run starts from a device that has not installed this release (twice: timed, traced).
-	{agent: "ota-agent", mode: "partition, metadata", source: "HTTP (its server)",
-		prepare: "rm -rf /var/lib/ota-agent/*",
-		want:    "ota_slot=b,upgrade_available=1",
-		cmd:     "ota-agent --config /etc/ota-agent/bench.yaml check --once"},
-	{agent: "ota-agent", mode: "partition, full", source: "HTTP (its server: the tar.gz payload)",
-		prepare: "rm -rf /var/lib/ota-agent/*",
-		want:    "ota_slot=b,upgrade_available=1",
-		cmd:     "ota-agent --config /etc/ota-agent/bench-full.yaml check --once"},
+	oursOS("metadata", "HTTP (its server)", "bench.yaml"),
+	oursOS("full", "HTTP (its server: the tar.gz payload)", "bench-full.yaml"),
 	{agent: "Mender", mode: "rootfs-image", source: "HTTP (mender install URL)",
 		prepare: "rm -f /data/mender/mender-store* && fw_setenv mender_boot_part 2 && fw_setenv mender_boot_part_hex 2",
 		want:    "mender_boot_part=3,upgrade_available=1",
@@ -90,9 +92,8 @@ var peerOSJobs = []peerOSJob{
 	{agent: "SWUpdate", mode: "raw + bootenv", source: "HTTP (swupdate -d -u URL)",
 		want: "ota_slot=b,upgrade_available=1",
 		cmd:  "swupdate -B uboot -H ota-bench:1.0 -k /etc/swupdate/cms.crt -d '-u http://10.0.2.100:8080/peers/os.swu'"},
-	{agent: "RAUC", mode: "bundle (plain)", source: "local file (fetched first, not timed)",
-		prepare: "ota-systest-guest fetch http://10.0.2.100:8080/peers/os.raucb /var/lib/ota-agent/os.raucb && " +
-			"fw_setenv BOOT_ORDER 'A B' && fw_setenv BOOT_A_LEFT 3 && fw_setenv BOOT_B_LEFT 3 && systemctl restart rauc",
+	{agent: "RAUC", mode: "bundle (plain)", source: "local file (fetched first, not timed)", local: "os.raucb",
+		prepare: "fw_setenv BOOT_ORDER 'A B' && fw_setenv BOOT_A_LEFT 3 && fw_setenv BOOT_B_LEFT 3 && systemctl restart rauc",
 		service: "rauc", want: "BOOT_ORDER=B A",
 		cmd: "rauc install /var/lib/ota-agent/os.raucb"},
 }
@@ -111,8 +112,10 @@ func (r *rig) peerOS(p peerOSJob, sum string) testenv.PeerOSRun {
 		r.t.Fatalf("%s: %v\n%s", p.agent, err, tail(r.vm.serial(), 40))
 	}
 	row := testenv.PeerOSRun{Agent: p.agent, Mode: p.mode, Source: p.source, Net: r.sent.Load() - sent, RC: -1, EnvS: -1}
-	if p.agent == "RAUC" {
-		row.Net = imageBundleSize(r) // what the fetch before carried
+	if p.local != "" {
+		if st, err := os.Stat(filepath.Join(r.peers, p.local)); err == nil {
+			row.Net = st.Size() // what the copy before carried
+		}
 	}
 	if err := json.Unmarshal([]byte(lastLine(res.Output)), &row); err != nil {
 		row.Output = res.Output
@@ -136,6 +139,10 @@ func (r *rig) peerOS(p peerOSJob, sum string) testenv.PeerOSRun {
 func (r *rig) peerReset(p peerOSJob) {
 	reset := "dd if=/dev/zero of=/dev/vda3 bs=1M count=4 conv=fsync status=none && " +
 		"fw_setenv ota_slot a && fw_setenv upgrade_available 0 && fw_setenv bootcount 0"
+	if p.local != "" { // copied once: the timed and the traced run use the same file
+		f := "/var/lib/ota-agent/" + p.local // the data partition: room for it
+		reset += fmt.Sprintf(" && { [ -e %s ] || ota-systest-guest fetch http://10.0.2.100:8080/peers/%s %s; }", f, p.local, f)
+	}
 	if p.prepare != "" {
 		reset += " && " + p.prepare
 	}
@@ -150,14 +157,6 @@ func lastLine(s string) string {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func imageBundleSize(r *rig) int64 {
-	st, err := os.Stat(filepath.Join(r.peers, "os.raucb"))
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
 
 // peersImage is the OS release every agent installs: a 256 MiB ext4 filesystem holding the
 // OS version and random bytes (incompressible, so no agent's compression changes the job).
