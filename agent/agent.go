@@ -68,6 +68,20 @@ type Result struct {
 	Error  string               `json:"error,omitempty"`
 	Plan   *Plan                `json:"plan,omitempty"`
 	Bytes  int64                `json:"bytes"`
+	// Note says how an up-to-date result came about when the server did not answer 304.
+	Note string `json:"note,omitempty"`
+	// Switched: the apps' new slot is active (`current` names it).
+	Switched bool `json:"switched,omitempty"`
+	// OSSlot is the partition an OS image was written to, to try at the next boot.
+	OSSlot string `json:"os_slot,omitempty"`
+	// StagedUntil is when a staged generation switches (the next install window opens).
+	StagedUntil *time.Time `json:"staged_until,omitempty"`
+	// Removed are the apps the update removed (the answer no longer names them).
+	Removed []string `json:"removed,omitempty"`
+	// Unlisted are apps the answer left out that were kept (trust.allow_unsigned_removals).
+	Unlisted []string `json:"unlisted,omitempty"`
+	// Refused are the releases this device refuses, by MD5 (ota-agent retry APP).
+	Refused map[string]Refusal `json:"refused,omitempty"`
 }
 
 // Agent runs checks for one configuration.

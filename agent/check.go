@@ -83,6 +83,14 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 			res.Slot = s.Slot // the slot the device is on after the failure
 		}
 	}
+	if refused, rerr := db.Refusals(); rerr == nil {
+		for md5, r := range refused {
+			if res.Refused == nil {
+				res.Refused = map[string]Refusal{}
+			}
+			res.Refused[md5] = Refusal(r)
+		}
+	}
 	if !opt.DryRun {
 		err = a.recordCheck(db, res, err, time.Since(start))
 	}
@@ -94,7 +102,11 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	default:
 		level = slog.LevelError
 	}
-	a.log.Log(ctx, level, "check", "result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond).String(), "error", res.Error)
+	attrs := []any{"result", res.Result, "slot", res.Slot, "bytes", res.Bytes, "duration", time.Since(start).Round(time.Millisecond).String()}
+	if res.Error != "" {
+		attrs = append(attrs, "error", res.Error)
+	}
+	a.log.Log(ctx, level, "check", attrs...)
 	return res, err
 }
 
@@ -190,7 +202,11 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	plan, err := makePlan(d, installed)
+	rules, err := a.rules(db, state)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := makePlan(d, installed, rules)
 	if err != nil {
 		return nil, err
 	}
@@ -216,13 +232,19 @@ func upToDate(state *store.State) *Result {
 	return res
 }
 
-// sameMembers: the set of files must equal what package_details.json promises.
-func sameMembers(plan *Plan, got map[string]packaging.Digests) error {
+// sameMembers: the set of files must equal what package_details.json promises (every entry
+// with status 200, whether or not the plan installs it).
+func sameMembers(d *packaging.Details, got map[string]packaging.Digests) error {
 	want := map[string]bool{}
-	for _, d := range plan.Download {
-		want[d.Member()] = true
-		if _, ok := got[d.Member()]; !ok {
-			return fmt.Errorf("%w: package_details.json lists %s %s with status 200 but the payload has no member %s", ErrRejected, d.App, d.Version, d.Member())
+	for _, app := range d.Apps {
+		e := d.Entries[app]
+		if e.StatusCode != 200 {
+			continue
+		}
+		m := PlanItem{App: app, Version: e.LatestVersion}.Member()
+		want[m] = true
+		if _, ok := got[m]; !ok {
+			return fmt.Errorf("%w: package_details.json lists %s %s with status 200 but the payload has no member %s", ErrRejected, app, e.LatestVersion, m)
 		}
 	}
 	for m := range got {
@@ -243,7 +265,7 @@ func orNothing(s string) string {
 // recordCheck keeps the check's record, the time floor, the counters and the metrics; it
 // returns err, or the first error of keeping them.
 func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Duration) error {
-	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: took, Bytes: res.Bytes}
+	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: took, Bytes: res.Bytes, Removed: res.Removed, Unlisted: res.Unlisted}
 	var saved int64
 	for app, x := range res.Apps {
 		if x.Path != "" {
@@ -253,7 +275,7 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 			rec.Via[app] = x.Delivery
 		}
 		if x.Path == DeliveryPatch || x.Path == DeliveryChunks {
-			saved += x.Size - x.Fetched
+			saved += x.Size - x.Downloaded
 		}
 	}
 	if err != nil {

@@ -100,7 +100,7 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 		a.dropDownload(j.db, item.Member())
 		return packaging.Digests{}, n, false, nil
 	}
-	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "fetched", got, "size", e.Size, "chunks", len(idx.Chunks))
+	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "downloaded", got, "size", e.Size, "chunks", len(idx.Chunks))
 	return d, n, true, j.st.Adopt(name, incoming(item.Member()))
 }
 

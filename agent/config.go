@@ -44,12 +44,15 @@ type Config struct {
 	} `key:"device"`
 	StateDir string `key:"state_dir" default:"/var/lib/ota-agent"`
 	Trust    struct {
-		Keys                []string      `key:"keys"`
-		AllowUnsigned       bool          `key:"allow_unsigned" default:"false"`
-		Threshold           int           `key:"threshold" default:"1"`             // signatures of trust.keys each statement (and the first key set) needs
-		MinStatementVersion int           `key:"min_statement_version" default:"1"` // 2: refuse statements that do not name their channel
-		MaxStaleness        time.Duration `key:"max_staleness" default:"0"`         // >0: fetch ota-timestamp.release each check; stale after this long without a fresh one
-		KeysRefresh         time.Duration `key:"keys_refresh" default:"24h"`        // fetch ota-keys.release this often (and at an unknown key id; 0: only then)
+		Keys          []string `key:"keys"`
+		AllowUnsigned bool     `key:"allow_unsigned" default:"false"`
+		// With trust.keys, an app the server's (unsigned) answer leaves out is kept unless
+		// this is true: nothing unsigned may remove an app.
+		AllowUnsignedRemovals bool          `key:"allow_unsigned_removals" default:"false"`
+		Threshold             int           `key:"threshold" default:"1"`             // signatures of trust.keys each statement (and the first key set) needs
+		MinStatementVersion   int           `key:"min_statement_version" default:"1"` // 2: refuse statements that do not name their channel
+		MaxStaleness          time.Duration `key:"max_staleness" default:"0"`         // >0: fetch ota-timestamp.release each check; stale after this long without a fresh one
+		KeysRefresh           time.Duration `key:"keys_refresh" default:"24h"`        // fetch ota-keys.release this often (and at an unknown key id; 0: only then)
 	} `key:"trust"`
 	Poll struct {
 		Interval time.Duration `key:"interval" default:"6h"`

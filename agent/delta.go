@@ -218,7 +218,7 @@ func (j *job) delivered(app, path string, n, size int64, ok bool) {
 		j.via = map[string]Delivery{}
 	}
 	d := j.via[app]
-	d.Fetched += n
+	d.Downloaded += n
 	d.Size = size
 	if ok {
 		d.Path = path

@@ -125,6 +125,9 @@ func (j *job) composeState(ctx context.Context) (State, error) {
 func (j *job) seal(ctx context.Context) (State, error) {
 	if !j.dirChange {
 		j.res.Slot, j.done = j.active, true
+		if j.osItem == nil {
+			j.res.Result, j.res.Note = ResultUpToDate, j.plan.nothingNote()
+		}
 		return Idle, nil
 	}
 	if err := j.a.runHook(ctx, "pre_install", j.a.cfg.Hooks.PreInstall, j.a.hookEnv(j.next, j.active)); err != nil {
@@ -162,7 +165,7 @@ func (j *job) record(context.Context) (State, error) {
 	if err := j.db.SetState(s); err != nil {
 		return "", err
 	}
-	j.done, j.cur = true, s
+	j.done, j.cur, j.res.Switched = true, s, true
 	j.a.log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)
 	if j.state != nil && len(j.state.Damaged) > 0 {
 		j.a.repaired(j.db, j.state, j.next)
@@ -239,11 +242,18 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 			}
 		}
 	}
-	if j.plan, err = makePlan(j.details, j.installed); err != nil {
+	rules, err := j.a.rules(j.db, j.state)
+	if err != nil {
+		return err
+	}
+	if j.plan, err = makePlan(j.details, j.installed, rules); err != nil {
 		return err
 	}
 	if j.mode == modeFull {
-		if err := sameMembers(j.plan, j.got); err != nil {
+		if err := sameMembers(j.details, j.got); err != nil {
+			return err
+		}
+		if err := j.dropHeld(); err != nil {
 			return err
 		}
 	} else {
@@ -290,10 +300,18 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	return nil
 }
 
-// verifyAll checks every received binary and moves it to its place in the staging slot.
+// verifyAll checks every received binary and moves it to its place in the staging slot. A
+// verified release this device refused, or the very bytes it has, is set aside (the plan's
+// rules, now with the real digests: the server's claims were only a first sieve).
 func (j *job) verifyAll(ctx context.Context) error {
 	j.a.Status("verifying")
-	for _, item := range j.plan.Download {
+	rules, err := j.a.rules(j.db, j.state)
+	if err != nil {
+		return err
+	}
+	items := j.plan.Download
+	j.plan.Download = nil
+	for _, item := range items {
 		var have *store.App
 		if h, ok := j.installed[item.App]; ok {
 			have = &h
@@ -309,11 +327,19 @@ func (j *job) verifyAll(ctx context.Context) error {
 			}
 			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), err)
 		}
+		if why := rules.hold(item.App, rec.MD5, j.installed); j.plan.held(item.App, why, have != nil) {
+			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
+			if err := j.st.Remove(incoming(item.Member())); err != nil {
+				return err
+			}
+			continue
+		}
+		j.plan.Download = append(j.plan.Download, item)
 		via := j.via[item.App]
 		if via.Path == "" && j.mode == modeFull {
 			via = Delivery{Path: DeliveryPayload, Size: rec.Size}
 		}
-		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: have == nil || have.MD5 != rec.MD5, Delivery: via}
+		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: true, Delivery: via}
 		j.a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
 		if j.isOS(item.App) {
 			j.osItem, j.osRec = &item, rec // goes to a partition, not into the directory slot
@@ -328,11 +354,34 @@ func (j *job) verifyAll(ctx context.Context) error {
 	return nil
 }
 
+// holdText says why a verified release is not installed (planRules.hold).
+var holdText = map[string]string{
+	"refused":   "this release was refused on this device earlier (ota-agent retry APP clears it)",
+	"installed": "the server sent the bytes already installed",
+}
+
+// dropHeld removes the payload members the plan does not install (held back by its rules).
+func (j *job) dropHeld() error {
+	want := map[string]bool{}
+	for _, item := range j.plan.Download {
+		want[item.Member()] = true
+	}
+	for m := range j.got {
+		if !want[m] {
+			if err := j.st.Remove(incoming(m)); err != nil {
+				return err
+			}
+			delete(j.got, m)
+		}
+	}
+	return nil
+}
+
 func (j *job) isOS(app string) bool { return j.parts != nil && app == j.osApp }
 
 // compose carries unchanged apps over from the active slot and notes removals.
 func (j *job) compose() error {
-	for _, app := range j.plan.Keep {
+	for _, app := range j.plan.carried() {
 		x := j.installed[app]
 		j.res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
 		if j.isOS(app) {
@@ -343,13 +392,18 @@ func (j *job) compose() error {
 		}
 		j.next.Apps[app] = x
 	}
+	for _, app := range j.plan.Unlisted {
+		j.a.log.Warn("kept: not in the server's answer, and an unsigned answer removes nothing (trust.allow_unsigned_removals)", "app", app, "version", j.installed[app].Version)
+	}
 	for _, app := range j.plan.Remove {
 		if j.isOS(app) {
 			continue
 		}
-		j.a.log.Info("removing: no longer offered", "app", app, "version", j.installed[app].Version)
+		j.a.log.Warn("removing: no longer offered", "app", app, "version", j.installed[app].Version)
+		j.res.Removed = append(j.res.Removed, app)
 		j.dirChange = true
 	}
+	j.res.Unlisted = j.plan.Unlisted
 	return nil
 }
 

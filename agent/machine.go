@@ -161,7 +161,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
 	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
-		j.res.Result, j.res.Slot = ResultFailed, ""
+		j.res.Result, j.res.Slot, j.res.Switched = ResultFailed, "", false
 		if cur != nil {
 			j.res.Slot = cur.Slot
 		}

@@ -86,7 +86,7 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 	counter("ota_agent_updates_total", "Generations installed.", c.Updates)
 	counter("ota_agent_rollbacks_total", "Generations rolled back.", c.Rollbacks)
 	counter("ota_agent_downloaded_bytes_total", "Bytes received from the server and the firmware CDN.", c.DownloadedBytes)
-	counter("ota_agent_delta_saved_bytes_total", "Bytes not downloaded thanks to patches and chunk indexes (file sizes minus bytes fetched).", c.DeltaSavedBytes)
+	counter("ota_agent_delta_saved_bytes_total", "Bytes not downloaded thanks to patches and chunk indexes (file sizes minus bytes downloaded).", c.DeltaSavedBytes)
 	return writeAtomic(path, []byte(b.String()))
 }
 

@@ -130,6 +130,7 @@ func (j *job) setEnv(context.Context) (State, error) {
 	if err := j.db.SetOS(o); err != nil {
 		return "", err
 	}
+	j.res.OSSlot = o.Try
 	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
 	return EnvSet, j.st.Remove(incoming(j.osItem.Member()))
 }

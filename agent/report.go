@@ -70,6 +70,9 @@ type CheckReport struct {
 	Bytes   int64     `json:"bytes"`
 	// Via is how each app of the update arrived: patch, full or payload, bytes vs size.
 	Via map[string]Delivery `json:"via,omitempty"`
+	// Removed: apps the check removed; Unlisted: apps its answer left out, kept.
+	Removed  []string `json:"removed,omitempty"`
+	Unlisted []string `json:"unlisted,omitempty"`
 }
 
 // VerifyReport is the daemon's last re-verification of the active slot.
@@ -113,7 +116,7 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if c, err := db.LastCheck(); err != nil {
 		return nil, err
 	} else if c != nil {
-		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes, Via: c.Via}
+		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes, Via: c.Via, Removed: c.Removed, Unlisted: c.Unlisted}
 	}
 	if v, err := db.LastVerify(); err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ func (j *job) journal(context.Context) (State, error) {
 		j.res.Result = ResultStaged
 		j.done = true
 		next := j.a.cfg.nextWindow(j.a.now(j.db).Local())
+		j.res.StagedUntil = &next
 		j.a.log.Info("staged: the new slot waits for the next install window", "slot", j.next.Slot, "generation", j.next.N, "window", next.Format("Mon 15:04"))
 		j.a.Status(fmt.Sprintf("staged slot %s, installs at %s (or ota-agent apply)", j.next.Slot, next.Format("Mon 15:04")))
 		return Idle, nil

@@ -66,13 +66,17 @@ type CheckRecord struct {
 	Bytes    int64         `json:"bytes"`
 	// Via is how each app of an update arrived (patch, full, payload) and what it cost.
 	Via map[string]Delivery `json:"via,omitempty"`
+	// Removed are the apps the check removed; Unlisted the apps the answer left out that
+	// were kept (an unsigned answer removes nothing while trust keys are set).
+	Removed  []string `json:"removed,omitempty"`
+	Unlisted []string `json:"unlisted,omitempty"`
 }
 
 // Delivery is how an app arrived and what it cost.
 type Delivery struct {
-	Path    string `json:"delivery"`          // patch | full | payload
-	Fetched int64  `json:"fetched,omitempty"` // bytes received for it (a refused patch included)
-	Size    int64  `json:"size,omitempty"`    // the file's size
+	Path       string `json:"delivery,omitempty"`   // patch | full | payload
+	Downloaded int64  `json:"downloaded,omitempty"` // bytes received for it (a refused patch included)
+	Size       int64  `json:"size,omitempty"`       // the file's size
 }
 
 // Refusal is a release this device will not install again until the server offers another.

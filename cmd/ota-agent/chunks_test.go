@@ -51,7 +51,7 @@ func TestChunkInstall(t *testing.T) {
 		fw := w.srv.Stats().BytesByPath["/firmware"]
 		r, res := w.checkJSON()
 		sb := res.Apps["scoreboard"]
-		if r.code != 0 || sb.Delivery != "chunks" || sb.Fetched > int64(len(nw))/2 {
+		if r.code != 0 || sb.Delivery != "chunks" || sb.Downloaded > int64(len(nw))/2 {
 			t.Fatalf("damaged %v: exit %d, scoreboard %+v\n%s", damage, r.code, sb, r.stderr)
 		}
 		if got := w.srv.Stats().BytesByPath["/firmware"] - fw; got > int64(len(nw))/2 {
@@ -157,7 +157,7 @@ func osImageDelta(t *testing.T, how string) {
 		t.Fatalf("dry run:\n%s", dry.stdout)
 	}
 	r, res := w.checkJSON()
-	if os := res.Apps["os_armv8"]; r.code != 0 || os.Delivery != how || os.Fetched > int64(len(img))/2 {
+	if os := res.Apps["os_armv8"]; r.code != 0 || os.Delivery != how || os.Downloaded > int64(len(img))/2 {
 		t.Fatalf("exit %d, os_armv8 %+v\n%s", r.code, os, r.stderr)
 	}
 	got, _ := os.ReadFile(pa)
@@ -175,7 +175,7 @@ func osImageDelta(t *testing.T, how string) {
 func TestChunkKillResumes(t *testing.T) {
 	clean, _ := chunkWorld(t)
 	_, res := clean.checkJSON()
-	need := res.Apps["scoreboard"].Fetched // index + ranges, uninterrupted
+	need := res.Apps["scoreboard"].Downloaded // index + ranges, uninterrupted
 	w, _ := chunkWorld(t)
 	prefix := "/firmware/scoreboard_1.5.0"
 	w.srv.SetFaults(testserver.Faults{PathPrefix: prefix, RateBPS: 64 << 10})
@@ -191,14 +191,14 @@ func TestChunkKillResumes(t *testing.T) {
 	w.srv.SetFaults(testserver.Faults{})
 	r, res := w.checkJSON()
 	sb := res.Apps["scoreboard"]
-	if r.code != 0 || sb.Delivery != "chunks" || sb.Fetched >= need {
+	if r.code != 0 || sb.Delivery != "chunks" || sb.Downloaded >= need {
 		t.Fatalf("after the kill: exit %d, scoreboard %+v (an uninterrupted run fetches %d)\n%s", r.code, sb, need, r.stderr)
 	}
 	total := w.srv.Stats().BytesByPath["/firmware"] + w.srv.Stats().BytesByPath["/delta"]
 	before := clean.srv.Stats().BytesByPath["/firmware"] + clean.srv.Stats().BytesByPath["/delta"] - need // the first install
 	// Twice: the index, and what of the second range arrived before the kill (64 KiB/s).
 	if twice := (total - before) - need; twice > 32<<10 {
-		t.Fatalf("%d bytes fetched twice (first attempt %d, the restart %d, needed %d)", twice, first-before, sb.Fetched, need)
+		t.Fatalf("%d bytes fetched twice (first attempt %d, the restart %d, needed %d)", twice, first-before, sb.Downloaded, need)
 	}
 	w.mustAgent("verify")
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/ota-agent/ota-agent/agent"
 	"github.com/spf13/pflag"
@@ -67,15 +68,11 @@ func writeJSON(w io.Writer, v any) {
 }
 
 func printResult(w io.Writer, res *agent.Result, dry bool) {
-	switch {
-	case dry && res.Plan != nil:
+	if dry && res.Plan != nil {
 		fmt.Fprintf(w, "plan (dry run, nothing changed):\n%s", res.Plan)
 		return
-	case res.Result == agent.ResultUpToDate:
-		fmt.Fprintf(w, "up-to-date: the server answered 304 Not Modified (slot %s, %d apps)\n", orNone(res.Slot), len(res.Apps))
-	default:
-		fmt.Fprintf(w, "updated: installed into slot %s and switched (%d bytes downloaded)\n", res.Slot, res.Bytes)
 	}
+	fmt.Fprintln(w, headline(res))
 	for _, name := range slices.Sorted(maps.Keys(res.Apps)) {
 		x := res.Apps[name]
 		what := "unchanged"
@@ -83,6 +80,43 @@ func printResult(w io.Writer, res *agent.Result, dry bool) {
 			what = "installed"
 		}
 		fmt.Fprintf(w, "  %-16s %-10s %s  md5 %s\n", name, x.Version, what, x.MD5)
+	}
+	printRemovals(w, res.Removed, res.Unlisted)
+	printRefused(w, res.Refused)
+}
+
+// headline is the result's first line: what really happened.
+func headline(res *agent.Result) string {
+	dl := fmt.Sprintf("%d bytes downloaded", res.Bytes)
+	switch res.Result {
+	case agent.ResultUpToDate:
+		why := "the server answered 304 Not Modified"
+		if res.Note != "" {
+			why = res.Note
+		}
+		return fmt.Sprintf("up-to-date: %s (slot %s, %d apps)", why, orNone(res.Slot), len(res.Apps))
+	case agent.ResultStaged:
+		when := "in the next install window"
+		if res.StagedUntil != nil {
+			when = "at " + res.StagedUntil.Format("Mon 2006-01-02 15:04 MST")
+		}
+		return fmt.Sprintf("staged: installed into slot %s, switches %s (install.windows), or now with ota-agent apply (%s)", res.Slot, when, dl)
+	}
+	var did []string
+	if res.OSSlot != "" {
+		did = append(did, fmt.Sprintf("OS image written to partition slot %s, tried at the next boot", res.OSSlot))
+	}
+	if res.Switched || len(did) == 0 {
+		did = append(did, fmt.Sprintf("installed into slot %s and switched", orNone(res.Slot)))
+	}
+	return fmt.Sprintf("updated: %s (%s)", strings.Join(did, "; apps "), dl)
+}
+
+// printRefused names every release this device refuses, and how to clear a refusal.
+func printRefused(w io.Writer, refused map[string]agent.Refusal) {
+	for _, md5 := range slices.Sorted(maps.Keys(refused)) {
+		r := refused[md5]
+		fmt.Fprintf(w, "  refused: %s %s (md5 %s): %s; ota-agent retry %s clears it\n", r.App, r.Version, md5, r.Reason, r.App)
 	}
 }
 

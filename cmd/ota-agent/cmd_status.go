@@ -73,6 +73,7 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 		printVia(stdout, c.Via)
+		printRemovals(stdout, c.Removed, c.Unlisted)
 	}
 	if o := rep.OS; o != nil {
 		fmt.Fprintf(stdout, "OS partitions: booted %s, committed %s", orNone(o.Booted), orNone(o.Committed))
@@ -106,9 +107,20 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 	printTrust(stdout, rep.Trust)
 	for _, md5 := range slices.Sorted(maps.Keys(rep.Refused)) {
 		r := rep.Refused[md5]
-		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s\n", r.App, r.Version, md5, r.Reason)
+		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s (ota-agent retry %s)\n", r.App, r.Version, md5, r.Reason, r.App)
 	}
 	return nil
+}
+
+// printRemovals names the apps a check removed, and those it kept although the answer left
+// them out.
+func printRemovals(w io.Writer, removed, unlisted []string) {
+	if len(removed) > 0 {
+		fmt.Fprintf(w, "  removed (no longer offered): %s\n", strings.Join(removed, ", "))
+	}
+	if len(unlisted) > 0 {
+		fmt.Fprintf(w, "  kept, not in the server's answer: %s (an unsigned answer removes nothing; trust.allow_unsigned_removals)\n", strings.Join(unlisted, ", "))
+	}
 }
 
 func seconds(s float64) string {
@@ -134,6 +146,6 @@ func printTrust(stdout io.Writer, t *agent.TrustReport) {
 func printVia(stdout io.Writer, via map[string]agent.Delivery) {
 	for _, app := range slices.Sorted(maps.Keys(via)) {
 		v := via[app]
-		fmt.Fprintf(stdout, "  %s: %s, %d of %d bytes fetched\n", app, v.Path, v.Fetched, v.Size)
+		fmt.Fprintf(stdout, "  %s: %s, %d of %d bytes downloaded\n", app, v.Path, v.Downloaded, v.Size)
 	}
 }

@@ -51,10 +51,10 @@ func (w *world) publishPatch(old []byte) {
 type deltaResult struct {
 	Result string `json:"result"`
 	Apps   map[string]struct {
-		Version  string `json:"version"`
-		Delivery string `json:"delivery"`
-		Fetched  int64  `json:"fetched"`
-		Size     int64  `json:"size"`
+		Version    string `json:"version"`
+		Delivery   string `json:"delivery"`
+		Downloaded int64  `json:"downloaded"`
+		Size       int64  `json:"size"`
 	} `json:"apps"`
 }
 
@@ -78,7 +78,7 @@ func TestPatchInstall(t *testing.T) {
 	fw := w.srv.Stats().BytesByPath["/firmware"]
 	r, res := w.checkJSON()
 	sb := res.Apps["scoreboard"]
-	if r.code != 0 || sb.Delivery != "patch" || sb.Fetched != int64(len(patch)) || sb.Size != int64(len(nw)) {
+	if r.code != 0 || sb.Delivery != "patch" || sb.Downloaded != int64(len(patch)) || sb.Size != int64(len(nw)) {
 		t.Fatalf("exit %d, scoreboard %+v (patch %d bytes)\n%s", r.code, sb, len(patch), r.stderr)
 	}
 	if got := w.srv.Stats().BytesByPath["/delta"]; got != int64(len(patch)) || w.srv.Stats().BytesByPath["/firmware"] != fw {
@@ -169,7 +169,7 @@ func TestPatchReported(t *testing.T) {
 	}
 	w.mustAgent("check", "--once")
 	st := w.mustAgent("status")
-	if !strings.Contains(st.stdout, "scoreboard: patch, "+strconv.Itoa(len(p))+" of "+strconv.Itoa(len(nw))+" bytes fetched") {
+	if !strings.Contains(st.stdout, "scoreboard: patch, "+strconv.Itoa(len(p))+" of "+strconv.Itoa(len(nw))+" bytes downloaded") {
 		t.Fatalf("status:\n%s", st.stdout)
 	}
 }
@@ -196,7 +196,7 @@ func TestPatchThroughSignedURLs(t *testing.T) {
 		t.Fatalf("an unsigned patch request: %v %v", resp, err)
 	}
 	r, res := w.checkJSON()
-	if sb := res.Apps["scoreboard"]; r.code != 0 || sb.Delivery != "patch" || sb.Fetched != int64(len(p)) {
+	if sb := res.Apps["scoreboard"]; r.code != 0 || sb.Delivery != "patch" || sb.Downloaded != int64(len(p)) {
 		t.Fatalf("exit %d, scoreboard %+v\n%s", r.code, sb, r.stderr)
 	}
 }
