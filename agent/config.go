@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/packaging"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -197,17 +198,7 @@ func (c *Config) validate(bad func(string, error) error) error {
 	return nil
 }
 
-func token(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
+func token(s string) bool { return packaging.ValidToken(s) }
 
 func checkURL(raw string) error {
 	u, err := url.Parse(raw)

@@ -295,3 +295,18 @@ func SortedMD5s(md5s []string) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// ValidToken tells whether s may be an attribute name, a pinned app's name or a channel in a
+// device's request: letters, digits, _ . - (a reference origin answers HTML 500 to a quote
+// or an odd attr key).
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}

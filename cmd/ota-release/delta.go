@@ -5,32 +5,52 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/spf13/pflag"
 )
 
 // delta writes NEW.from-<h16 of OLD>.zst beside NEW: with the zstd command when it is
 // installed (-19 --long=27 --patch-from: the smallest patches), else the Go encoder.
-func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+func deltaFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 	goEnc := fs.Bool("go", false, "use the Go encoder even when the zstd command is installed")
 	blocks := fs.Bool("blocks", false, "a block patch (devices apply it with bounded memory): for images, and files over the agents' delta.max_source")
-	if err := fs.Parse(args); err != nil {
+	return func(fs *pflag.FlagSet, stdout io.Writer) error {
+		if fs.NArg() != 2 {
+			return usageErr("delta", "want OLD NEW (the installed file and the new release)")
+		}
+		for _, p := range fs.Args() {
+			if err := regular(p); err != nil {
+				return fmt.Errorf("delta: %w", err)
+			}
+		}
+		if *blocks {
+			return blockDelta(fs.Arg(0), fs.Arg(1), stdout)
+		}
+		return wholeDelta(fs.Arg(0), fs.Arg(1), *goEnc, stdout)
+	}
+}
+
+// regular refuses what is not a regular file (a FIFO or a device would hang or never end).
+func regular(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		return errors.New("delta: want OLD NEW (the installed file and the new release)")
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
 	}
-	oldPath, newPath := fs.Arg(0), fs.Arg(1)
-	if *blocks {
-		return blockDelta(oldPath, newPath, stdout)
-	}
+	return nil
+}
+
+// wholeDelta writes NEW.from-<h16 of OLD>.zst, a whole-file patch.
+func wholeDelta(oldPath, newPath string, goEnc bool, stdout io.Writer) error {
 	old, err := os.ReadFile(oldPath)
 	if err != nil {
 		return err
@@ -45,7 +65,7 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	sum := sha256.Sum256(old)
 	out := newPath + packaging.PatchSuffix(hex.EncodeToString(sum[:]))
 	how := "zstd -19 --long=27 --patch-from"
-	if z, lerr := exec.LookPath("zstd"); lerr == nil && !*goEnc {
+	if z, lerr := exec.LookPath("zstd"); lerr == nil && !goEnc {
 		if b, err := exec.Command(z, "-q", "-f", "-19", "--long=27", "--patch-from="+oldPath, newPath, "-o", out).CombinedOutput(); err != nil {
 			return fmt.Errorf("delta: zstd: %v: %s", err, b)
 		}
@@ -55,7 +75,7 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(out, patch, 0o644); err != nil {
+		if err := atomicfile.Write(out, patch, 0o644); err != nil {
 			return err
 		}
 	}
@@ -71,15 +91,21 @@ func delta(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// index writes NEW.chunks beside NEW.
-func index(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// indexFlags: index writes NEW.chunks beside NEW.
+func indexFlags(*pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
+	return func(fs *pflag.FlagSet, stdout io.Writer) error {
+		if fs.NArg() != 1 {
+			return usageErr("index", "want NEW (the file to index)")
+		}
+		return index(fs.Arg(0), stdout)
 	}
-	if fs.NArg() != 1 {
-		return errors.New("index: want NEW (the file to index)")
+}
+
+func index(path string, stdout io.Writer) error {
+	if err := regular(path); err != nil {
+		return fmt.Errorf("index: %w", err)
 	}
-	f, err := os.Open(fs.Arg(0))
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -92,10 +118,10 @@ func index(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(fs.Arg(0)+packaging.ChunkSuffix, raw, 0o644); err != nil {
+	if err := atomicfile.Write(path+packaging.ChunkSuffix, raw, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d chunks of %d bytes\n", fs.Arg(0)+packaging.ChunkSuffix, len(idx.Chunks), idx.Size)
+	fmt.Fprintf(stdout, "wrote %s: %d chunks of %d bytes\n", path+packaging.ChunkSuffix, len(idx.Chunks), idx.Size)
 	return nil
 }
 
@@ -118,19 +144,10 @@ func blockDelta(oldPath, newPath string, stdout io.Writer) error {
 		return err
 	}
 	out := newPath + strings.TrimSuffix(packaging.PatchSuffix(d.SHA256), ".zst") + packaging.BlockPatchSuffix
-	f, err := os.Create(out + ".tmp")
+	err = atomicfile.WriteFunc(out, 0o644, func(w io.Writer) error {
+		return packaging.MakeBlockPatch(w, old, nw, ofi.Size(), nfi.Size())
+	})
 	if err != nil {
-		return err
-	}
-	err = packaging.MakeBlockPatch(f, old, nw, ofi.Size(), nfi.Size())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(out+".tmp", out)
-	}
-	if err != nil {
-		os.Remove(out + ".tmp")
 		return err
 	}
 	p, err := os.Open(out)

@@ -6,93 +6,116 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/internal/catalog"
 	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/spf13/pflag"
 )
 
-func sign(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	key := fs.String("key", "", "Ed25519 private key(s) (PEM), comma-separated")
+func signFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
+	key := fs.StringSlice("key", nil, "Ed25519 private key (PEM); repeat (or comma-separate) for a threshold")
 	dir := fs.String("catalog", "", "catalog directory")
 	v1 := fs.Bool("v1", false, "write v1 statements (no channel), for agents older than v2")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(fs *pflag.FlagSet, stdout io.Writer) error {
+		if len(*key) == 0 || *dir == "" {
+			return usageErr("sign", "--key and --catalog are required")
+		}
+		pems, err := readFiles(*key)
+		if err != nil {
+			return err
+		}
+		c, err := catalog.Load(*dir)
+		if err != nil {
+			return err
+		}
+		v := 2
+		if *v1 {
+			v = 1
+		}
+		serials, err := c.SignRowsVersion(v, pems...)
+		if err != nil {
+			return err
+		}
+		for _, s := range serials {
+			fmt.Fprintf(stdout, "  %-16s %-6s %-10s serial %d (%s)\n", s.Row.App, s.Row.Env, s.Row.Version, s.Row.Serial, s.How)
+		}
+		fmt.Fprintf(stdout, "signed %d rows in %s (v%d statements, %d key(s))\n", len(c.Rows), *dir, v, len(pems))
+		return nil
 	}
-	if *key == "" || *dir == "" {
-		return errors.New("sign: --key and --catalog are required")
-	}
-	pems, err := readFiles(*key)
-	if err != nil {
-		return err
-	}
-	c, err := catalog.Load(*dir)
-	if err != nil {
-		return err
-	}
-	v := 2
-	if *v1 {
-		v = 1
-	}
-	if err := c.SignRowsVersion(v, pems...); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "signed %d rows in %s (v%d statements, %d key(s))\n", len(c.Rows), *dir, v, len(pems))
-	return nil
 }
 
-func timestamp(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	key := fs.String("key", "", "Ed25519 private key(s) (PEM), comma-separated")
+func timestampFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
+	key := fs.StringSlice("key", nil, "Ed25519 private key (PEM); repeat (or comma-separate) for a threshold")
 	expires := fs.String("expires", "7d", "how long devices may rely on it: 7d, 36h")
 	dir := fs.String("catalog", "", "catalog (bucket) directory: writes DIR/ota-timestamp.release")
 	out := fs.String("out", "", "the file to write instead")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(fs *pflag.FlagSet, stdout io.Writer) error {
+		path, err := docPath("timestamp", *dir, *out, "ota-timestamp.release")
+		if err != nil {
+			return err
+		}
+		if len(*key) == 0 {
+			return usageErr("timestamp", "--key is required")
+		}
+		d, err := days(*expires)
+		if err != nil {
+			return err
+		}
+		privs, err := readKeys(*key)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		ts := packaging.Timestamp{Issued: now.Unix(), Expires: now.Add(d).Unix()}
+		ts.Sigs = packaging.SignAll(ts.SignedBytes(), privs...)
+		if err := writeJSON(path, ts); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s: issued %s, expires %s\n", path, now.UTC().Format(time.RFC3339), now.Add(d).UTC().Format(time.RFC3339))
+		return nil
 	}
-	path, err := docPath(*dir, *out, "ota-timestamp.release")
-	if err != nil || *key == "" {
-		return errors.Join(err, errors.New("timestamp: --key is required"))
-	}
-	d, err := days(*expires)
-	if err != nil {
-		return err
-	}
-	privs, err := readKeys(*key)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	ts := packaging.Timestamp{Issued: now.Unix(), Expires: now.Add(d).Unix()}
-	ts.Sigs = packaging.SignAll(ts.SignedBytes(), privs...)
-	if err := writeJSON(path, ts); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wrote %s: issued %s, expires %s\n", path, now.UTC().Format(time.RFC3339), now.Add(d).UTC().Format(time.RFC3339))
-	return nil
 }
 
-// rotate appends the next version of the key set to ota-keys.release.
-func rotate(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	with := fs.String("sign-with", "", "private keys of the current set that sign the new version, comma-separated")
-	add := fs.String("add", "", "public keys (PEM) to trust, comma-separated")
-	remove := fs.String("remove", "", "public keys (PEM) to stop trusting, comma-separated")
-	current := fs.String("current", "", "the devices' trust.keys (PEM), for the first version")
+func rotateFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
+	with := fs.StringSlice("sign-with", nil, "private key of the current set that signs the new version (repeatable)")
+	add := fs.StringSlice("add", nil, "public key (PEM) to trust (repeatable)")
+	remove := fs.StringSlice("remove", nil, "public key (PEM) to stop trusting (repeatable); it must be in the current set")
+	current := fs.StringSlice("current", nil, "the devices' trust.keys (PEM), for the first version (repeatable)")
 	threshold := fs.Int("threshold", 0, "signatures each statement and the next key set need (default: the current set's)")
 	dir := fs.String("catalog", "", "catalog (bucket) directory: DIR/ota-keys.release")
 	out := fs.String("out", "", "the file instead")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(fs *pflag.FlagSet, stdout io.Writer) error {
+		path, err := docPath("keys rotate", *dir, *out, "ota-keys.release")
+		if err != nil {
+			return err
+		}
+		if len(*with) == 0 {
+			return usageErr("keys rotate", "--sign-with is required")
+		}
+		if *threshold < 0 {
+			return usageErr("keys rotate", "--threshold %d: want 1 or more", *threshold)
+		}
+		return rotate(path, rotation{with: *with, add: *add, remove: *remove, current: *current, threshold: *threshold}, stdout)
 	}
-	path, err := docPath(*dir, *out, "ota-keys.release")
-	if err != nil || *with == "" {
-		return errors.Join(err, errors.New("keys rotate: --sign-with is required"))
-	}
+}
+
+// rotation is what `keys rotate` was asked to do.
+type rotation struct {
+	with, add, remove, current []string
+	threshold                  int
+}
+
+// rotate appends the next version of the key set to the ota-keys.release at path.
+func rotate(path string, r rotation, stdout io.Writer) error {
 	file := &packaging.KeysFile{}
 	if raw, err := os.ReadFile(path); err == nil {
 		if file, err = packaging.ParseKeysFile(strings.NewReader(string(raw))); err != nil {
@@ -101,40 +124,40 @@ func rotate(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	cur, err := currentSet(file, *current)
+	cur, err := currentSet(file, r.current)
 	if err != nil {
 		return err
 	}
-	keys := map[string]ed25519.PublicKey{}
-	for id, k := range cur.Keys {
-		keys[id] = k
+	keys := maps.Clone(cur.Keys)
+	adds, err := readPubs(r.add)
+	if err != nil {
+		return err
 	}
-	for _, l := range []struct {
-		list string
-		in   bool
-	}{{*add, true}, {*remove, false}} {
-		pubs, err := readPubs(l.list)
-		if err != nil {
-			return err
+	for _, p := range adds {
+		keys[packaging.KeyID(p)] = p
+	}
+	removes, err := readPubs(r.remove)
+	if err != nil {
+		return err
+	}
+	for i, p := range removes {
+		id := packaging.KeyID(p)
+		if _, ok := cur.Keys[id]; !ok {
+			return fmt.Errorf("keys rotate: --remove %s: key %s is not in the current set v%d (%s)", r.remove[i], id, cur.Version, strings.Join(cur.IDs(), ", "))
 		}
-		for _, p := range pubs {
-			if l.in {
-				keys[packaging.KeyID(p)] = p
-			} else {
-				delete(keys, packaging.KeyID(p))
-			}
-		}
+		delete(keys, id)
 	}
-	next := packaging.SignedKeySet{Version: cur.Version + 1, Threshold: cmp.Or(max(*threshold, 0), cur.Threshold)}
-	for _, k := range keys {
-		next.Keys = append(next.Keys, base64.StdEncoding.EncodeToString(k))
+	next := packaging.SignedKeySet{Version: cur.Version + 1, Threshold: cmp.Or(r.threshold, cur.Threshold)}
+	for _, id := range slices.Sorted(maps.Keys(keys)) {
+		next.Keys = append(next.Keys, base64.StdEncoding.EncodeToString(keys[id]))
 	}
-	privs, err := readKeys(*with)
+	privs, err := readKeys(r.with)
 	if err != nil {
 		return err
 	}
 	next.Sigs = packaging.SignAll(next.SignedBytes(), privs...)
-	if _, err := next.Set(); err != nil {
+	set, err := next.Set()
+	if err != nil {
 		return err
 	}
 	if err := cur.Check(fmt.Sprintf("key set v%d", next.Version), next.SignedBytes(), next.Sigs); err != nil {
@@ -144,12 +167,15 @@ func rotate(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err := writeJSON(path, file); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: key set v%d, %d key(s), threshold %d, signed by %d of v%d\n", path, next.Version, len(next.Keys), next.Threshold, len(privs), cur.Version)
+	fmt.Fprintf(stdout, "wrote %s: key set v%d, threshold %d, signed by %d of v%d\n", path, next.Version, next.Threshold, len(privs), cur.Version)
+	for _, id := range set.IDs() {
+		fmt.Fprintf(stdout, "  key %s\n", id)
+	}
 	return nil
 }
 
 // currentSet is the newest version in file, or the devices' configured keys (version 0).
-func currentSet(file *packaging.KeysFile, current string) (packaging.KeySet, error) {
+func currentSet(file *packaging.KeysFile, current []string) (packaging.KeySet, error) {
 	if n := len(file.Versions); n > 0 {
 		return file.Versions[n-1].Set()
 	}
@@ -160,14 +186,16 @@ func currentSet(file *packaging.KeysFile, current string) (packaging.KeySet, err
 	return packaging.NewKeySet(0, 1, pubs...), nil
 }
 
-func docPath(dir, out, name string) (string, error) {
+func docPath(cmd, dir, out, name string) (string, error) {
 	switch {
+	case out != "" && dir != "":
+		return "", usageErr(cmd, "--catalog and --out: give one")
 	case out != "":
 		return out, nil
 	case dir != "":
 		return filepath.Join(dir, name), nil
 	}
-	return "", errors.New("--catalog DIR or --out FILE is required")
+	return "", usageErr(cmd, "--catalog DIR or --out FILE is required")
 }
 
 // days parses 7d or a Go duration.
@@ -185,9 +213,9 @@ func days(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func readFiles(list string) ([][]byte, error) {
+func readFiles(list []string) ([][]byte, error) {
 	var out [][]byte
-	for _, p := range strings.Split(list, ",") {
+	for _, p := range list {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
@@ -200,7 +228,7 @@ func readFiles(list string) ([][]byte, error) {
 	return out, nil
 }
 
-func readKeys(list string) ([]ed25519.PrivateKey, error) {
+func readKeys(list []string) ([]ed25519.PrivateKey, error) {
 	pems, err := readFiles(list)
 	if err != nil {
 		return nil, err
@@ -208,7 +236,7 @@ func readKeys(list string) ([]ed25519.PrivateKey, error) {
 	return packaging.ParseKeys(pems, packaging.ParsePrivateKeyPEM)
 }
 
-func readPubs(list string) ([]ed25519.PublicKey, error) {
+func readPubs(list []string) ([]ed25519.PublicKey, error) {
 	pems, err := readFiles(list)
 	if err != nil {
 		return nil, err
@@ -222,9 +250,5 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(raw, '\n'), 0o644)
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,32 +19,48 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/testserver"
+	"github.com/spf13/pflag"
 )
 
-const usage = `usage:
+const usage = `ota-testserver: the fake dynamic-OTA deployment (CloudFront edge, AppRunner or
+Lambda@Edge origin, firmware CDN) on loopback, for tests and demos.
+
+usage:
   ota-testserver sample --out DIR [--size BYTES] [--seed N] [--sign-key KEY.pem]
   ota-testserver serve --listen 127.0.0.1:PORT --catalog DIR [--origin apprunner|lambda]
                        [--no-edge] [--reference-only] [--signed-urls ID=rsa-public.pem]
                        [--url-signing-key ID=rsa-private.pem] [--url-ttl 1h] [fault flags]
                        [--tls (--tls-dir DIR | --cert C --key K) [--client-ca CA.pem] [--http2]]
-fault flags (serve): --fault-path PREFIX --latency D --rate BYTES/S --stall-after N
-  --close-after N --flip-at N --ignore-range --fail-status CODE --fail-fraction F
-  --fail-count N --retry-after S --html-errors --extra-length N
+
+ota-testserver COMMAND --help lists that command's flags (the fault flags among serve's).
+serve: SIGHUP re-reads DIR/catalog.json and flushes the edge cache (as an operator's
+CloudFront invalidation after publishing would); without it the edge keeps answers up to
+100 s (max-age, clamped).
+exit codes: 0 ok, 1 failed, 2 usage error
 `
+
+// version is set by the Makefile (-X main.version).
+var version = "dev"
+
+// errUsage marks a command line that cannot run (exit 2).
+var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "ota-testserver:", err)
-		os.Exit(2)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, usage)
-		return errors.New("no command given")
+		return fmt.Errorf("%w: no command given", errUsage)
 	}
 	switch args[0] {
 	case "sample":
@@ -55,22 +70,46 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, "ota-testserver", version)
+		return nil
 	}
 	fmt.Fprint(stdout, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// errHelp: the command's --help was printed.
+var errHelp = errors.New("help printed")
+
+// parse parses a command's flags; --help prints its usage line, about and flags (errHelp).
+func parse(fs *pflag.FlagSet, args []string, synopsis, about string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	help := fs.BoolP("help", "h", false, "this text")
+	if err := fs.Parse(args); err != nil && !errors.Is(err, pflag.ErrHelp) {
+		return fmt.Errorf("%w: %s: %v (ota-testserver %s --help)", errUsage, fs.Name(), err, fs.Name())
+	} else if err != nil || *help {
+		fmt.Fprintf(stdout, "usage: ota-testserver %s\n\n%s\n\nflags:\n%s", synopsis, about, fs.FlagUsages())
+		return errHelp
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: %s: unexpected argument %q", errUsage, fs.Name(), fs.Arg(0))
+	}
+	return nil
 }
 
 func runSample(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("sample", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("sample", pflag.ContinueOnError)
 	out := fs.String("out", "", "directory to write the catalog into")
 	size := fs.Int64("size", 10<<20, "bytes per binary")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same bytes")
 	key := fs.String("sign-key", "", "Ed25519 private key (PEM) to sign the rows with")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err := parse(fs, args, "sample --out DIR [--size BYTES] [--seed N] [--sign-key KEY.pem]",
+		"writes the sample catalog (the reference's nine rows, random bytes) into DIR", stdout); err != nil {
+		return helped(err)
 	}
 	if *out == "" {
-		return errors.New("sample: --out DIR is required")
+		return fmt.Errorf("%w: sample: --out DIR is required", errUsage)
 	}
 	var priv []byte
 	if *key != "" {
@@ -88,7 +127,7 @@ func runSample(args []string, stdout io.Writer) error {
 }
 
 func runServe(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to listen on")
 	catDir := fs.String("catalog", "", "catalog directory (holds catalog.json)")
 	origin := fs.String("origin", testserver.OriginAppRunner, "apprunner or lambda")
@@ -118,11 +157,12 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&f.RetryAfter, "retry-after", "", "Retry-After sent with failures")
 	fs.BoolVar(&f.HTMLErrors, "html-errors", false, "failures as HTML pages")
 	fs.Int64Var(&f.ExtraLength, "extra-length", 0, "declare N more bytes of Content-Length than sent")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err := parse(fs, args, "serve --listen 127.0.0.1:PORT --catalog DIR [flags]",
+		"serves the catalog in DIR as the edge, the origin and the firmware CDN, on loopback only; SIGHUP reloads the catalog and flushes the edge", stdout); err != nil {
+		return helped(err)
 	}
 	if *catDir == "" {
-		return errors.New("serve: --catalog DIR is required")
+		return fmt.Errorf("%w: serve: --catalog DIR is required", errUsage)
 	}
 	if *flipAt >= 0 {
 		f.Flip, f.FlipAt = true, *flipAt
@@ -168,6 +208,14 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	return srv.Serve(ctx, l)
 }
 
+// helped turns a printed --help into success.
+func helped(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
 // reloadOnHUP re-reads the catalog on every SIGHUP until the returned stop is called.
 func reloadOnHUP(srv *testserver.Server) (stop func()) {
 	hup := make(chan os.Signal, 1)
@@ -175,9 +223,10 @@ func reloadOnHUP(srv *testserver.Server) (stop func()) {
 	go func() {
 		for range hup {
 			if err := srv.Reload(); err != nil {
-				fmt.Fprintln(os.Stderr, "ota-testserver: reload:", err)
+				fmt.Fprintln(os.Stderr, "ota-testserver: reload failed, the old catalog stays:", err)
 			} else {
-				fmt.Fprintln(os.Stderr, "ota-testserver: catalog reloaded")
+				srv.FlushEdge()
+				fmt.Fprintln(os.Stderr, "ota-testserver: catalog reloaded; edge cache flushed (as a CloudFront invalidation would)")
 			}
 		}
 	}()

@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,6 +107,78 @@ func TestServeTLS(t *testing.T) {
 	resp.Body.Close()
 	if string(body) != "Hello World" {
 		t.Fatalf("GET / over TLS: %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every --help exits 0 with a usage line and every flag; an unknown flag is a usage error.
+func TestHelp(t *testing.T) {
+	for _, cmd := range []string{"sample", "serve"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{cmd, "--help"}, &out); err != nil {
+			t.Fatalf("%s --help: %v", cmd, err)
+		}
+		for _, want := range []string{"usage: ota-testserver " + cmd, "--help", "flags:"} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("%s --help lacks %q:\n%s", cmd, want, out.String())
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "--flip"}, &out); !errors.Is(err, errUsage) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+}
+
+// SIGHUP re-reads the catalog and flushes the edge: the next request sees the new row, not
+// the answer cached before.
+func TestReloadFlushesEdge(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	catDir := filepath.Join(dir, "cat")
+	if err := run(context.Background(), []string{"sample", "--out", catDir, "--size", "100"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var so syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--catalog", catDir}, &so) }()
+	var base string
+	for i := 0; i < 100 && base == ""; i++ {
+		time.Sleep(20 * time.Millisecond)
+		for _, l := range strings.Split(so.String(), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "endpoint" {
+				base = f[1]
+			}
+		}
+	}
+	get := func() string {
+		resp, err := http.Get(base + "?cpuarch=armv8&os=prod&payloadtype=metadataonly")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if !strings.Contains(get(), `"1.1.0"`) {
+		t.Fatal("the sample's os_armv8 prod row is not 1.1.0")
+	}
+	raw, _ := os.ReadFile(filepath.Join(catDir, "catalog.json"))
+	os.WriteFile(filepath.Join(catDir, "catalog.json"), bytes.Replace(raw, []byte(`"version": "1.1.0"`), []byte(`"version": "1.1.1"`), 1), 0o644)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for i := 0; ; i++ {
+		if strings.Contains(get(), `"1.1.1"`) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("after SIGHUP the edge still serves the old answer")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {

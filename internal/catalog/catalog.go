@@ -6,6 +6,7 @@ package catalog
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
@@ -99,11 +104,7 @@ func (c *Catalog) Save() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(c.dir, ".catalog.json.tmp")
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(c.dir, "catalog.json"))
+	return atomicfile.Write(filepath.Join(c.dir, "catalog.json"), append(raw, '\n'), 0o644)
 }
 
 // Dir is where the catalog lives.
@@ -128,33 +129,136 @@ func (c *Catalog) Statement(i int) packaging.Statement {
 	return packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial, Class: r.Class}
 }
 
-// SignRows signs every row's v2 statement with each key (a threshold needs several), giving
-// each a serial: rows keep theirs when already set, others get one above the highest serial
-// of their app. It also writes each statement as `<file>.release` beside the binary
-// (PROTOCOL 3.3). The catalog is saved.
-func (c *Catalog) SignRows(privPEMs ...[]byte) error { return c.SignRowsVersion(2, privPEMs...) }
+// SignRows signs every row's v2 statement with each key (a threshold needs several) and
+// writes each statement as `<file>.release` beside the binary (PROTOCOL 3.3); see
+// SignRowsVersion for the serials. The catalog is saved.
+func (c *Catalog) SignRows(privPEMs ...[]byte) error {
+	_, err := c.SignRowsVersion(2, privPEMs...)
+	return err
+}
 
-// SignRowsVersion is SignRows with v1 statements (no channel) when v is 1.
-func (c *Catalog) SignRowsVersion(v int, privPEMs ...[]byte) error {
+// Serial says how SignRowsVersion numbered a row: "kept", "new" or "replaced".
+type Serial struct {
+	Row Row
+	How string
+}
+
+// SignRowsVersion signs every row (v1 statements, without a channel, when v is 1). Serials
+// follow the order of release per app, across its channels: a row keeps its serial while the
+// statement published beside its binary still describes it (or, never signed, as the
+// operator wrote it); a new row (no serial) or a replaced one (a signed row whose binary,
+// version or class changed) is numbered above every serial of its app, several in one run in
+// version order (2.0.0-beta < 2.0.0 < 2.1.0). So a device moved to the beta channel never
+// takes the beta build for a rollback, and a row rolled forward always outranks what it
+// replaced.
+func (c *Catalog) SignRowsVersion(v int, privPEMs ...[]byte) ([]Serial, error) {
 	privs, err := parseKeys(privPEMs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	top := map[string]int64{}
 	for _, r := range c.Rows {
 		top[r.App] = max(top[r.App], r.Serial)
 	}
+	out := make([]Serial, len(c.Rows))
+	var renumber []int
 	for i := range c.Rows {
-		r := &c.Rows[i]
-		if r.Serial == 0 {
-			top[r.App]++
-			r.Serial = top[r.App]
-		}
-		if err := signRow(r, v, privs); err != nil {
-			return err
+		out[i].How = c.Rows[i].serialState(v)
+		if out[i].How != "kept" {
+			renumber = append(renumber, i)
 		}
 	}
-	return c.Save()
+	sort.SliceStable(renumber, func(x, y int) bool {
+		a, b := c.Rows[renumber[x]], c.Rows[renumber[y]]
+		return a.App < b.App || a.App == b.App && CompareVersions(a.Version, b.Version) < 0
+	})
+	for _, i := range renumber {
+		top[c.Rows[i].App]++
+		c.Rows[i].Serial = top[c.Rows[i].App]
+	}
+	for i := range c.Rows {
+		if err := signRow(&c.Rows[i], v, privs); err != nil {
+			return nil, err
+		}
+		out[i].Row = c.Rows[i]
+	}
+	return out, c.Save()
+}
+
+// serialState: "new" without a serial; "replaced" when the row was signed but the statement
+// beside its binary is missing or no longer describes it; else "kept".
+func (r Row) serialState(v int) string {
+	if r.Serial == 0 {
+		return "new"
+	}
+	if r.Sig == "" {
+		return "kept" // a serial the operator wrote, never signed
+	}
+	f, err := os.Open(r.path + ".release")
+	if err != nil {
+		return "replaced"
+	}
+	defer f.Close()
+	rf, err := packaging.ParseReleaseFile(f)
+	class := packaging.Class{}
+	if v >= 2 {
+		class = packaging.RowClass(r.App, r.Env, r.DeviceAttr)
+	}
+	if err != nil || rf.App != r.App || rf.Version != r.Version || rf.SHA256 != r.SHA256 || rf.MD5 != r.MD5 ||
+		rf.Size != r.Size || rf.Serial != r.Serial || !reflect.DeepEqual(rf.Class, class) {
+		return "replaced"
+	}
+	return "kept"
+}
+
+// CompareVersions orders release versions: runs of digits compare as numbers, other runs as
+// text, and a version that continues with a pre-release part ("-beta", "~rc1") comes before
+// the same version without it. It returns -1, 0 or 1.
+func CompareVersions(a, b string) int {
+	for a != "" && b != "" {
+		x, restA := versionPart(a)
+		y, restB := versionPart(b)
+		if c := compareParts(x, y); c != 0 {
+			return c
+		}
+		a, b = restA, restB
+	}
+	switch {
+	case a == b:
+		return 0
+	case a == "":
+		return preRelease(b, 1)
+	default:
+		return preRelease(a, -1)
+	}
+}
+
+// preRelease: what is left of the longer version; a pre-release suffix makes it older.
+func preRelease(rest string, longer int) int {
+	if rest[0] == '-' || rest[0] == '~' {
+		return longer
+	}
+	return -longer
+}
+
+func versionPart(s string) (string, string) {
+	digit := s[0] >= '0' && s[0] <= '9'
+	i := 1
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9') == digit {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+func compareParts(x, y string) int {
+	xd, yd := x[0] >= '0' && x[0] <= '9', y[0] >= '0' && y[0] <= '9'
+	if xd && yd {
+		x, y = strings.TrimLeft(x, "0"), strings.TrimLeft(y, "0")
+		if len(x) != len(y) {
+			return cmp.Compare(len(x), len(y))
+		}
+	}
+	return cmp.Compare(x, y)
 }
 
 // SignRow loads r's digests, signs its v2 statement with its serial as given and writes its
@@ -194,7 +298,7 @@ func signRow(r *Row, v int, privs []ed25519.PrivateKey) error {
 	r.Sig, r.KeyID = st.Sign(privs[0])
 	r.Sigs = packaging.SignAll(st.SignedBytes(), privs[1:]...)
 	rel, _ := json.MarshalIndent(r.Release(), "", " ")
-	return os.WriteFile(r.path+".release", append(rel, '\n'), 0o644)
+	return atomicfile.Write(r.path+".release", append(rel, '\n'), 0o644)
 }
 
 // SampleRows are the nine rows of PROTOCOL 1.1, in the reference init.py's order.
@@ -332,6 +436,26 @@ func (c *Catalog) Select(facts map[string]string) []Row {
 		}
 	}
 	return out
+}
+
+// PinsWin drops from rows (a Select) every row of a pinned app that an attribute selected
+// beside the pinned one: the pin is the more specific choice. It returns the rows kept and
+// those dropped. The reference service sends both (Select stays as it does).
+func PinsWin(rows []Row, pins map[string]string) (kept, shadowed []Row) {
+	pinned := map[string]bool{}
+	for _, r := range rows {
+		if ch, ok := pins[r.App]; ok && r.Env == ch {
+			pinned[r.App] = true
+		}
+	}
+	for _, r := range rows {
+		if pinned[r.App] && r.Env != pins[r.App] {
+			shadowed = append(shadowed, r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept, shadowed
 }
 
 // Bundle writes the rows as a full payload, exactly as the server sends one with statements
