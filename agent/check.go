@@ -153,8 +153,8 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 			trying = append(trying, x.MD5) // staged: waiting for its window
 		}
 	}
-	for _, m := range trying {
-		refused[m] = store.Refusal{} // on its way in: not a refusal, but not to be sent again
+	for _, m := range append(trying, a.shadowMD5s(db, c.facts)...) {
+		refused[m] = store.Refusal{} // on its way in, or shadowed by a pin: not to be sent again
 	}
 	claimed := maps.Clone(c.installed)
 	if state != nil {
@@ -201,6 +201,9 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	d, err := packaging.DecodeDetails(ans.resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if _, err := a.resolvePins(ctx, c, installed, d, nil); err != nil {
+		return nil, err
 	}
 	rules, err := a.rules(db, state)
 	if err != nil {

@@ -235,6 +235,11 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	if err != nil {
 		return err
 	}
+	if !j.offline {
+		if err := j.applyPins(ctx); err != nil {
+			return err
+		}
+	}
 	if j.offline {
 		for app, x := range j.installed { // an offline payload adds; it never removes
 			if _, ok := j.details.Entries[app]; !ok {

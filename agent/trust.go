@@ -220,8 +220,11 @@ func (a *Agent) stale(t *store.Trust, now time.Time) (bool, time.Time) {
 // class match the request's os/cpuArch, an attribute it sent, or a pin).
 func classFits(app string, c packaging.Class, f Facts) error {
 	ch := strings.ToLower(c.Channel)
-	if pin, ok := f[strings.ToLower(app)]; ok && pin == ch {
-		return nil
+	if pin, ok := f[strings.ToLower(app)]; ok {
+		if pin == ch {
+			return nil
+		}
+		return fmt.Errorf("statement published for channel %q, and device.pins pins %s to %q (the pin wins over attributes)", ch, app, pin)
 	}
 	if arch, ok := strings.CutPrefix(app, "os_"); ok {
 		if f["os"] == ch && f["cpuarch"] == arch && (c.CPUArch == "" || c.CPUArch == arch) {

@@ -331,3 +331,22 @@ func (d *DB) SetChunkList(sha256 string, list []byte) error {
 		return b.Put([]byte(sha256), list)
 	})
 }
+
+// Shadowed returns the releases shadowed by pins, by MD5.
+func (d *DB) Shadowed() (map[string]Shadow, error) {
+	m, err := get[map[string]Shadow](d, bucketAgent, keyShadowed)
+	if err != nil || m == nil {
+		return map[string]Shadow{}, err
+	}
+	return *m, nil
+}
+
+// SetShadowed replaces the releases shadowed by pins (empty: none).
+func (d *DB) SetShadowed(m map[string]Shadow) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if len(m) == 0 {
+			return put(tx, bucketAgent, keyShadowed, nil)
+		}
+		return put(tx, bucketAgent, keyShadowed, m)
+	})
+}

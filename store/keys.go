@@ -23,6 +23,7 @@ var (
 	keyAttempts  = []byte("attempts")    // md5 → failed installs of that release (install.max_attempts)
 	keyStaged    = []byte("staged")      // Generation sealed in the inactive slot, waiting for an install window
 	keyTrust     = []byte("trust")       // Trust: the adopted key set, the newest timestamp
+	keyShadowed  = []byte("shadowed")    // md5 → Shadow: rows of pinned apps from other channels
 )
 
 const schemaVersion = "1"

@@ -87,6 +87,14 @@ type Refusal struct {
 	Time    time.Time `json:"time"`
 }
 
+// Shadow is a release of a pinned app that an attribute selected beside the pinned row
+// (device.pins wins): its MD5 goes out in If-None-Match while the pin stays.
+type Shadow struct {
+	App     string `json:"app"`
+	Version string `json:"version"`
+	Pin     string `json:"pin"` // the channel the app is pinned to
+}
+
 // Progress of a resumable single-binary download.
 type Progress struct {
 	URL    string `json:"url"`
