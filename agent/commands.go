@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -77,15 +79,27 @@ func (a *Agent) VerifyInstalled() (lines []string, note string, err error) {
 	return append(lines, line), note, nil
 }
 
-// RollbackByHand is `rollback`: back to the previous generation; it says where it went.
-func (a *Agent) RollbackByHand(ctx context.Context) (string, error) {
+// ErrFirstGeneration: `rollback` of the first generation would leave nothing installed.
+var ErrFirstGeneration = errors.New("this is the first generation: rolling back leaves the device running nothing")
+
+// RollbackByHand is `rollback`: back to the previous generation; it says where it went. The
+// releases it leaves are refused until the server offers others (or `ota-agent retry`),
+// so the next check does not install them again. The first generation is rolled back to
+// nothing only with force.
+func (a *Agent) RollbackByHand(ctx context.Context, force bool) (string, error) {
 	var out string
 	err := a.withDB(func(db *store.DB) error {
+		s, err := db.State()
+		if err != nil {
+			return err
+		}
+		if s != nil && s.Previous == nil && !force {
+			return fmt.Errorf("%w (generation %d, slot %s); ota-agent rollback --force does it", ErrFirstGeneration, s.N, s.Slot)
+		}
 		if err := a.Rollback(ctx, db, "rolled back by hand"); err != nil {
 			return err
 		}
-		s, err := db.State()
-		if err != nil {
+		if s, err = db.State(); err != nil {
 			return err
 		}
 		if s == nil {
@@ -97,6 +111,38 @@ func (a *Agent) RollbackByHand(ctx context.Context) (string, error) {
 	})
 	return out, err
 }
+
+// Retry is `retry APP`: the refusals of APP's releases end (and their failed attempts are
+// forgotten), so the next check may install them again. It says what it cleared.
+func (a *Agent) Retry(app string) (string, error) {
+	var out []string
+	err := a.withDB(func(db *store.DB) error {
+		refused, err := db.Refusals()
+		if err != nil {
+			return err
+		}
+		var md5s []string
+		for md5, r := range refused {
+			if r.App == app {
+				md5s = append(md5s, md5)
+				out = append(out, fmt.Sprintf("%s %s (md5 %s) is no longer refused (was: %s)", r.App, r.Version, md5, r.Reason))
+			}
+		}
+		if len(md5s) == 0 {
+			return fmt.Errorf("%w: nothing of %s is refused (ota-agent status lists the refusals)", ErrNotRefused, app)
+		}
+		if err := db.Unrefuse(md5s...); err != nil {
+			return err
+		}
+		db.ForgetAttempts(md5s...)
+		return db.ForgetReceipts(md5s...)
+	})
+	slices.Sort(out)
+	return strings.Join(append(out, "the next check may install it again"), "\n"), err
+}
+
+// ErrNotRefused: `retry APP` found no refusal of APP.
+var ErrNotRefused = errors.New("not refused")
 
 // MarkGoodNow is `mark-good`: commits the OS slot the device booted into.
 func (a *Agent) MarkGoodNow() (string, error) {

@@ -67,7 +67,7 @@ type made struct {
 	done      bool         // downloads and old refusals may go
 	cur       *store.State // the generation switched to, on trial or committed
 	reason    string       // why it is rolled back
-	byHand    bool         // `ota-agent rollback`: nothing is refused
+	byHand    bool         // `ota-agent rollback`: the generation rolled back to is wanted again
 	apply     bool         // switch a staged generation now, window or not
 }
 
@@ -212,8 +212,15 @@ func (j *job) committed(ctx context.Context) (State, error) {
 // asked by hand). Its journalled switch has crash points of its own (rollback-pending,
 // rollback-switched).
 func (j *job) rollBack(context.Context) (State, error) {
-	if err := j.a.rollback(j.db, j.reason, !j.byHand); err != nil {
+	if err := j.a.rollback(j.db, j.reason); err != nil {
 		return "", err
+	}
+	if j.byHand { // wanted again: a refusal of what it holds ends (a rollback of a rollback)
+		if s, err := j.db.State(); err == nil && s != nil {
+			for _, x := range s.Apps {
+				j.db.Unrefuse(x.MD5)
+			}
+		}
 	}
 	if s, err := j.db.State(); err != nil || s != nil && len(s.Restart) > 0 {
 		return Restarting, err // the units run the generation rolled back to
@@ -330,7 +337,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			if j.mode == modeMetadata {
 				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
 			}
-			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), err)
+			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), j.got[item.Member()].SHA256, err)
 		}
 		if why := rules.hold(item.App, rec.MD5, j.installed); j.plan.held(item.App, why, have != nil) {
 			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
@@ -421,18 +428,31 @@ func (j *job) finished() {
 		}
 		j.db.ForgetRefusals(item.App, j.res.Apps[item.App].MD5)
 		j.db.ForgetAttempts(j.res.Apps[item.App].MD5)
+		j.db.ForgetReceipts(j.res.Apps[item.App].MD5)
 	}
 }
 
 // budget counts a failed install of a release (install.max_attempts): at the last attempt
 // the release is refused like one that failed its health check, so the device stops
-// fetching it until the server offers another.
-func (a *Agent) budget(db *store.DB, item PlanItem, md5 string, err error) error {
+// fetching it until the server offers another (or ota-agent retry). What counts is what a
+// retry cannot fix: a signature or statement refused, a rollback; and wrong bytes (size or
+// hash) by the times the very same bytes (by SHA-256) arrived, so only a file the CDN really
+// serves reaches the limit. A transfer damaged on the way differs each time: it is fetched
+// again at the next check without burning the release.
+func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err error) error {
 	if md5 == "" {
 		return err
 	}
-	n, aerr := db.Attempt(md5)
-	if aerr != nil || n < a.cfg.Install.MaxAttempts {
+	var n int
+	var cerr error
+	if errors.Is(err, errWrongBytes) {
+		if n, cerr = db.Receipt(md5, gotSHA); cerr == nil && n == 1 {
+			return fmt.Errorf("%w (not counted toward install.max_attempts until the same bytes arrive again: a damaged transfer differs each time; the next check fetches it again)", err)
+		}
+	} else {
+		n, cerr = db.Attempt(md5)
+	}
+	if cerr != nil || n < a.cfg.Install.MaxAttempts {
 		return err
 	}
 	reason := fmt.Sprintf("gave up after %d failed installs: %v", n, err)
@@ -440,6 +460,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5 string, err error) error
 		return err
 	}
 	db.ForgetAttempts(md5)
+	db.ForgetReceipts(md5)
 	a.log.Error("release refused: install.max_attempts reached", "app", item.App, "version", item.Version, "attempts", n)
-	return fmt.Errorf("%w; gave up after %d attempts (install.max_attempts): not fetched again until the server offers another release", err, n)
+	return fmt.Errorf("%w; gave up after %d attempts (install.max_attempts): not fetched again until the server offers another release or ota-agent retry %s", err, n, item.App)
 }

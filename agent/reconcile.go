@@ -171,15 +171,15 @@ func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
 	return nil
 }
 
-// Rollback switches back to the previous generation by hand.
+// Rollback switches back to the previous generation by hand; what it leaves is refused.
 func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
 	j := &job{a: a, db: db, made: made{reason: reason, byHand: true}}
 	return j.run(ctx, RollingBack)
 }
 
-// rollback returns to the previous generation; with refuse, every binary of the abandoned
-// generation that the previous one lacks is refused until the server offers another.
-func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
+// rollback returns to the previous generation; every binary of the abandoned generation
+// that the previous one lacks is refused until the server offers another.
+func (a *Agent) rollback(db *store.DB, reason string) error {
 	s, err := db.State()
 	if err != nil {
 		return err
@@ -188,7 +188,7 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 		return errors.New("nothing to roll back to: nothing is installed")
 	}
 	if s.Previous == nil {
-		return a.rollbackToNothing(db, s, reason, refuse)
+		return a.rollbackToNothing(db, s, reason)
 	}
 	m, err := a.slots.Manifest(s.Previous.Slot)
 	if err != nil || m.Generation != s.Previous.N {
@@ -196,10 +196,9 @@ func (a *Agent) rollback(db *store.DB, reason string, refuse bool) error {
 	}
 	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps, Rollback: true}
 	a.Status("rolling back to slot " + back.Slot)
-	if refuse { // first: a crash later in the rollback must not let the release back in
-		if err := a.refuseApps(db, s.Apps, m.Apps, reason); err != nil {
-			return err
-		}
+	// First: a crash later in the rollback must not let the release back in.
+	if err := a.refuseApps(db, s.Apps, m.Apps, reason); err != nil {
+		return err
 	}
 	if err := db.SetPending(back); err != nil {
 		return err
@@ -259,17 +258,15 @@ func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason
 }
 
 // rollbackToNothing undoes a first install: the device had no generation before it.
-func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string, refuse bool) error {
+func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string) error {
+	if err := a.refuseApps(db, s.Apps, nil, reason); err != nil { // first, as rollback does
+		return err
+	}
 	if err := db.SetPending(nil); err != nil {
 		return err
 	}
 	if err := a.slots.Unlink(); err != nil {
 		return err
-	}
-	if refuse {
-		if err := a.refuseApps(db, s.Apps, nil, reason); err != nil {
-			return err
-		}
 	}
 	if err := db.SetState(nil); err != nil {
 		return err

@@ -21,8 +21,11 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 	reject := func(format string, args ...any) (store.App, error) {
 		return store.App{}, fmt.Errorf("%w: %s %s: %s", ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
 	}
+	wrongBytes := func(format string, args ...any) (store.App, error) {
+		return store.App{}, fmt.Errorf("%w: %w: %s %s: %s", ErrRejected, errWrongBytes, app, e.LatestVersion, fmt.Sprintf(format, args...))
+	}
 	if err := matches(e.Size, e.SHA256, e.MD5, got); err != "" {
-		return reject("%s", err)
+		return wrongBytes("%s", err)
 	}
 	if len(a.keys) == 0 {
 		if !a.cfg.Trust.AllowUnsigned {
@@ -76,7 +79,7 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 		return store.App{}, errNeedMD5
 	}
 	if err := matches(st.Size, st.SHA256, st.MD5, got); err != "" {
-		return reject("bytes differ from the signed statement: %s", err)
+		return wrongBytes("bytes differ from the signed statement: %s", err)
 	}
 	if have != nil && st.Serial < have.Serial {
 		return reject("rollback refused: serial %d is lower than the installed %s's %d", st.Serial, have.Version, have.Serial)
@@ -105,6 +108,11 @@ func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Ent
 // next time) bound to the SHA-256 verify checks: hashing MD5 too would only cost CPU (MD5 is
 // the slower hash). Without keys the MD5 is hashed.
 func (a *Agent) hashMD5() bool { return len(a.keys) == 0 }
+
+// errWrongBytes marks a verification failure of the received bytes themselves (size or
+// hash): a transfer damaged on the way as often as a bad release (install.max_attempts
+// counts it only when the same bytes fail twice).
+var errWrongBytes = errors.New("the bytes received are not the release's")
 
 // errNeedMD5: the bytes were hashed without MD5 and the statement does not supply it (it
 // names no SHA-256 or no MD5); the caller hashes the file with MD5 and verifies again.

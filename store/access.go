@@ -126,6 +126,73 @@ func (d *DB) ForgetRefusals(app string, keep string) error {
 	})
 }
 
+// Unrefuse drops the refusals of these md5s (taken back by hand).
+func (d *DB) Unrefuse(md5s ...string) error {
+	return d.update(func(tx *bolt.Tx) error {
+		for _, m := range md5s {
+			if err := tx.Bucket(bucketRefused).Delete([]byte(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Receipt counts one more arrival of bytes (by their SHA-256) that failed verification as the
+// release md5, and returns how many times these same bytes arrived: a damaged transfer
+// differs each time, a file the CDN really serves does not. At most maxReceipts different
+// receipts are kept per release.
+func (d *DB) Receipt(md5, sha256 string) (int, error) {
+	n := 0
+	err := d.update(func(tx *bolt.Tx) error {
+		m := map[string]map[string]int{}
+		if raw := tx.Bucket(bucketAgent).Get(keyReceipts); raw != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return err
+			}
+		}
+		r := m[md5]
+		if r == nil {
+			r = map[string]int{}
+			m[md5] = r
+		}
+		if _, ok := r[sha256]; !ok && len(r) >= maxReceipts {
+			for k := range r { // forget one: damaged transfers are unique anyway
+				delete(r, k)
+				break
+			}
+		}
+		r[sha256]++
+		n = r[sha256]
+		return put(tx, bucketAgent, keyReceipts, m)
+	})
+	return n, err
+}
+
+// maxReceipts bounds the failed receipts remembered per release.
+const maxReceipts = 8
+
+// ForgetReceipts drops what Receipt remembered of these releases.
+func (d *DB) ForgetReceipts(md5s ...string) error {
+	return d.update(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketAgent).Get(keyReceipts)
+		if raw == nil {
+			return nil
+		}
+		m := map[string]map[string]int{}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		for _, k := range md5s {
+			delete(m, k)
+		}
+		if len(m) == 0 {
+			return put(tx, bucketAgent, keyReceipts, nil)
+		}
+		return put(tx, bucketAgent, keyReceipts, m)
+	})
+}
+
 // Progress returns the resume record of a download.
 func (d *DB) Progress(name string) (*Progress, error) {
 	return get[Progress](d, bucketDownloads, []byte(name))

@@ -24,6 +24,7 @@ var (
 	keyStaged    = []byte("staged")      // Generation sealed in the inactive slot, waiting for an install window
 	keyTrust     = []byte("trust")       // Trust: the adopted key set, the newest timestamp
 	keyShadowed  = []byte("shadowed")    // md5 → Shadow: rows of pinned apps from other channels
+	keyReceipts  = []byte("receipts")    // md5 → SHA-256s of bytes received for that release that failed verification
 )
 
 const schemaVersion = "1"

@@ -26,7 +26,9 @@ commands:
   verify                              re-hash the active slot against the database
   apply                               switch a staged update now (install.windows)
   install FILE|DIR [--json]           install a payload (.tar.gz) or binaries + .release files offline
-  rollback                            switch back to the previous generation
+  rollback [--force]                  switch back to the previous generation (its releases
+                                      are refused until the server offers others)
+  retry APP                           install APP's refused releases again when offered
   mark-good                           commit the OS slot booted after an update (partitions)
   version                             print the version
 
@@ -98,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, *globals, []string, io.Writer, io.Writer) error{
 		"check": runCheck, "run": runDaemon, "status": runStatus, "verify": runVerify,
-		"rollback": runRollback, "version": runVersion, "mark-good": runMarkGood, "apply": runApply, "install": runInstall,
+		"rollback": runRollback, "retry": runRetry, "version": runVersion, "mark-good": runMarkGood, "apply": runApply, "install": runInstall,
 	}
 	cmd, ok := cmds[rest[0]]
 	if !ok {
@@ -152,7 +154,8 @@ var synopsis = map[string]string{
 	"run":       "run: the daemon, checking on a schedule (systemd Type=notify)",
 	"status":    "status [--json]: active slot, apps, trial, last check and verification",
 	"verify":    "verify: re-hash the active slot against the database and its manifest",
-	"rollback":  "rollback: switch back to the previous generation",
+	"rollback":  "rollback [--force]: switch back to the previous generation; what it leaves is refused until the server offers another release (or ota-agent retry APP); the first generation only with --force (nothing is installed after it)",
+	"retry":     "retry APP: end the refusals of APP's releases (a failed health check, install.max_attempts, a rollback by hand), so the next check may install them again",
 	"apply":     "apply: switch a staged update now, install window or not (exit 1: nothing staged)",
 	"install":   "install FILE.tar.gz|DIR [--json]: verify and install a full payload, or binaries with their .release statements, without the server",
 	"mark-good": "mark-good: commit the OS slot booted after an update (partitions)",
