@@ -26,6 +26,11 @@ var (
 	ErrUnavailable = fault.ErrUnavailable
 	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
 	ErrRejected = fault.ErrRejected
+	// ErrRolledBack: the new generation failed its health check and was rolled back; the
+	// release is refused (exit 1: the device runs what it ran before).
+	ErrRolledBack = errors.New("the new generation was rolled back")
+	// ErrInterrupted: a signal stopped the check (exit 1); nothing half-made is active.
+	ErrInterrupted = errors.New("interrupted")
 	// ErrBusy: another ota-agent holds the state directory.
 	ErrBusy = errors.New("another ota-agent is using the state directory")
 )
@@ -130,7 +135,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
 		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),
-		Limit: limiter(cfg, a.clock.Now),
+		Limit: limiter(cfg, a.clock.Now), MinRate: int64(cfg.Server.MinRate),
 	})
 	if err != nil {
 		return nil, err

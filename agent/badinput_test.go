@@ -104,6 +104,7 @@ func TestBadInput(t *testing.T) {
 		{name: "redirect to another host", reply: &reply{status: 302, header: map[string]string{"Location": "http://127.0.0.2:9/evil"}}, want: ErrUnavailable, msg: "refusing redirect"},
 		{name: "download URL not https (file:)", reply: &reply{status: 200, header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"scoreboard": {"latestVersion": "9", "url": "s3://nobucket/scoreboard_9", "status_code": 200, "download": "file:///etc/shadow"}}`)}, setup: func(*env) string { return "server:\n  url: URL\n  payload: metadata\n" }, want: ErrConfig, msg: "server.firmware maps only"},
 		{name: "418 unexpected status", reply: &reply{status: 418}, msg: "418"},
+		{name: "captive portal", reply: &reply{status: 200, header: map[string]string{"Content-Type": "text/html; charset=utf-8"}, body: []byte("<html>please log in</html>")}, want: ErrUnavailable, msg: "answered text/html"},
 		{name: "not gzip", reply: &reply{status: 200, header: gz, body: []byte("<html>captive portal</html>")}, want: ErrRejected, msg: "1f 8b"},
 		{name: "path traversal", reply: &reply{status: 200, header: gz, body: tgz(member{name: "../../etc/passwd", body: "x"}, member{name: "package_details.json", body: good})}, want: ErrRejected, msg: "path separator"},
 		{name: "absolute path", reply: &reply{status: 200, header: gz, body: tgz(member{name: "/etc/passwd", body: "x"})}, want: ErrRejected, msg: "path separator"},
@@ -216,5 +217,17 @@ func TestStallTimeoutConfigured(t *testing.T) {
 	_, err := e.agent(cfg).Check(ctx, CheckOptions{})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "stalled") {
 		t.Fatalf("check = %v, want a stalled transfer", err)
+	}
+}
+
+// TestCaptivePortalOnTheCDN: a firmware download answered with a web page is the network's
+// doing (exit 3), not a release to reject or count.
+func TestCaptivePortalOnTheCDN(t *testing.T) {
+	e := newEnv(t, testserver.Options{ReferenceOnly: true})
+	portal := hostileServer(t, reply{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: []byte("<html>log in</html>")})
+	cfg := e.config("server:\n  url: " + e.base + "/package\n  payload: metadata\n  firmware: {" + e.cat.Bucket + ": " + portal + "/}\n")
+	_, err := e.check(cfg)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "answered text/html") {
+		t.Fatalf("a portal page for a binary: %v", err)
 	}
 }

@@ -18,6 +18,9 @@ import (
 // Check runs one update cycle under the state directory's lock and records it. The error's
 // class (ErrConfig, ErrUnavailable, ErrRejected) decides the exit code.
 func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
+	if err := a.cfg.RequireServer(); err != nil {
+		return failed(err), err
+	}
 	if opt.DryRun {
 		return a.dryRun(ctx, opt)
 	}
@@ -72,6 +75,10 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	if res == nil && err == nil {
 		res, err = a.check(ctx, db, opt)
 	}
+	if err != nil && ctx.Err() != nil {
+		// A signal (SIGTERM, SIGINT) ended it, not the network: say so.
+		err = fmt.Errorf("%w by a signal (%v); what was received is kept and the next check goes on from there", ErrInterrupted, context.Cause(ctx))
+	}
 	if err != nil {
 		received := int64(0)
 		if res != nil {
@@ -97,7 +104,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	level := slog.LevelInfo
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrInterrupted):
 		level = slog.LevelWarn // try later
 	default:
 		level = slog.LevelError

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -72,11 +74,35 @@ func (a *Agent) VerifyInstalled() (lines []string, note string, err error) {
 		}
 		return nil, note, errors.New("nothing installed: no generation in the database")
 	}
-	line, err := a.VerifyActive(s)
+	line, damaged, err := a.VerifyActive(s)
+	if len(damaged) > 0 && !db.Rebuilt {
+		db.Close() // the record is written through a handle of its own
+		err = fmt.Errorf("%w; %s", err, a.recordDamage(s.N, damaged))
+	}
 	if err != nil {
 		return nil, note, err
 	}
 	return append(lines, line), note, nil
+}
+
+// recordDamage marks apps of generation n damaged, as the daemon's re-verification does, so
+// the next check fetches them again; it says what it did. It needs no instance lock (a
+// daemon may hold it): one bbolt transaction changes the record only while generation n is
+// still the active one.
+func (a *Agent) recordDamage(n int64, damaged map[string]string) string {
+	root, err := a.slots.Root()
+	if err == nil {
+		var db *store.DB
+		if db, err = store.Open(root, dbName, store.Options{Timeout: 5 * time.Second}); err == nil {
+			err = db.MarkDamaged(n, damaged)
+			db.Close()
+		}
+	}
+	apps := strings.Join(slices.Sorted(maps.Keys(damaged)), ", ")
+	if err != nil {
+		return fmt.Sprintf("could not record it (%v): the daemon's re-verification (verify.interval) will", err)
+	}
+	return fmt.Sprintf("recorded: the next check fetches %s again", apps)
 }
 
 // ErrFirstGeneration: `rollback` of the first generation would leave nothing installed.

@@ -23,6 +23,10 @@ var ErrConfig = fault.ErrConfig
 type Config struct {
 	File string `key:"-"` // the file it was read from ("" when none)
 	Root string `key:"-"` // sysroot prefix of every path (image builders)
+	// Looked is the default file looked for and not found ("" when one was read or named).
+	Looked string `key:"-"`
+	// Warnings are what the loading noticed and ignored (unknown OTA_AGENT_* variables).
+	Warnings []string `key:"-"`
 
 	Server struct {
 		URL          string            `key:"url"`
@@ -35,6 +39,7 @@ type Config struct {
 		Proxy        string            `key:"proxy"`
 		Timeout      time.Duration     `key:"timeout" default:"60s"`
 		StallTimeout time.Duration     `key:"stall_timeout" default:"45s"` // a body without progress this long is ended
+		MinRate      ByteRate          `key:"min_rate" default:"1KiB"`     // a body averaging less over 2 minutes is ended (slow retrieval)
 	} `key:"server"`
 	Device struct {
 		CPUArch    string            `key:"cpu_arch" default:"auto"`
@@ -80,6 +85,8 @@ type Config struct {
 	} `key:"net"`
 	Install struct {
 		MaxAttempts int      `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
+		SpaceMargin ByteRate `key:"space_margin" default:"16MiB"` // kept free on the state directory's filesystem beyond what an update needs
+		MaxFileSize ByteRate `key:"max_file_size" default:"4GiB"` // the largest binary (or OS image) accepted, before a byte of it is written
 		Windows     []string `key:"windows"`                  // "Sat,Sun 02:00-05:00", "01:00-04:00": when a sealed update may switch ([] = any time)
 	} `key:"install"`
 	Metrics struct {
@@ -130,11 +137,10 @@ func (c *Config) validate(bad func(string, error) error) error {
 	if c.Hooks.MaxTrials < 1 {
 		return bad("hooks::max_trials", fmt.Errorf("%d: want at least 1", c.Hooks.MaxTrials))
 	}
-	if c.Server.URL == "" {
-		return bad("server::url", errors.New("missing: set the update endpoint, e.g. https://d111.cloudfront.net/package"))
-	}
-	if err := checkURL(c.Server.URL); err != nil {
-		return bad("server::url", err)
+	if c.Server.URL != "" { // required only by what asks the server (RequireServer)
+		if err := checkURL(c.Server.URL); err != nil {
+			return bad("server::url", err)
+		}
 	}
 	for bucket, base := range c.Server.Firmware {
 		if err := checkURL(base); err != nil {
@@ -196,6 +202,22 @@ func (c *Config) validate(bad func(string, error) error) error {
 		}
 	}
 	return nil
+}
+
+// RequireServer fails (exit 2) when server.url is not set: check, run and the dry run need
+// it; status, verify and the offline commands do not.
+func (c *Config) RequireServer() error {
+	if c.Server.URL != "" {
+		return nil
+	}
+	where := c.File
+	switch {
+	case where == "" && c.Looked != "":
+		where = "the built-in defaults (no configuration file: looked for " + c.Looked + "; --config FILE names one)"
+	case where == "":
+		where = "the built-in defaults"
+	}
+	return fmt.Errorf("%w: server.url in %s: missing: set the update endpoint, e.g. https://d111.cloudfront.net/package (or OTA_AGENT_SERVER_URL, --server-url)", ErrConfig, where)
 }
 
 func token(s string) bool { return packaging.ValidToken(s) }

@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/viper"
@@ -67,22 +71,23 @@ func LoadConfig(file, root string, over Overrides) (*Config, error) {
 	if !explicit {
 		file = InRoot(root, DefaultConfigFile)
 	}
+	looked := ""
 	if err := readYAML(v, file); err != nil {
 		if explicit || !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: read %s: %v", ErrConfig, file, err)
 		}
-		file = ""
+		looked, file = file, ""
 	}
 	for k, val := range over {
 		v.Set(strings.ReplaceAll(k, ".", sep), val)
 	}
 	bad := func(key string, err error) error {
-		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), source(key, file, over), err)
+		return fmt.Errorf("%w: %s in %s: %v", ErrConfig, strings.ReplaceAll(key, sep, "."), source(key, file, looked, over), err)
 	}
 	if k := unknownKey(v.AllKeys(), keys); k != "" {
 		return nil, bad(k, errors.New("unknown key (see dist/config.yaml for every key)"))
 	}
-	c := &Config{File: file, Root: root}
+	c := &Config{File: file, Root: root, Looked: looked, Warnings: unknownEnv(os.Environ(), keys)}
 	cv := reflect.ValueOf(c).Elem()
 	for _, k := range keys {
 		key := strings.ReplaceAll(k.Key, ".", sep)
@@ -114,6 +119,9 @@ func decode(f reflect.Value, raw any) error {
 	case time.Duration:
 		s := fmt.Sprint(orEmpty(raw))
 		d, err := time.ParseDuration(s)
+		if err != nil && durationShape.MatchString(s) {
+			return fmt.Errorf("%q is too large (at most 2562047h)", s)
+		}
 		if err != nil || d < 0 {
 			return fmt.Errorf("%q is not a duration like 30s, 5m or 6h", s)
 		}
@@ -125,7 +133,7 @@ func decode(f reflect.Value, raw any) error {
 	case int:
 		n, err := intValue(raw)
 		if err != nil {
-			return fmt.Errorf("%v is not a whole number", raw)
+			return err
 		}
 		f.SetInt(int64(n))
 	case ByteRate:
@@ -137,6 +145,9 @@ func decode(f reflect.Value, raw any) error {
 	}
 	return nil
 }
+
+// durationShape is what time.ParseDuration takes; one that still fails has overflowed.
+var durationShape = regexp.MustCompile(`^([0-9]*\.?[0-9]+(ns|us|µs|ms|s|m|h))+$`)
 
 func orEmpty(raw any) any {
 	if raw == nil {
@@ -184,11 +195,18 @@ func unknownKey(all []string, keys []KeyDoc) string {
 // readYAML merges the YAML file into v. It is read here, not by viper, to cap its size and
 // so that viper's other formats are not linked into the binary (armv7 size budget).
 func readYAML(v *viper.Viper, file string) error {
-	f, err := os.Open(file)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; what is not a regular file is
+	// refused before a byte is read.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s): name the configuration file itself", fi.Mode().Type())
+	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
 		return err
@@ -208,8 +226,8 @@ func readYAML(v *viper.Viper, file string) error {
 const maxConfigBytes = 1 << 20
 
 // source names where a key's value came from, for its error: a flag, an OTA_AGENT_*
-// variable, the file, or the built-in default.
-func source(key, file string, over Overrides) string {
+// variable, the file, or the built-in default (saying which file was looked for).
+func source(key, file, looked string, over Overrides) string {
 	dotted := strings.ReplaceAll(key, sep, ".")
 	if _, ok := over[dotted]; ok {
 		return "the command line (--" + strings.NewReplacer(".", "-", "_", "-").Replace(dotted) + ")"
@@ -221,7 +239,40 @@ func source(key, file string, over Overrides) string {
 	if file != "" {
 		return file
 	}
+	if looked != "" {
+		return "the built-in defaults (no configuration file: looked for " + looked + "; --config FILE names one)"
+	}
 	return "the built-in defaults"
+}
+
+// unknownEnv lists the OTA_AGENT_* variables that name no key (a typo there would be
+// silently ignored), as warnings.
+func unknownEnv(environ []string, keys []KeyDoc) []string {
+	known := map[string]bool{}
+	for _, k := range keys {
+		known["OTA_AGENT_"+strings.ToUpper(strings.ReplaceAll(k.Key, ".", "_"))] = true
+	}
+	for _, name := range testEnv {
+		known[name] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "OTA_AGENT_") || known[name] {
+			continue
+		}
+		mapped := false
+		for _, k := range keys { // OTA_AGENT_SERVER_FIRMWARE_<BUCKET>, ...
+			if k.Map && strings.HasPrefix(name, "OTA_AGENT_"+strings.ToUpper(strings.ReplaceAll(k.Key, ".", "_"))+"_") {
+				mapped = true
+			}
+		}
+		if !mapped {
+			out = append(out, fmt.Sprintf("the environment variable %s names no configuration key: ignored (dist/config.yaml lists every key; OTA_AGENT_SERVER_URL is server.url)", name))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // byteRate parses a rate in bytes per second: 4MiB, 512KiB, 1000000.
@@ -237,9 +288,12 @@ func byteRate(raw string, zeroOK bool) (int64, error) {
 			break
 		}
 	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n < 0 || n == 0 && !zeroOK || fmt.Sprint(n) != s {
-		return 0, fmt.Errorf("%q is not a rate like 4MiB/s or 512KiB/s (bytes per second)", raw)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) || err == nil && n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large (at most 8 EiB)", raw)
+	}
+	if err != nil || n < 0 || n == 0 && !zeroOK {
+		return 0, fmt.Errorf("%q is not a size or rate like 4MiB or 512KiB/s", raw)
 	}
 	return n * mult, nil
 }
@@ -313,13 +367,26 @@ func boolValue(raw any) (bool, error) {
 func intValue(raw any) (int, error) {
 	switch t := raw.(type) {
 	case int:
+		if t > math.MaxInt32 || t < math.MinInt32 {
+			return 0, fmt.Errorf("%d is too large", t)
+		}
 		return t, nil
-	case float64:
-		return int(t), nil
+	case float64: // YAML: a number too large for an integer, or with a fraction
+		if t != math.Trunc(t) {
+			return 0, fmt.Errorf("%v is not a whole number", t)
+		}
+		return 0, fmt.Errorf("%v is too large", t)
+	case uint64:
+		return 0, fmt.Errorf("%d is too large", t)
 	case string:
-		var n int
-		_, err := fmt.Sscan(t, &n)
-		return n, err
+		n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 32)
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, fmt.Errorf("%s is too large", t)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", t)
+		}
+		return int(n), nil
 	}
-	return 0, fmt.Errorf("%v is not a number", raw)
+	return 0, fmt.Errorf("%v is not a whole number", raw)
 }

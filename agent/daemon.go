@@ -41,6 +41,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := a.cfg.RequireServer(); err != nil {
+		return err
+	}
 	unlock, err := a.Lock()
 	if err != nil {
 		return err
@@ -148,6 +151,9 @@ func (d *daemonLoop) stop() {
 // reload is SIGHUP: a new configuration, or the old one kept with the reason logged.
 func (d *daemonLoop) reload() {
 	na, err := d.o.Load()
+	if err == nil {
+		err = na.cfg.RequireServer()
+	}
 	switch {
 	case err != nil:
 		d.a.log.Error("SIGHUP: configuration not reloaded; keeping the old one", "error", err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,15 +58,35 @@ func (a *Agent) runHook(ctx context.Context, name, command string, env []string)
 		}
 		syscall.Kill(pg, syscall.SIGKILL) // whatever of the group ignored TERM
 		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("hooks.%s timed out after %v (its process group was ended): %s", name, timeout, out.tail(300))
+			return fmt.Errorf("hooks.%s timed out after %v (its process group was ended)%s", name, timeout, outputText(out.tail(300)))
 		}
 		return fmt.Errorf("hooks.%s: interrupted: %w", name, ctx.Err())
 	}
 	if err != nil {
-		return fmt.Errorf("hooks.%s: %v: %s", name, err, out.tail(300))
+		return fmt.Errorf("hooks.%s: %s%s", name, exitText(err), outputText(out.tail(300)))
 	}
 	a.log.Info("hook ran", "hook", name, "output", out.tail(300), "output_bytes", out.n)
 	return nil
+}
+
+// exitText says how a hook ended: "exited with status 7", "killed by signal 9".
+func exitText(err error) string {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return err.Error()
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exited with status %d", ee.ExitCode())
+}
+
+// outputText is a hook's output for a message ("" when it printed nothing).
+func outputText(tail string) string {
+	if tail == "" {
+		return ""
+	}
+	return ": " + tail
 }
 
 // tailWriter keeps the last max bytes written to it and counts them all.

@@ -165,7 +165,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 		if cur != nil {
 			j.res.Slot = cur.Slot
 		}
-		return j.res, fmt.Errorf("%w: the new generation was rolled back to slot %s (%s)", ErrRejected, orNothing(j.res.Slot), cmp.Or(j.reason, "health check failed"))
+		return j.res, fmt.Errorf("%w to slot %s (%s)", ErrRolledBack, orNothing(j.res.Slot), cmp.Or(j.reason, "health check failed"))
 	}
 	return j.res, nil
 }

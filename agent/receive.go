@@ -58,7 +58,9 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		}
 		return nil, nil, body.n, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	pr, err := packaging.NewPayloadReader(body, packaging.DefaultLimits)
+	limits := packaging.DefaultLimits // install.max_file_size is checked below, by name
+	limits.MaxMemberSize = max(limits.MaxMemberSize, int64(a.cfg.Install.MaxFileSize))
+	pr, err := packaging.NewPayloadReader(body, limits)
 	if err != nil {
 		return fail(err)
 	}
@@ -70,6 +72,14 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		}
 		if err != nil {
 			return fail(err)
+		}
+		// Refused at its header, before a byte is written: a member too large, or one the
+		// disk cannot hold.
+		if err := a.fileSizeOK(name, size); err != nil {
+			return nil, nil, body.n, err
+		}
+		if err := a.needSpace(size, "payload member "+name); err != nil {
+			return nil, nil, body.n, err
 		}
 		a.Status(progressText(name, 0, size, 0))
 		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: time.Now(), report: func(n int64, rate float64) {
@@ -141,7 +151,14 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	label := item.App + " " + item.Version
 	sum := &streamSum{withMD5: a.hashMD5()}
 	defer sum.digests(0) // a failed download's hashing goroutine ends
-	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, 0, sum)
+	limit := int64(0) // the release's size, exactly, when the entry names it
+	if e.Size == 0 {
+		limit = int64(a.cfg.Install.MaxFileSize)
+	}
+	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, limit, sum)
+	if errors.Is(err, errTooBig) {
+		return packaging.Digests{}, n, fmt.Errorf("%w: %v (install.max_file_size)", ErrRejected, err)
+	}
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
@@ -238,6 +255,9 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 			}
 		} else if h.StatusCode != http.StatusOK {
 			return fmt.Errorf("download %s: %s", member, h.Status)
+		}
+		if err := notAPage(h, "download "+member+" from "+redact(src)); err != nil {
+			return err
 		}
 		if limit > 0 && (h.ContentLength < 0 || offset+h.ContentLength > limit) {
 			return fmt.Errorf("%w: %s announces %d bytes, at most %d are useful", errTooBig, member, offset+h.ContentLength, limit)

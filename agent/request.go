@@ -67,11 +67,27 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 		return nil, netError(u.Redacted(), err)
 	}
 	switch resp.StatusCode {
-	case http.StatusOK, http.StatusNotModified, http.StatusMethodNotAllowed:
+	case http.StatusOK:
+		if err := notAPage(resp, u.Redacted()); err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
+		return &answer{status: resp.StatusCode, resp: resp}, nil
+	case http.StatusNotModified, http.StatusMethodNotAllowed:
 		return &answer{status: resp.StatusCode, resp: resp}, nil
 	}
 	defer resp.Body.Close()
 	return nil, statusError(resp, u.Redacted())
+}
+
+// notAPage: a 200 that is a web page is the network's doing (a captive portal, a proxy's
+// login or error page), not the server's answer: try later (exit 3), nothing is rejected.
+func notAPage(resp *http.Response, what string) error {
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	if !strings.HasPrefix(ct, "text/html") && !strings.HasPrefix(ct, "application/xhtml") {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: the server answered text/html (a captive portal or a proxy's page?), not an update: check the network", ErrUnavailable, what)
 }
 
 // netError classes a failed request: trust and configuration errors keep their class,

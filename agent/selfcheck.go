@@ -45,20 +45,23 @@ func (a *Agent) slotProblems(s *store.State, read func(io.Reader) io.Reader) (ma
 }
 
 // VerifyActive re-hashes the active slot and reads its manifest, against the database: the
-// line `verify` prints, or an error naming every difference.
-func (a *Agent) VerifyActive(s *store.State) (string, error) {
+// line `verify` prints, or an error naming every difference. Apps of the database whose
+// bytes differ are returned as damaged (app → what is wrong).
+func (a *Agent) VerifyActive(s *store.State) (string, map[string]string, error) {
 	files, manifest, err := a.slotProblems(s, nil)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	problems := describe(files)
 	if manifest != "" {
 		problems = append(problems, manifest)
 	}
+	damaged := maps.Clone(files)
+	maps.DeleteFunc(damaged, func(app, _ string) bool { _, ours := s.Apps[app]; return !ours })
 	if len(problems) > 0 {
-		return "", fmt.Errorf("slot %s differs from the database: %s", s.Slot, strings.Join(problems, "; "))
+		return "", damaged, fmt.Errorf("slot %s differs from the database: %s", s.Slot, strings.Join(problems, "; "))
 	}
-	return fmt.Sprintf("slot %s, generation %d, %d apps match the database and the manifest", s.Slot, s.N, len(s.Apps)), nil
+	return fmt.Sprintf("slot %s, generation %d, %d apps match the database and the manifest", s.Slot, s.N, len(s.Apps)), nil, nil
 }
 
 func describe(files map[string]string) []string {

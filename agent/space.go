@@ -10,9 +10,6 @@ import (
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
-// spaceMargin is kept free beyond what an update needs: bbolt, manifests, logs of others.
-const spaceMargin = 16 << 20
-
 // checkSpace refuses, before a byte is fetched, a metadata-mode update whose downloads cannot
 // fit in the state directory's filesystem (a partial download already there counts as had).
 // A download that fills the disk would otherwise fail late and leave the disk full.
@@ -24,12 +21,24 @@ func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error
 	var need int64
 	for _, item := range plan.Download {
 		n := entries[item.App].Size
+		if err := a.fileSizeOK(item.Member(), n); err != nil {
+			return err
+		}
 		if fi, err := root.Lstat("downloads/" + item.Member()); err == nil && fi.Mode().IsRegular() {
 			n -= fi.Size()
 		}
 		need += max(n, 0)
 	}
 	return a.needSpace(need, "this update")
+}
+
+// fileSizeOK refuses a binary larger than install.max_file_size before a byte of it is
+// fetched or written.
+func (a *Agent) fileSizeOK(member string, size int64) error {
+	if limit := int64(a.cfg.Install.MaxFileSize); limit > 0 && size > limit {
+		return fmt.Errorf("%w: %s is %s, over install.max_file_size (%s): raise the limit if it is right", ErrRejected, member, humanBytes(size), humanBytes(limit))
+	}
+	return nil
 }
 
 // needSpace refuses, before a byte is fetched, what cannot fit in the state directory's
@@ -42,9 +51,10 @@ func (a *Agent) needSpace(need int64, what string) error {
 	if err != nil {
 		return fmt.Errorf("free space of %s: %w", a.slots.Dir, err)
 	}
-	if need+spaceMargin > have {
-		return fmt.Errorf("not enough space for %s: need %s (+%s margin), have %s free on %s (the filesystem of %s); free space there or give the state directory a larger partition",
-			what, humanBytes(need), humanBytes(spaceMargin), humanBytes(have), mountOf(a.slots.Dir), a.slots.Dir)
+	// install.space_margin stays free beyond what an update needs: bbolt, manifests, logs.
+	if margin := int64(a.cfg.Install.SpaceMargin); need+margin > have {
+		return fmt.Errorf("not enough space for %s: need %s (+%s margin, install.space_margin), have %s free on %s (the filesystem of %s); free space there or give the state directory a larger partition",
+			what, humanBytes(need), humanBytes(margin), humanBytes(have), mountOf(a.slots.Dir), a.slots.Dir)
 	}
 	return nil
 }

@@ -59,9 +59,9 @@ func TestLocalErrorNamesTheDisk(t *testing.T) {
 }
 
 // A full payload that cannot fit fails as a local problem with the free space in the
-// message (refused up front when the answer's size is known, else when the disk fills),
-// never as the server's or the network's fault; the active slot is untouched and a release
-// that fits installs next.
+// message (refused up front when the answer's size is known, else at the member's tar header,
+// before its bytes are written: "need X, have Y"), never as the server's or the network's
+// fault; the active slot is untouched and a release that fits installs next.
 func TestNoSpaceFullPayload(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: needs root to mount a small tmpfs as the state directory")
@@ -82,7 +82,7 @@ func TestNoSpaceFullPayload(t *testing.T) {
 	before := takeSnapshot(t, state)
 	e.release("scoreboard", "prod", "9", randomish(30<<20), 50)
 	_, err := e.check(cfg)
-	if err == nil || !(strings.Contains(err.Error(), "not enough space for this payload") || strings.Contains(err.Error(), "free now")) {
+	if err == nil || !strings.Contains(err.Error(), "not enough space for payload member scoreboard_9: need 30.0 MiB") {
 		t.Fatalf("check = %v, want a local space error with figures", err)
 	}
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRejected) {
@@ -107,4 +107,24 @@ func randomish(n int) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// install.max_file_size refuses a larger binary before a byte of it is written, in both
+// payload modes; install.space_margin is the margin the free-space check keeps.
+func TestLimitKeys(t *testing.T) {
+	for _, mode := range []string{"full", "metadata"} {
+		e := newEnv(t, testserver.Options{})
+		server := "server:\n  url: " + e.base + "/package\n  payload: " + mode + "\n  firmware: {" + e.cat.Bucket + ": " + e.base + "/firmware/}\n"
+		_, err := e.check(e.config(server + "install:\n  max_file_size: 4KiB\n"))
+		if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "install.max_file_size") {
+			t.Fatalf("%s: a binary over install.max_file_size: %v", mode, err)
+		}
+		if _, err := e.agent(e.config(server)).Slots().Active(); err == nil {
+			t.Fatalf("%s: something was installed", mode)
+		}
+		_, err = e.check(e.config(server + "install:\n  space_margin: 8000GiB\n"))
+		if err == nil || !strings.Contains(err.Error(), "+8000.0 GiB margin, install.space_margin") {
+			t.Fatalf("%s: install.space_margin: %v", mode, err)
+		}
+	}
 }

@@ -74,7 +74,7 @@ func (a *Agent) applyStaged(ctx context.Context, db *store.DB, force bool) (*Res
 		return nil, err
 	}
 	if cur, _ := db.State(); cur == nil || cur.N != g.N {
-		return res, fmt.Errorf("%w: the staged generation was rolled back (%s)", ErrRejected, cmp.Or(j.reason, "health check failed"))
+		return res, fmt.Errorf("%w (%s)", ErrRolledBack, cmp.Or(j.reason, "health check failed"))
 	}
 	return res, nil
 }

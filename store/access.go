@@ -2,7 +2,9 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -71,6 +73,32 @@ func (d *DB) SetState(s *State) error {
 			return err
 		}
 		return put(tx, bucketAgent, keyPending, nil)
+	})
+}
+
+// ErrStateChanged: the active generation is not the one a change was meant for.
+var ErrStateChanged = errors.New("the active generation changed meanwhile")
+
+// MarkDamaged marks apps of generation n damaged (app → what is wrong), in one transaction
+// and only while n is the active generation.
+func (d *DB) MarkDamaged(n int64, damaged map[string]string) error {
+	return d.update(func(tx *bolt.Tx) error {
+		var s State
+		raw := tx.Bucket(bucketAgent).Get(keyState)
+		if raw == nil {
+			return ErrStateChanged
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		if s.N != n {
+			return fmt.Errorf("%w (generation %d, not %d): verify again", ErrStateChanged, s.N, n)
+		}
+		if s.Damaged == nil {
+			s.Damaged = map[string]string{}
+		}
+		maps.Copy(s.Damaged, damaged)
+		return put(tx, bucketAgent, keyState, s)
 	})
 }
 

@@ -255,7 +255,7 @@ func TestSigtermMidDownloadSaysInterrupted(t *testing.T) {
 	w, cmd, _ := slowDownload(t, "2.7.0", 11, &stderr)
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted by a signal") {
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted by a signal") || strings.Contains(stderr.String(), "unavailable") {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
 	// The bytes received before the signal are counted, not reported as 0.

@@ -271,12 +271,7 @@ func TestDaemonSelfRepair(t *testing.T) {
 	raw[100] ^= 0x40 // one flipped bit
 	os.WriteFile(filepath.Join(slot, "scoreboard"), raw, 0o644)
 	os.WriteFile(filepath.Join(slot, "stray"), []byte("x"), 0o644)
-	if r := w.agent(nil, "verify"); r.code == 0 || !strings.Contains(r.stderr, "scoreboard") {
-		t.Fatalf("verify misses the flipped bit: %d\n%s", r.code, r.stderr)
-	}
-	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stdout+r.stderr, "up-to-date") {
-		t.Fatalf("setup: a plain check is not a 304:\n%s", r.stdout+r.stderr)
-	}
+	// (`ota-agent verify` would record it too: TestVerifyRecordsDamage. Here the daemon finds it.)
 	reqs := w.srv.Stats().RequestsByPath["/package"]
 	outside := w.outside()
 	d := w.startDaemon(t)

@@ -115,7 +115,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, h.text)
 		return exitOK
 	}
-	if err != nil && ctx.Err() != nil {
+	if errors.Is(err, agent.ErrInterrupted) && !errors.As(err, new(reported)) {
+		fmt.Fprintf(stderr, "ota-agent %s: %v\n", rest[0], err)
+		return exitFailed
+	}
+	if err != nil && ctx.Err() != nil && !errors.As(err, new(reported)) {
 		// A signal, not the server or the network, ended it: say so, and exit 1 like any
 		// local failure (the active slot is as it was unless a switch was reported).
 		fmt.Fprintf(stderr, "ota-agent %s: interrupted by a signal: %v\n", rest[0], err)
@@ -207,7 +211,11 @@ func load(g *globals, stderr io.Writer) (*agent.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return agent.New(cfg, newLogger(cfg, g.verbose, stderr))
+	log := newLogger(cfg, g.verbose, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	return agent.New(cfg, log)
 }
 
 func newLogger(cfg *agent.Config, verbose bool, w io.Writer) *slog.Logger {

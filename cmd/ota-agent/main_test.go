@@ -88,7 +88,13 @@ type outcome struct {
 
 func (w *world) agent(env []string, args ...string) outcome {
 	w.t.Helper()
-	cmd := exec.Command(bin, append([]string{"--config", w.cfg}, args...)...)
+	return w.run(env, append([]string{"--config", w.cfg}, args...)...)
+}
+
+// run runs ota-agent with exactly args (no --config of the world's).
+func (w *world) run(env []string, args ...string) outcome {
+	w.t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -27,7 +27,7 @@ var UserAgent = "ota-agent/dev"
 const (
 	stallTimeout   = 45 * time.Second
 	minRateWindow  = 2 * time.Minute
-	minRateBytes   = 1 << 10 // per second, averaged over minRateWindow
+	minRateBytes   = 1 << 10 // per second, averaged over minRateWindow (ClientOptions.MinRate)
 	maxRedirects   = 3
 	headerTimeout  = 30 * time.Second
 	dialTimeout    = 15 * time.Second
@@ -48,6 +48,7 @@ type ClientOptions struct {
 	Learn         func(time.Time)  // receives the Date of authenticated HTTPS answers
 	RedirectHosts []string         // hosts a redirect may lead to, besides the original one
 	Limit         *Limiter         // caps the bytes per second of all bodies together (nil: none)
+	MinRate       int64            // bytes per second a body must average over 2 minutes (0: 1 KiB/s)
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
@@ -87,7 +88,7 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 		MaxIdleConnsPerHost:    2,
 	}
 	return &http.Client{
-		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn, limit: o.Limit},
+		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn, limit: o.Limit, minRate: cmp.Or(o.MinRate, minRateBytes)},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
 				return fmt.Errorf("more than %d redirects", maxRedirects)
@@ -131,6 +132,8 @@ type stallTransport struct {
 	now   func() time.Time
 	learn func(time.Time)
 	limit *Limiter
+	// minRate is the floor a body must average over minRateWindow (slow retrieval).
+	minRate int64
 }
 
 func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -150,7 +153,7 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.learn(d) // an authenticated server's clock
 		}
 	}
-	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now(), limit: t.limit, ctx: ctx}
+	w := &watchedBody{rc: resp.Body, cancel: cancel, stall: t.stall, start: time.Now(), limit: t.limit, minRate: t.minRate, ctx: ctx}
 	w.timer = time.AfterFunc(t.stall, w.fire)
 	resp.Body = w
 	return resp, nil
@@ -173,6 +176,8 @@ type watchedBody struct {
 	n      int64     // bytes in the current rate window
 	err    error
 	limit  *Limiter
+	// minRate: see stallTransport.
+	minRate int64
 	ctx    context.Context
 }
 
@@ -205,7 +210,7 @@ func (w *watchedBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		w.n += int64(n)
 		w.timer.Reset(w.stall)
-		floor := w.limit.minRate(time.Now())
+		floor := w.limit.minRate(time.Now(), w.minRate)
 		if el := time.Since(w.start); el > minRateWindow {
 			if float64(w.n)/el.Seconds() < float64(floor) {
 				w.err = fmt.Errorf("%w: %d bytes in %v, under %d B/s", ErrStalled, w.n, el.Round(time.Second), floor)

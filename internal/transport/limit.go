@@ -65,13 +65,14 @@ func (l *Limiter) Wait(ctx context.Context, n int) (time.Duration, error) {
 	return d, l.sleep(ctx, d)
 }
 
-// MinRate is the slowest a body may average under the cap before it counts as stalled.
-func (l *Limiter) minRate(now time.Time) int64 {
+// minRate is the slowest a body may average under the cap before it counts as stalled:
+// floor, or half the cap when that is lower.
+func (l *Limiter) minRate(now time.Time, floor int64) int64 {
 	if l == nil {
-		return minRateBytes
+		return floor
 	}
 	if r := l.Rate(now); r > 0 {
-		return min(minRateBytes, r/2)
+		return min(floor, r/2)
 	}
-	return minRateBytes
+	return floor
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ota-agent/ota-agent/testserver"
@@ -67,5 +70,72 @@ func TestDamagedTransfersDoNotRefuse(t *testing.T) {
 	}
 	if st := w.mustAgent("status"); strings.Contains(st.stdout, "refused") {
 		t.Fatalf("status:\n%s", st.stdout)
+	}
+}
+
+// `verify` that finds a changed binary records it (as the daemon's re-verification does):
+// status names it damaged and the next check fetches it again, instead of a 304.
+func TestVerifyRecordsDamage(t *testing.T) {
+	w := newWorld(t, 4096, "")
+	w.mustAgent("check", "--once")
+	path := filepath.Join(w.state, "current", "scoreboard")
+	raw, _ := os.ReadFile(path)
+	raw[0] ^= 0xff
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.agent(nil, "verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "recorded: the next check fetches scoreboard again") {
+		t.Fatalf("verify of a changed binary: exit %d\n%s", r.code, r.stderr)
+	}
+	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "damaged: scoreboard") {
+		t.Fatalf("status:\n%s", st.stdout)
+	}
+	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stdout, "scoreboard       1.0.0      installed") {
+		t.Fatalf("the check after verify:\n%s", r.stdout)
+	}
+	w.mustAgent("verify")
+}
+
+// Configuration a new user gets wrong: --root without a configuration names the file it
+// looked for; status and verify need no server.url; a FIFO as the configuration is refused
+// at once; numbers too large say so; an unknown OTA_AGENT_* variable is warned about.
+func TestConfigNewUser(t *testing.T) {
+	w := newWorld(t, 4096, "")
+	root := t.TempDir()
+	r := w.run(nil, "--root", root, "check", "--once")
+	if want := filepath.Join(root, "etc/ota-agent/config.yaml"); r.code != 2 || !strings.Contains(r.stderr, "looked for "+want) {
+		t.Fatalf("--root without a configuration: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := w.run(nil, "--root", root, "status"); r.code != 0 || !strings.Contains(r.stdout, "nothing installed yet") {
+		t.Fatalf("status without server.url: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	w.mustAgent("check", "--once")
+	noURL := filepath.Join(w.dir, "nourl.yaml")
+	os.WriteFile(noURL, []byte("state_dir: "+w.state+"\n"), 0o644)
+	for _, cmd := range []string{"status", "verify"} {
+		if r := w.run(nil, "--config", noURL, cmd); r.code != 0 {
+			t.Fatalf("%s without server.url: exit %d\n%s", cmd, r.code, r.stderr)
+		}
+	}
+	fifo := filepath.Join(w.dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run(nil, "--config", fifo, "status"); r.code != 2 || !strings.Contains(r.stderr, "not a regular file") {
+		t.Fatalf("a FIFO as configuration: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, c := range []struct{ env, want string }{
+		{"OTA_AGENT_HOOKS_MAX_TRIALS=99999999999999999999", "hooks.max_trials in the environment (OTA_AGENT_HOOKS_MAX_TRIALS): 99999999999999999999 is too large"},
+		{"OTA_AGENT_NET_MAX_RATE=99999999999GiB", `net.max_rate in the environment (OTA_AGENT_NET_MAX_RATE): "99999999999GiB" is too large`},
+		{"OTA_AGENT_POLL_INTERVAL=9999999999h", `"9999999999h" is too large`},
+	} {
+		if r := w.agent([]string{c.env}, "status"); r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: exit %d, want %q\n%s", c.env, r.code, c.want, r.stderr)
+		}
+	}
+	if r := w.agent([]string{"OTA_AGENT_SERVER_UR=https://typo"}, "status"); r.code != 0 || !strings.Contains(r.stderr, "OTA_AGENT_SERVER_UR names no configuration key") {
+		t.Fatalf("an unknown variable: exit %d\n%s", r.code, r.stderr)
 	}
 }
