@@ -84,10 +84,10 @@ type Config struct {
 		Schedule []string `key:"schedule"`             // "22:00-06:00 0", "* 64KiB/s": the first that matches, device-local time
 	} `key:"net"`
 	Install struct {
-		MaxAttempts int      `key:"max_attempts" default:"3"` // failed installs of one release before it is refused
+		MaxAttempts int      `key:"max_attempts" default:"3"`     // failed installs of one release before it is refused
 		SpaceMargin ByteRate `key:"space_margin" default:"16MiB"` // kept free on the state directory's filesystem beyond what an update needs
 		MaxFileSize ByteRate `key:"max_file_size" default:"4GiB"` // the largest binary (or OS image) accepted, before a byte of it is written
-		Windows     []string `key:"windows"`                  // "Sat,Sun 02:00-05:00", "01:00-04:00": when a sealed update may switch ([] = any time)
+		Windows     []string `key:"windows"`                      // "Sat,Sun 02:00-05:00", "01:00-04:00": when a sealed update may switch ([] = any time)
 	} `key:"install"`
 	Metrics struct {
 		Textfile string `key:"textfile"` // node_exporter textfile collector file ("" = none)

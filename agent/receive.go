@@ -151,7 +151,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	label := item.App + " " + item.Version
 	sum := &streamSum{withMD5: a.hashMD5()}
 	defer sum.digests(0) // a failed download's hashing goroutine ends
-	limit := int64(0) // the release's size, exactly, when the entry names it
+	limit := int64(0)    // the release's size, exactly, when the entry names it
 	if e.Size == 0 {
 		limit = int64(a.cfg.Install.MaxFileSize)
 	}

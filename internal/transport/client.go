@@ -178,7 +178,7 @@ type watchedBody struct {
 	limit  *Limiter
 	// minRate: see stallTransport.
 	minRate int64
-	ctx    context.Context
+	ctx     context.Context
 }
 
 func (w *watchedBody) fire() {
