@@ -82,7 +82,8 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 			return nil, nil, body.n, err
 		}
 		a.Status(progressText(name, 0, size, 0))
-		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: time.Now(), report: func(n int64, rate float64) {
+		now := time.Now()
+		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: now, last: now, report: func(n int64, rate float64) {
 			a.Status(progressText(name, n, size, rate))
 		}}, a.hashMD5())
 		if err != nil {
@@ -94,7 +95,7 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 }
 
 // progressReader reports how far a member has come (bytes, average rate), at most once a
-// second.
+// second and first after a second (a rate over a few milliseconds means nothing).
 type progressReader struct {
 	r      io.Reader
 	total  int64

@@ -44,11 +44,14 @@ func runCheck(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	if err != nil {
 		return fail(err)
 	}
-	if tty := ttyOf(stderr); tty != nil && !o.json {
+	tty := ttyOf(stderr)
+	if tty != nil && !o.json {
 		a.Status = tty.status
-		defer tty.status("")
 	}
 	res, err := a.Check(ctx, agent.CheckOptions{DryRun: o.dryRun})
+	if tty != nil {
+		tty.status("") // the progress line goes before the result is printed
+	}
 	switch {
 	case o.json:
 		writeJSON(stdout, res)

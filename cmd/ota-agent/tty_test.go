@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,26 @@ import (
 	"github.com/ota-agent/ota-agent/testserver"
 	"golang.org/x/sys/unix"
 )
+
+// checkResultLine: the result line starts a clean terminal line (the progress line was
+// cleared before it).
+func checkResultLine(t *testing.T, out string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "updated: ") {
+			continue
+		}
+		visible := line
+		if i := strings.LastIndex(line, "\033[K"); i >= 0 {
+			visible = line[i+3:]
+		}
+		if !strings.HasPrefix(strings.TrimLeft(visible, "\r"), "updated: ") {
+			t.Fatalf("the result line shares the terminal line with progress: %q", line)
+		}
+		return
+	}
+	t.Fatalf("no result line:\n%q", out)
+}
 
 // openPTY returns a pseudo-terminal's master and slave.
 func openPTY(t *testing.T) (*os.File, *os.File) {
@@ -50,9 +72,9 @@ func TestTerminalProgressLine(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); io.Copy(&out, m) }()
 		cmd := exec.Command(bin, append([]string{"--config", w.cfg}, args...)...)
-		cmd.Stderr = s
+		cmd.Stdout, cmd.Stderr = s, s // one terminal, as a person sees it
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("%v: %v", args, err)
+			t.Fatalf("%v: %v\n%s", args, err, out.String())
 		}
 		s.Close()
 		wg.Wait()
@@ -81,8 +103,21 @@ func TestTerminalProgressLine(t *testing.T) {
 	if progress == 0 || logs == 0 {
 		t.Fatalf("%d progress lines with bytes, percent, rate and time left, %d log lines:\n%q", progress, logs, out)
 	}
+	checkResultLine(t, out)
+	// Full payload: the progress of a member; no rate far above the server's cap.
+	w.writeConfig("")
+	w.release("scoreboard", "6.0.2", randomBytes(300000, 9), 62)
+	w.srv.SetFaults(testserver.Faults{RateBPS: 100000})
+	out = run("check", "--once")
+	checkResultLine(t, out)
+	for _, m := range regexp.MustCompile(`([0-9.]+) (B|KiB|MiB|GiB)/s`).FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		if v *= map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m[2]]; v > 300000 {
+			t.Fatalf("a rate of %s %s/s with the server capped at 100000 B/s:\n%q", m[1], m[2], out)
+		}
+	}
 	// Without -v: no INFO lines on the terminal.
-	w.release("scoreboard", "6.0.1", randomBytes(1000, 8), 61)
+	w.release("scoreboard", "6.0.3", randomBytes(1000, 8), 63)
 	if out := run("check", "--once"); strings.Contains(out, "level=INFO") {
 		t.Fatalf("INFO logged on a terminal without -v:\n%q", out)
 	}
