@@ -32,8 +32,16 @@ func TestCommandHelp(t *testing.T) {
 			}
 		}
 	}
+	if r := w.agent(nil, "--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "ota-agent ") {
+		t.Errorf("--version: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	for _, cmd := range []string{"retry", "apply", "install"} {
+		if r := w.agent(nil, cmd, "--help"); r.code != 0 || !strings.Contains(r.stdout, "usage: ota-agent "+cmd) {
+			t.Errorf("%s --help: exit %d\n%s", cmd, r.code, r.stdout)
+		}
+	}
 	r := w.agent(nil, "--help")
-	for _, f := range []string{"--config", "--root", "--state-dir", "--server-url", "--log-format", "-v, --verbose", "--help"} {
+	for _, f := range []string{"--config", "--root", "--state-dir", "--server-url", "--log-format", "-v, --verbose", "--help", "--version"} {
 		if r.code != 0 || !strings.Contains(r.stdout, f) {
 			t.Errorf("the usage lacks %s (exit %d)", f, r.code)
 		}

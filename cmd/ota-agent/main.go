@@ -38,6 +38,7 @@ global flags:
   --state-dir DIR, --server-url URL, --log-format text|json   override the configuration
   -v, --verbose   debug logging (on a terminal, logs below WARN are shown only with -v)
   -h, --help      this text; ota-agent COMMAND --help: that command's flags
+  --version       the version (as ota-agent version)
 
 exit codes:
   0  ok (updated, or up to date)
@@ -86,11 +87,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	g.register(fs)
 	help := fs.BoolP("help", "h", false, "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "ota-agent: %v\n\n%s", err, usage)
 		return exitUsage
 	}
 	rest := fs.Args()
+	if *showVersion {
+		rest = []string{"version"}
+	}
 	if *help || len(rest) == 0 || rest[0] == "help" {
 		fmt.Fprint(stdout, usage)
 		if len(rest) == 0 && !*help {

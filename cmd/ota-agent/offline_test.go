@@ -66,6 +66,10 @@ func TestOfflineInstall(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(dir, "scoreboard_10.1.0"+suffix), b, 0o644)
 	}
+	// What else lies in a directory a person copied: ignored.
+	for _, stray := range []string{"README.txt", "SHA256SUMS", "scoreboard_10.1.0.chunks", "notes_draft"} {
+		os.WriteFile(filepath.Join(dir, stray), []byte("not a binary"), 0o644)
+	}
 	r = w.mustAgent("install", dir)
 	if !strings.Contains(r.stdout, "slot b") || !strings.Contains(r.stdout, "scoreboard       10.1.0") || !strings.Contains(r.stdout, "os_armv8") {
 		t.Fatalf("install DIR:\n%s", r.stdout)
@@ -75,7 +79,7 @@ func TestOfflineInstall(t *testing.T) {
 	os.Remove(filepath.Join(dir, "scoreboard_10.1.0.release"))
 	os.WriteFile(filepath.Join(dir, "scoreboard_10.1.0"), []byte("unsigned build"), 0o644)
 	os.Rename(filepath.Join(dir, "scoreboard_10.1.0"), filepath.Join(dir, "scoreboard_10.2.0"))
-	if r := w.agent(nil, "install", dir); r.code != 4 || !strings.Contains(r.stderr, "no inline signature") {
+	if r := w.agent(nil, "install", dir); r.code != 4 || !strings.Contains(r.stderr, "scoreboard_10.2.0: no .release beside it; an unsigned binary needs trust.allow_unsigned") {
 		t.Fatalf("unsigned with trust keys: exit %d\n%s", r.code, r.stderr)
 	}
 	w.writeConfig("trust:\n  allow_unsigned: true\n")

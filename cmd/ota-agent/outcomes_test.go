@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -137,5 +138,55 @@ func TestConfigNewUser(t *testing.T) {
 	}
 	if r := w.agent([]string{"OTA_AGENT_SERVER_UR=https://typo"}, "status"); r.code != 0 || !strings.Contains(r.stderr, "OTA_AGENT_SERVER_UR names no configuration key") {
 		t.Fatalf("an unknown variable: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A check that only writes a new OS image says so (which partition, tried at the next boot),
+// not that a slot was switched.
+func TestOSOnlyUpdateSays(t *testing.T) {
+	w, _, _, _ := osWorld(t)
+	w.mustAgent("check", "--once")
+	os.WriteFile(filepath.Join(w.dir, "boot_id"), []byte("2"), 0o644) // rebooted into b
+	w.mustAgent("mark-good")
+	w.release("os_armv8", "1.2.0", randomBytes(8192, 77), 90)
+	r := w.mustAgent("check", "--once")
+	first := strings.SplitN(r.stdout, "\n", 2)[0]
+	if !strings.HasPrefix(first, "updated: OS image written to partition slot a, tried at the next boot (") || strings.Contains(first, "switched") {
+		t.Fatalf("an OS-only update says:\n%s", r.stdout)
+	}
+}
+
+// Outside an install window the result says the release is staged and when it switches, not
+// that it was switched.
+func TestStagedSaysSo(t *testing.T) {
+	day := time.Now().Add(72 * time.Hour).Format("Mon") // never today
+	w := newWorld(t, 4096, "")
+	w.mustAgent("check", "--once")
+	w.writeConfig("install:\n  windows: [\"" + day + " 03:00-04:00\"]\n")
+	w.release("scoreboard", "9.1.0", randomBytes(9000, 32), 99)
+	r := w.mustAgent("check", "--once")
+	if !strings.HasPrefix(r.stdout, "staged: installed into slot b, switches at "+day) || !strings.Contains(r.stdout, "ota-agent apply") || strings.Contains(r.stdout, "and switched") {
+		t.Fatalf("a staged update says:\n%s", r.stdout)
+	}
+}
+
+// JSON and text say only what happened: no empty delivery, no null lists, no error="" on a
+// success line, one word (downloaded) for bytes received.
+func TestOutputsHaveNoEmptyFields(t *testing.T) {
+	w := newWorld(t, 4096, "log:\n  level: info\n")
+	dry := w.mustAgent("check", "--once", "--dry-run", "--json")
+	r := w.mustAgent("-v", "check", "--once", "--json")
+	w.release("scoreboard", "3.3.0", randomBytes(4096, 33), 90)
+	again := w.mustAgent("check", "--once", "--json")
+	st := w.mustAgent("status", "--json")
+	for _, out := range []string{dry.stdout, r.stdout, again.stdout, st.stdout} {
+		for _, bad := range []string{`"delivery": ""`, `null`, `"fetched"`} {
+			if strings.Contains(out, bad) {
+				t.Fatalf("output holds %s:\n%s", bad, out)
+			}
+		}
+	}
+	if strings.Contains(r.stderr, `error=""`) || !strings.Contains(r.stderr, "msg=check result=updated") {
+		t.Fatalf("the success line:\n%s", r.stderr)
 	}
 }
