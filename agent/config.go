@@ -204,22 +204,6 @@ func (c *Config) validate(bad func(string, error) error) error {
 	return nil
 }
 
-// RequireServer fails (exit 2) when server.url is not set: check, run and the dry run need
-// it; status, verify and the offline commands do not.
-func (c *Config) RequireServer() error {
-	if c.Server.URL != "" {
-		return nil
-	}
-	where := c.File
-	switch {
-	case where == "" && c.Looked != "":
-		where = "the built-in defaults (no configuration file: looked for " + c.Looked + "; --config FILE names one)"
-	case where == "":
-		where = "the built-in defaults"
-	}
-	return fmt.Errorf("%w: server.url in %s: missing: set the update endpoint, e.g. https://d111.cloudfront.net/package (or OTA_AGENT_SERVER_URL, --server-url)", ErrConfig, where)
-}
-
 func token(s string) bool { return packaging.ValidToken(s) }
 
 func checkURL(raw string) error {
