@@ -242,17 +242,8 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	if !j.offline {
-		if err := j.applyPins(ctx); err != nil {
-			return err
-		}
-	}
-	if j.offline {
-		for app, x := range j.installed { // an offline payload adds; it never removes
-			if _, ok := j.details.Entries[app]; !ok {
-				j.details.Set(app, packaging.Entry{LatestVersion: x.Version, StatusCode: 304, MD5: x.MD5})
-			}
-		}
+	if err := j.settleAnswer(ctx); err != nil {
+		return err
 	}
 	rules, err := j.a.rules(j.db, j.state)
 	if err != nil {
@@ -309,6 +300,20 @@ func (j *job) receive(ctx context.Context, resp *http.Response) error {
 	}
 	j.next = &store.Generation{N: gen + 1, Slot: j.st.Slot(), Apps: map[string]store.App{}}
 	j.res = &Result{Result: ResultUpdated, Slot: j.st.Slot(), Apps: map[string]AppResult{}, Bytes: j.bytes}
+	return nil
+}
+
+// settleAnswer makes what arrived the answer the plan is made from: pins resolved (the
+// server's), or every installed app kept (an offline payload adds; it never removes).
+func (j *job) settleAnswer(ctx context.Context) error {
+	if !j.offline {
+		return j.applyPins(ctx)
+	}
+	for app, x := range j.installed {
+		if _, ok := j.details.Entries[app]; !ok {
+			j.details.Set(app, packaging.Entry{LatestVersion: x.Version, StatusCode: 304, MD5: x.MD5})
+		}
+	}
 	return nil
 }
 

@@ -143,20 +143,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	clientCA := fs.String("client-ca", "", "require client certificates issued by this CA (PEM)")
 	http2 := fs.Bool("http2", false, "offer HTTP/2 over TLS (header names arrive lower-case)")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names in a generated server certificate")
-	var f testserver.Faults
-	fs.StringVar(&f.PathPrefix, "fault-path", "", "apply faults only to paths with this prefix")
-	fs.DurationVar(&f.Latency, "latency", 0, "added latency before each answer")
-	fs.Int64Var(&f.RateBPS, "rate", 0, "throughput cap in bytes per second")
-	fs.Int64Var(&f.StallAfter, "stall-after", 0, "stop sending after N body bytes")
-	fs.Int64Var(&f.CloseAfter, "close-after", 0, "cut the connection after N body bytes")
-	flipAt := fs.Int64("flip-at", -1, "invert the body byte at offset N")
-	fs.BoolVar(&f.IgnoreRange, "ignore-range", false, "ignore Range and If-Range")
-	fs.IntVar(&f.FailStatus, "fail-status", 0, "answer this status (500, 503, 429...)")
-	fs.Float64Var(&f.FailFraction, "fail-fraction", 0, "fraction of requests that fail")
-	fs.IntVar(&f.FailCount, "fail-count", 0, "the next N requests fail")
-	fs.StringVar(&f.RetryAfter, "retry-after", "", "Retry-After sent with failures")
-	fs.BoolVar(&f.HTMLErrors, "html-errors", false, "failures as HTML pages")
-	fs.Int64Var(&f.ExtraLength, "extra-length", 0, "declare N more bytes of Content-Length than sent")
+	f, flipAt := faultFlags(fs)
 	if err := parse(fs, args, "serve --listen 127.0.0.1:PORT --catalog DIR [flags]",
 		"serves the catalog in DIR as the edge, the origin and the firmware CDN, on loopback only; SIGHUP reloads the catalog and flushes the edge", stdout); err != nil {
 		return helped(err)
@@ -190,7 +177,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer srv.Close()
-	srv.SetFaults(f)
+	srv.SetFaults(*f)
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -206,6 +193,25 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 		base, *origin, !*noEdge, base, cat.Bucket, base)
 	defer reloadOnHUP(srv)()
 	return srv.Serve(ctx, l)
+}
+
+// faultFlags registers the fault knobs of serve (flip-at is -1 when off).
+func faultFlags(fs *pflag.FlagSet) (*testserver.Faults, *int64) {
+	var f testserver.Faults
+	fs.StringVar(&f.PathPrefix, "fault-path", "", "apply faults only to paths with this prefix")
+	fs.DurationVar(&f.Latency, "latency", 0, "added latency before each answer")
+	fs.Int64Var(&f.RateBPS, "rate", 0, "throughput cap in bytes per second")
+	fs.Int64Var(&f.StallAfter, "stall-after", 0, "stop sending after N body bytes")
+	fs.Int64Var(&f.CloseAfter, "close-after", 0, "cut the connection after N body bytes")
+	flipAt := fs.Int64("flip-at", -1, "invert the body byte at offset N")
+	fs.BoolVar(&f.IgnoreRange, "ignore-range", false, "ignore Range and If-Range")
+	fs.IntVar(&f.FailStatus, "fail-status", 0, "answer this status (500, 503, 429...)")
+	fs.Float64Var(&f.FailFraction, "fail-fraction", 0, "fraction of requests that fail")
+	fs.IntVar(&f.FailCount, "fail-count", 0, "the next N requests fail")
+	fs.StringVar(&f.RetryAfter, "retry-after", "", "Retry-After sent with failures")
+	fs.BoolVar(&f.HTMLErrors, "html-errors", false, "failures as HTML pages")
+	fs.Int64Var(&f.ExtraLength, "extra-length", 0, "declare N more bytes of Content-Length than sent")
+	return &f, flipAt
 }
 
 // helped turns a printed --help into success.
