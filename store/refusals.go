@@ -104,23 +104,7 @@ const maxReceipts = 8
 
 // ForgetReceipts drops what Receipt remembered of these releases.
 func (d *DB) ForgetReceipts(md5s ...string) error {
-	return d.update(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketAgent).Get(keyReceipts)
-		if raw == nil {
-			return nil
-		}
-		m := map[string]map[string]int{}
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return err
-		}
-		for _, k := range md5s {
-			delete(m, k)
-		}
-		if len(m) == 0 {
-			return put(tx, bucketAgent, keyReceipts, nil)
-		}
-		return put(tx, bucketAgent, keyReceipts, m)
-	})
+	return forget[map[string]int](d, keyReceipts, md5s)
 }
 
 // Attempt counts one more failed install of the release with this md5 and returns the count.
@@ -142,12 +126,18 @@ func (d *DB) Attempt(md5 string) (int, error) {
 
 // ForgetAttempts drops the failed-install counts of these md5s (installed, or refused).
 func (d *DB) ForgetAttempts(md5s ...string) error {
+	return forget[int](d, keyAttempts, md5s)
+}
+
+// forget deletes keys from the md5-keyed record at key (a JSON object of V), and the
+// record itself once it is empty.
+func forget[V any](d *DB, key []byte, md5s []string) error {
 	return d.update(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketAgent).Get(keyAttempts)
+		raw := tx.Bucket(bucketAgent).Get(key)
 		if raw == nil {
 			return nil
 		}
-		m := map[string]int{}
+		m := map[string]V{}
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return err
 		}
@@ -155,9 +145,9 @@ func (d *DB) ForgetAttempts(md5s ...string) error {
 			delete(m, k)
 		}
 		if len(m) == 0 {
-			return put(tx, bucketAgent, keyAttempts, nil)
+			return put(tx, bucketAgent, key, nil)
 		}
-		return put(tx, bucketAgent, keyAttempts, m)
+		return put(tx, bucketAgent, key, m)
 	})
 }
 

@@ -78,23 +78,7 @@ func TestBundle(t *testing.T) {
 	if err := run([]string{"bundle", "--catalog", filepath.Join(dir, "cat"), "--out", file, "--cpu", "armv8", "--attr", "gamer=prod"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pr, err := packaging.NewPayloadReader(f, packaging.DefaultLimits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var members []string
-	for {
-		name, _, _, err := pr.Next()
-		if err != nil {
-			break
-		}
-		members = append(members, name)
-	}
+	members, pr := payloadMembers(t, file)
 	want := "os_armv8_1.1.0 scoreboard_1.0.0 videoStreamer_0.0.1"
 	if strings.Join(members, " ") != want {
 		t.Fatalf("members %v, want %s\n%s", members, want, out.String())
@@ -300,7 +284,20 @@ func TestPublisherInputChecks(t *testing.T) {
 	if err := run(append(base, "--attr", "gamer=prod", "--pin", "scoreboard=beta"), &out); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(file)
+	members, _ := payloadMembers(t, file)
+	if got := strings.Join(members, " "); got != "os_armv8_1.1.0 scoreboard_2.0.0 videoStreamer_0.0.1" || !strings.Contains(out.String(), "--pin scoreboard=beta wins") {
+		t.Fatalf("pinned bundle holds %s\n%s", got, out.String())
+	}
+}
+
+// payloadMembers reads a bundle with the agent's own payload reader: its members' names, and
+// the reader (its details).
+func payloadMembers(t *testing.T, file string) ([]string, *packaging.PayloadReader) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	pr, err := packaging.NewPayloadReader(f, packaging.DefaultLimits)
 	if err != nil {
@@ -314,7 +311,5 @@ func TestPublisherInputChecks(t *testing.T) {
 		}
 		members = append(members, name)
 	}
-	if got := strings.Join(members, " "); got != "os_armv8_1.1.0 scoreboard_2.0.0 videoStreamer_0.0.1" || !strings.Contains(out.String(), "--pin scoreboard=beta wins") {
-		t.Fatalf("pinned bundle holds %s\n%s", got, out.String())
-	}
+	return members, pr
 }
