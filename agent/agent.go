@@ -7,8 +7,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"github.com/ota-agent/ota-agent/internal/fault"
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"log/slog"
 	"net/http"
 	"os"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )

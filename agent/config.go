@@ -3,12 +3,13 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"github.com/ota-agent/ota-agent/internal/fault"
-	"github.com/ota-agent/ota-agent/packaging"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // DefaultConfigFile is where a device keeps its configuration.

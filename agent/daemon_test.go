@@ -3,10 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"testing"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 

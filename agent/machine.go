@@ -3,11 +3,10 @@ package agent
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 
-	"fmt"
 	"github.com/ota-agent/ota-agent/packaging"
-
 	"github.com/ota-agent/ota-agent/store"
 )
 

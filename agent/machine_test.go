@@ -2,11 +2,11 @@ package agent
 
 import (
 	"context"
-
-	"github.com/ota-agent/ota-agent/testserver"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/testserver"
 )
 
 // Every state has a handler (but Idle, where a run ends), and docs/design.md lists exactly

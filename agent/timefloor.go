@@ -1,10 +1,11 @@
 package agent
 
 import (
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/transport"
 )
 
 // BuildTime (unix seconds) is stamped by the Makefile; the time floor never goes below it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 

@@ -2,19 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
-	"time"
-
-	"fmt"
-	"github.com/ota-agent/ota-agent/agent"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/ota-agent/ota-agent/agent"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/ota-agent/ota-agent/internal/catalog"
 	"io"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/catalog"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 

@@ -12,13 +12,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/ota-agent/ota-agent/packaging"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // CloudFront's URL-safe base64: + = / become - _ ~.

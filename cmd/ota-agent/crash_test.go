@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
-	"github.com/ota-agent/ota-agent/agent"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ota-agent/ota-agent/agent"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 

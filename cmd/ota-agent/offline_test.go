@@ -1,15 +1,15 @@
 package main
 
 import (
-	"time"
-
-	"github.com/ota-agent/ota-agent/internal/catalog"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ota-agent/ota-agent/internal/catalog"
 )
 
 // savePayload saves the server's full answer for the world's device: exactly what an

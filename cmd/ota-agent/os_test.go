@@ -1,12 +1,13 @@
 package main
 
 import (
-	"github.com/ota-agent/ota-agent/agent"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/agent"
 )
 
 // osWorld is a world whose OS image goes to two partition files under GRUB's environment.

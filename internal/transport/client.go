@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/ota-agent/ota-agent/internal/fault"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/fault"
 )
 
 // UserAgent is sent on every request that has none (the agent sets it at start).
