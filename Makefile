@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 BUILDTIME ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X github.com/ota-agent/ota-agent/agent.Version=$(VERSION) -X github.com/ota-agent/ota-agent/agent.BuildTime=$(BUILDTIME)
 CMDS     := ota-agent ota-testserver ota-release
-# The agent speaks HTTP/1.1 only (PROTOCOL 1.4), so net/http's HTTP/2 is not linked into it
+# The agent speaks HTTP/1.1 only (protocol.md 1.4), so net/http's HTTP/2 is not linked into it
 # (-320 KB on armv7). internal/testenv.AgentTags says the same to the tests and the bench.
 AGENT_TAGS := nethttpomithttp2
 # Our own packages are not inlined into the agent (-131 KB on armv7; its hot loops are the

@@ -15,7 +15,7 @@ import (
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
-// Chunk indexes (PROTOCOL 3.5) for what a patch does not suit (files over delta.max_source,
+// Chunk indexes (protocol.md 3.5) for what a patch does not suit (files over delta.max_source,
 // the OS image on a partition): `<binary>.chunks` lists the new file's content-defined
 // chunks; the device cuts what it holds the same way, copies every chunk it has (re-hashing
 // it as it is read) and fetches the rest with Range requests on the new file, one per run of

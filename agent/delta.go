@@ -15,7 +15,7 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// Deltas (PROTOCOL 3.5): for a changed app whose installed file the device holds, the
+// Deltas (protocol.md 3.5): for a changed app whose installed file the device holds, the
 // firmware CDN may have `<app>_<version>.from-<h16>.zst`, a zstd --patch-from patch from the
 // file whose SHA-256 starts with h16. It is untrusted transport: the output is verified like
 // a download, and any failure falls back to the whole file, saying why.

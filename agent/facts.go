@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Edge request limits (PROTOCOL part 2): the agent never sends a request over them.
+// Edge request limits (protocol.md 2): the agent never sends a request over them.
 const (
 	maxURLBytes     = 8192
 	maxRequestBytes = 20480
@@ -39,7 +39,7 @@ func (c *Config) CPUArch() (string, error) {
 	return strings.ToLower(m), nil
 }
 
-// Facts are what the device reports: the canonical query of PROTOCOL 3.1 minus payloadtype.
+// Facts are what the device reports: the canonical query of protocol.md 3.1 minus payloadtype.
 type Facts map[string]string
 
 // DeviceFacts gathers cpuarch, os, every configured attribute whose probe (if any) matches

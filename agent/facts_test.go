@@ -11,7 +11,7 @@ import (
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
-// TestCanonicalQuery is PROTOCOL 3.1's example, byte for byte, from a configuration written
+// TestCanonicalQuery is protocol.md 3.1's example, byte for byte, from a configuration written
 // in any case and order; probes decide under the sysroot.
 func TestCanonicalQuery(t *testing.T) {
 	root := t.TempDir()

@@ -10,7 +10,7 @@ import (
 )
 
 // reconcile makes the database agree with the slots after whatever interrupted the last run
-// (DESIGN-NOTES 2.7). The `current` link and the slot manifests are the truth; bbolt is the
+// (design.md, Invariant). The `current` link and the slot manifests are the truth; bbolt is the
 // index. Every step is idempotent.
 func (a *Agent) reconcile(db *store.DB) error {
 	if err := a.slots.Cleanup(); err != nil {

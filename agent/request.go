@@ -59,7 +59,7 @@ func (a *Agent) ask(ctx context.Context, query, inm string) (*answer, error) {
 		return nil, err
 	}
 	if inm != "" {
-		req.Header["If-None-Match"] = []string{inm} // exactly this spelling (PROTOCOL 1.4)
+		req.Header["If-None-Match"] = []string{inm} // exactly this spelling (protocol.md 1.4)
 	}
 	a.log.Debug("request", "url", u.String(), "etags", strings.Count(inm, ",")+min(len(inm), 1))
 	resp, err := a.http.Do(req)
@@ -134,7 +134,7 @@ func statusError(resp *http.Response, what string) error {
 }
 
 // retryAfter reads the seconds form only: a device clock may be years off, so the date form
-// is ignored (DESIGN-NOTES 4). The daemon caps it.
+// is ignored (design.md, Transport and time). The daemon caps it.
 func retryAfter(v string) time.Duration {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || n < 0 {
@@ -188,7 +188,7 @@ func (a *Agent) fetchAnswer(ctx context.Context, db *store.DB, facts Facts, inm,
 }
 
 // firmwareURL maps an entry to where its binary (or suffix, e.g. ".release") can be fetched:
-// the entry's download URL, else server.firmware[bucket] + key (PROTOCOL 3.4).
+// the entry's download URL, else server.firmware[bucket] + key (protocol.md 3.4).
 func (a *Agent) firmwareURL(app string, e packaging.Entry, suffix string) (string, error) {
 	if e.Download != "" && suffix == "" {
 		// The field is not signed: only https (http to loopback, for tests) is followed, so a

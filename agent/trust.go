@@ -16,7 +16,7 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// The trust documents beside the releases on the firmware CDN (PROTOCOL 3.5, docs/security.md).
+// The trust documents beside the releases on the firmware CDN (protocol.md 3.5, docs/security.md).
 const (
 	keysDoc  = "ota-keys.release"
 	stampDoc = "ota-timestamp.release"

@@ -11,7 +11,7 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// verify decides whether the bytes received for app may be installed (PROTOCOL 3.3): size,
+// verify decides whether the bytes received for app may be installed (protocol.md 3.3): size,
 // SHA-256 and MD5 as claimed; with trust keys, an Ed25519 statement (inline or the published
 // .release) signed by a threshold of the key set held (trust.go) that covers exactly those
 // bytes, this app and version, a serial not lower than the installed one's and, for a v2

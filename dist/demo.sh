@@ -13,7 +13,7 @@ TS=""
 cleanup() { [ -n "$TS" ] && kill "$TS" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
-say "release key and the sample catalog of PROTOCOL 1.1 (nine rows, 1 MiB each, signed)"
+say "release key and the sample catalog of protocol.md 1.1 (nine rows, 1 MiB each, signed)"
 bin/ota-release keygen --out "$W/release"
 bin/ota-testserver sample --out "$W/catalog" --size 1048576 --seed 1 --sign-key "$W/release.pem"
 

@@ -9,7 +9,7 @@ import (
 	"github.com/restic/chunker"
 )
 
-// ChunkSuffix names a file's chunk index beside it (PROTOCOL 3.5).
+// ChunkSuffix names a file's chunk index beside it (protocol.md 3.5).
 const ChunkSuffix = ".chunks"
 
 // The content-defined chunking every index uses (restic/chunker): boundaries depend on the

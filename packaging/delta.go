@@ -9,7 +9,7 @@ import (
 )
 
 // PatchSuffix is what is appended to a release's object name for the patch from the file
-// whose SHA-256 is oldSHA256 (PROTOCOL 3.5): `.from-<first 16 hex digits>.zst`.
+// whose SHA-256 is oldSHA256 (protocol.md 3.5): `.from-<first 16 hex digits>.zst`.
 func PatchSuffix(oldSHA256 string) string {
 	if len(oldSHA256) < 16 {
 		return ""

@@ -23,7 +23,7 @@ const (
 )
 
 // Entry is one app of package_details.json: the reference fields plus this project's
-// extensions (PROTOCOL 3.3), which a reference server never sends.
+// extensions (protocol.md 3.3), which a reference server never sends.
 type Entry struct {
 	LatestVersion string      `json:"latestVersion"`
 	URL           string      `json:"url"`
@@ -283,7 +283,7 @@ func isHex(s string, n int) bool {
 	return true
 }
 
-// SortedMD5s returns the If-None-Match value of PROTOCOL 3.1: sorted, joined by ",".
+// SortedMD5s returns the If-None-Match value of protocol.md 3.1: sorted, joined by ",".
 func SortedMD5s(md5s []string) string {
 	s := append([]string(nil), md5s...)
 	sort.Strings(s)

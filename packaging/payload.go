@@ -85,7 +85,7 @@ type ReaderLimits struct {
 // DefaultLimits suit a gateway: 256 apps, 4 GiB each, 16 GiB in all.
 var DefaultLimits = ReaderLimits{MaxMembers: 256, MaxMemberSize: 4 << 30, MaxTotal: 16 << 30}
 
-// PayloadReader reads an untrusted full payload member by member (DESIGN-NOTES 1): one gzip
+// PayloadReader reads an untrusted full payload member by member (design.md, packaging): one gzip
 // member, regular files with flat valid names only, no duplicates, no xattrs, bounded sizes,
 // package_details.json last, and nothing but zero padding after the end of the archive.
 type PayloadReader struct {

@@ -15,7 +15,7 @@ import (
 	"strconv"
 )
 
-// Statement is what a publisher signs for one binary (PROTOCOL 3.3).
+// Statement is what a publisher signs for one binary (protocol.md 3.3).
 type Statement struct {
 	App     string
 	Version string

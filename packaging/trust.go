@@ -19,7 +19,7 @@ type Signature struct {
 	Sig   string `json:"sig"`
 }
 
-// Class is what a v2 statement binds besides the bytes (PROTOCOL 3.5): the row it was
+// Class is what a v2 statement binds besides the bytes (protocol.md 3.5): the row it was
 // published for, so that a statement for one channel cannot be replayed on another.
 type Class struct {
 	V       int    `json:"v,omitempty"`        // statement version: 0 or 1 = v1, 2 = v2

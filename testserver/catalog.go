@@ -8,7 +8,7 @@ type (
 	Catalog = catalog.Catalog
 )
 
-// SampleRows are the nine rows of PROTOCOL 1.1.
+// SampleRows are the nine rows of protocol.md 1.1.
 var SampleRows = catalog.SampleRows
 
 // LoadCatalog reads DIR/catalog.json and hashes every binary it names.

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Edge limits of CloudFront (PROTOCOL part 2).
+// Edge limits of CloudFront (protocol.md 2).
 const (
 	maxURLBytes     = 8192
 	maxRequestBytes = 20480

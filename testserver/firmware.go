@@ -14,7 +14,7 @@ import (
 )
 
 // serveFirmware is the firmware CDN: a CloudFront distribution in front of the S3 bucket
-// (PROTOCOL 3.4). Objects are the catalog's binaries under /firmware/<app>_<version> and
+// (protocol.md 3.4). Objects are the catalog's binaries under /firmware/<app>_<version> and
 // their release statements under /firmware/<app>_<version>.release.
 func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -85,7 +85,7 @@ func (s *Server) findObject(key string) (*Row, bool) {
 }
 
 // serveBucketDoc serves a trust document `ota-release` wrote into the catalog directory
-// (PROTOCOL 3.5): cacheable, with the S3 ETag, 304 to a matching If-None-Match; 404 when
+// (protocol.md 3.5): cacheable, with the S3 ETag, 304 to a matching If-None-Match; 404 when
 // none is published.
 func (s *Server) serveBucketDoc(w http.ResponseWriter, r *http.Request, key string) {
 	s.mu.RLock()

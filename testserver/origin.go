@@ -121,7 +121,7 @@ func (s *Server) serveOrigin(req *originRequest) *reply {
 		return htmlReply(500, html500)
 	}
 	// Flask (behind its WSGI server) sees repeated header lines joined by ","; the Lambda
-	// event handler reads the first value only (PROTOCOL 1.4).
+	// event handler reads the first value only (protocol.md 1.4).
 	inm := req.header("If-None-Match", lambda)
 	if !lambda {
 		inm = req.joined("If-None-Match")
@@ -183,7 +183,7 @@ func (s *Server) packageReply(sel *selection, etags []string, base string) *repl
 	}}
 }
 
-// extend adds PROTOCOL 3.3's fields, which the unmodified reference never sends.
+// extend adds protocol.md 3.3's fields, which the unmodified reference never sends.
 func (s *Server) extend(e *packaging.Entry, r Row, base string) {
 	e.MD5, e.SHA256, e.Size = r.MD5, r.SHA256, r.Size
 	e.Serial, e.Sig, e.KeyID, e.Class, e.Sigs = r.Serial, r.Sig, r.KeyID, r.Class, r.Sigs

@@ -41,7 +41,7 @@ func members(t *testing.T, body []byte) ([]string, *packaging.Details) {
 	}
 }
 
-// TestProtocolQuirks is PROTOCOL 1.1-1.3 as a table, through the origin with extensions.
+// TestProtocolQuirks is protocol.md 1.1-1.3 as a table, through the origin with extensions.
 func TestProtocolQuirks(t *testing.T) {
 	s, base, _ := newSample(t, Options{NoEdge: true})
 	md5 := map[string]string{}

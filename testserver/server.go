@@ -25,7 +25,7 @@ const (
 type Options struct {
 	Origin        string // OriginAppRunner (default) or OriginLambda
 	NoEdge        bool   // serve the origin directly
-	ReferenceOnly bool   // strip PROTOCOL 3.3 fields: exactly what the reference sends
+	ReferenceOnly bool   // strip protocol.md 3.3 fields: exactly what the reference sends
 	SignedURLKeys map[string]*rsa.PublicKey
 	URLSigner     *URLSigner // signs the entries' download URLs
 	SpoolDir      string     // where the edge keeps large cached bodies (default: a temp dir)
@@ -276,7 +276,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 type rawKey struct{}
 
 // net/http trims header values; the reference sends Content-Disposition with a trailing
-// space, so the connection puts it back (byte-for-byte fidelity, PROTOCOL 1.3).
+// space, so the connection puts it back (byte-for-byte fidelity, protocol.md 1.3).
 var (
 	trimmedDisposition = []byte("Content-Disposition: attachment; filename=\"ota-package.tar.gz\"\r\n")
 	exactDisposition   = []byte("Content-Disposition: attachment; filename=\"ota-package.tar.gz\" \r\n")

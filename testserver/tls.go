@@ -79,7 +79,7 @@ func (ca *TestCA) Issue(hosts []string, client bool, notBefore time.Time, lifeti
 type TLSOptions struct {
 	Cert     tls.Certificate
 	ClientCA *x509.CertPool // when set, a client certificate it issued is required
-	HTTP2    bool           // offer h2 (header names arrive lower-case: PROTOCOL 1.4)
+	HTTP2    bool           // offer h2 (header names arrive lower-case: protocol.md 1.4)
 }
 
 // Config is the server-side TLS configuration.

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestHTTP2LosesLambdaETags shows PROTOCOL 1.4: over HTTP/2 header names arrive lower-case,
+// TestHTTP2LosesLambdaETags shows protocol.md 1.4: over HTTP/2 header names arrive lower-case,
 // and the Lambda handler, which reads "If-None-Match" case-sensitively, loses the ETags.
 func TestHTTP2LosesLambdaETags(t *testing.T) {
 	ca, cert, err := GenerateTLS(t.TempDir(), []string{"127.0.0.1"})

@@ -24,7 +24,7 @@ func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 			t.Fatal("the release binary reads " + hook)
 		}
 	}
-	// HTTP/1.1 only (PROTOCOL 1.4): net/http's HTTP/2 is not linked, and the Makefile builds
+	// HTTP/1.1 only (protocol.md 1.4): net/http's HTTP/2 is not linked, and the Makefile builds
 	// with the same tags as this test.
 	if bytes.Contains(raw, []byte("http2: client connection lost")) {
 		t.Fatal("the release binary links net/http's HTTP/2")

@@ -37,7 +37,7 @@ func TestSampleIsDeterministicAndSigned(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, "a/catalog.json"))
 	json.Unmarshal(raw, &cat)
 	if len(cat.Rows) != 9 {
-		t.Fatalf("%d rows, want the nine of PROTOCOL 1.1", len(cat.Rows))
+		t.Fatalf("%d rows, want the nine of protocol.md 1.1", len(cat.Rows))
 	}
 }
 

@@ -124,7 +124,7 @@ func (c *Catalog) Statement(i int) packaging.Statement {
 	return packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial, Class: r.Class}
 }
 
-// SampleRows are the nine rows of PROTOCOL 1.1, in the reference init.py's order.
+// SampleRows are the nine rows of protocol.md 1.1, in the reference init.py's order.
 var SampleRows = []Row{
 	{App: "os_armv8", Env: "beta", Version: "2.0.0"},
 	{App: "os_armv8", Env: "prod", Version: "1.1.0"},
@@ -139,7 +139,7 @@ var SampleRows = []Row{
 
 // WriteSample writes the sample catalog into dir: size random bytes per binary, the same
 // bytes for the same seed; a beta binary is its app's prod binary with its middle eighth
-// changed, published with a patch from prod and a chunk index (PROTOCOL 3.5), as a publisher
+// changed, published with a patch from prod and a chunk index (protocol.md 3.5), as a publisher
 // running `ota-release delta` and `index` would. With a private key the rows are signed.
 func WriteSample(dir string, size int64, seed uint64, privPEM []byte) (*Catalog, error) {
 	if size < 0 {

@@ -15,7 +15,7 @@ import (
 )
 
 // SignRows signs every row's v2 statement with each key (a threshold needs several) and
-// writes each statement as `<file>.release` beside the binary (PROTOCOL 3.3); see
+// writes each statement as `<file>.release` beside the binary (protocol.md 3.3); see
 // SignRowsVersion for the serials. The catalog is saved.
 func (c *Catalog) SignRows(privPEMs ...[]byte) error {
 	_, err := c.SignRowsVersion(2, privPEMs...)

@@ -16,7 +16,7 @@ import (
 )
 
 // AgentTags are the build tags of every ota-agent binary (the Makefile's AGENT_TAGS): the
-// agent speaks HTTP/1.1 only (PROTOCOL 1.4), so net/http's HTTP/2 is left out.
+// agent speaks HTTP/1.1 only (protocol.md 1.4), so net/http's HTTP/2 is left out.
 const AgentTags = "nethttpomithttp2"
 
 // AgentGCFlags are the compiler flags of every ota-agent binary (the Makefile's
@@ -61,7 +61,7 @@ func Keys(dir string) (privPEM []byte, pubPath string, err error) {
 	return priv, pubPath, os.WriteFile(pubPath, pub, 0o644)
 }
 
-// World is the sample catalog (PROTOCOL 1.1) signed with a fresh key, served on loopback.
+// World is the sample catalog (protocol.md 1.1) signed with a fresh key, served on loopback.
 type World struct {
 	Dir     string
 	Cat     *testserver.Catalog

@@ -1,7 +1,7 @@
 // Package transport is the agent's one HTTP/1.1 client for the endpoint and the firmware
 // CDN: bounded waits, a stall timer and a minimum rate on every body, no transparent gzip,
 // https-only redirects to known hosts, TLS with optional CA bundle, SPKI pins and a client
-// certificate, proxies, and errors a person can act on (DESIGN-NOTES 4).
+// certificate, proxies, and errors a person can act on (design.md, Transport and time).
 package transport
 
 import (
@@ -24,7 +24,7 @@ import (
 // UserAgent is sent on every request that has none (the agent sets it at start).
 var UserAgent = "ota-agent/dev"
 
-// Network limits (DESIGN-NOTES 4).
+// Network limits (design.md, Transport and time).
 const (
 	stallTimeout   = 45 * time.Second
 	minRateWindow  = 2 * time.Minute
