@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -220,37 +221,13 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 	return db, nil
 }
 
-// Recover makes the database agree with the slots and the OS partitions after whatever
-// interrupted the last run (a crash, a power cut, a reboot into a new OS image): an
-// interrupted install is discarded, an interrupted switch or rollback finished, a damaged
-// state directory healed, a generation found on trial counted. It never asks the server.
-func (a *Agent) Recover(db *store.DB) error {
-	m, err := db.Machine()
-	if err != nil {
-		return err
-	}
-	if m != nil {
-		a.log.Warn("recovering from an update interrupted in state "+m.State, "state", m.State, "since", m.Since)
-	}
-	if err := a.reconcile(db); err != nil {
-		return fmt.Errorf("recover %s: %w", a.slots.Dir, err)
-	}
-	if err := a.reconcileOS(db); err != nil {
-		return fmt.Errorf("recover the OS partitions: %w", err)
-	}
-	if m != nil {
-		return db.SetMachine(nil) // what was left is settled; a trial resumes from the record
-	}
-	return nil
-}
-
 // openRecovered is OpenDB then Recover: what every command that writes starts with.
-func (a *Agent) openRecovered() (*store.DB, error) {
+func (a *Agent) openRecovered(ctx context.Context) (*store.DB, error) {
 	db, err := a.OpenDB()
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Recover(db); err != nil {
+	if err := a.Recover(ctx, db); err != nil {
 		db.Close()
 		return nil, err
 	}

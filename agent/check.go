@@ -29,7 +29,7 @@ func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
 		return failed(err), err
 	}
 	defer unlock()
-	db, err := a.openRecovered()
+	db, err := a.openRecovered(ctx)
 	if err != nil {
 		return failed(err), err
 	}
@@ -53,14 +53,13 @@ func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
 }
 
 // CheckWith runs one cycle on an open database that Recover has made consistent (the
-// daemon's path): a generation left on trial is judged first, then the server is asked.
+// daemon's path): what Recover left to resume (a generation on trial, a new OS image
+// booted) first, the trust documents, a staged generation whose install window opened,
+// then the server is asked.
 func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
 	start := time.Now()
 	if !opt.DryRun {
-		if err := a.ResumeTrial(ctx, db); err != nil {
-			return failed(err), err
-		}
-		if err := a.osTrial(ctx, db); err != nil {
+		if err := a.Resume(ctx, db); err != nil {
 			return failed(err), err
 		}
 	}

@@ -17,13 +17,13 @@ import (
 
 // withDB runs fn under the state directory's lock with the reconciled database (the
 // commands that change something).
-func (a *Agent) withDB(fn func(*store.DB) error) error {
+func (a *Agent) withDB(ctx context.Context, fn func(*store.DB) error) error {
 	unlock, err := a.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	db, err := a.openRecovered()
+	db, err := a.openRecovered(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ var ErrFirstGeneration = errors.New("this is the first generation: rolling back 
 // nothing only with force.
 func (a *Agent) RollbackByHand(ctx context.Context, force bool) (string, error) {
 	var out string
-	err := a.withDB(func(db *store.DB) error {
+	err := a.withDB(ctx, func(db *store.DB) error {
 		s, err := db.State()
 		if err != nil {
 			return err
@@ -140,9 +140,9 @@ func (a *Agent) RollbackByHand(ctx context.Context, force bool) (string, error) 
 
 // Retry is `retry APP`: the refusals of APP's releases end (and their failed attempts are
 // forgotten), so the next check may install them again. It says what it cleared.
-func (a *Agent) Retry(app string) (string, error) {
+func (a *Agent) Retry(ctx context.Context, app string) (string, error) {
 	var out []string
-	err := a.withDB(func(db *store.DB) error {
+	err := a.withDB(ctx, func(db *store.DB) error {
 		refused, err := db.Refusals()
 		if err != nil {
 			return err
@@ -171,9 +171,9 @@ func (a *Agent) Retry(app string) (string, error) {
 var ErrNotRefused = errors.New("not refused")
 
 // MarkGoodNow is `mark-good`: commits the OS slot the device booted into.
-func (a *Agent) MarkGoodNow() (string, error) {
+func (a *Agent) MarkGoodNow(ctx context.Context) (string, error) {
 	var out string
-	err := a.withDB(func(db *store.DB) error {
+	err := a.withDB(ctx, func(db *store.DB) error {
 		if err := a.MarkGood(db); err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ var ErrNothingStaged = errors.New("nothing is staged")
 // Apply is `ota-agent apply`: switch the staged generation now, window or not.
 func (a *Agent) Apply(ctx context.Context) (string, error) {
 	var out string
-	err := a.withDB(func(db *store.DB) error {
+	err := a.withDB(ctx, func(db *store.DB) error {
 		res, err := a.applyStaged(ctx, db, true)
 		if err != nil {
 			return err

@@ -195,7 +195,7 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 // runOnce opens the database for one check (so `status` can read between checks) and
 // returns the cache key of the next one.
 func (a *Agent) runOnce(ctx context.Context) outcome {
-	db, err := a.openRecovered()
+	db, err := a.openRecovered(ctx)
 	if err != nil {
 		a.log.Error("cannot open the state directory's database; retrying later", "state_dir", a.slots.Dir, "error", err)
 		return outcome{err: err}

@@ -104,7 +104,7 @@ func (e *env) release(app, env, version string, data []byte, serial int64) tests
 }
 
 // snapshot is what must not change when an update is refused: the active slot's bytes and
-// the database's state, pending journal and refusals.
+// the database's state, journal and refusals.
 type snapshot struct {
 	files map[string]string
 	db    string
@@ -142,9 +142,9 @@ func takeSnapshot(t testing.TB, stateDir string) snapshot {
 		t.Fatalf("database fails its consistency check: %v", err)
 	}
 	st, _ := db.State()
-	p, _ := db.Pending()
+	j, _ := db.Journal()
 	r, _ := db.Refusals()
-	raw, _ := json.Marshal([]any{st, p, r})
+	raw, _ := json.Marshal([]any{st, j, r})
 	s.db = string(raw)
 	return s
 }

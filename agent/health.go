@@ -59,40 +59,6 @@ func (a *Agent) judge(ctx context.Context, apps map[string]store.App, env []stri
 	return a.runHook(ctx, "health", a.cfg.Hooks.Health, env)
 }
 
-// restart restarts the systemd units of the apps the switch changed (State.Restart, kept
-// until done, so a crash restarts them at the next start); then the trial, or idle after a
-// rollback. A unit that cannot be restarted fails the trial.
-func (j *job) restart(ctx context.Context) (State, error) {
-	s, err := j.db.State()
-	if err != nil || s == nil {
-		return Idle, err
-	}
-	j.cur = s
-	if len(s.Restart) > 0 {
-		j.a.Status("restarting " + strings.Join(s.Restart, " "))
-		err := j.a.restartUnits(ctx, s.Restart)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return "", ctx.Err()
-		case err != nil && s.Status == store.StatusTrial:
-			j.reason = "health check failed: " + err.Error()
-			return RollingBack, nil
-		case err != nil:
-			j.a.log.Error("units not restarted after the rollback", "units", strings.Join(s.Restart, " "), "error", err)
-		default:
-			j.a.log.Info("restarted units", "units", strings.Join(s.Restart, " "), "slot", s.Slot, "generation", s.N)
-		}
-		s.Restart = nil
-		if err := j.db.SetState(s); err != nil {
-			return "", err
-		}
-	}
-	if s.Status == store.StatusTrial {
-		return Trial, nil
-	}
-	return Idle, nil
-}
-
 // restartUnits restarts units through systemd.
 func (a *Agent) restartUnits(ctx context.Context, units []string) error {
 	sd, err := connectSystemd(ctx, a.log)

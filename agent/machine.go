@@ -5,133 +5,185 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 
+	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// State is a step of the update state machine. The machine is the table below: each handler
-// takes the job in its state and returns the next state; the state is persisted in bbolt
-// before its handler runs (so a crash names where it happened, and Recover says so; Asking,
-// which writes nothing, is not), and a run stops after maxTransitions. docs/design.md draws
-// the same list (a test checks).
+// State is a step of the update state machine, named for what is still to do. The machine is
+// the table below: each handler does its step and returns the next one. Before a step runs,
+// the journal (store.Journal) is written with that step and the data the steps from there on
+// need, in one transaction with what the step before wrote: it is the resume point, and
+// Recover is one switch over it. A run stops after maxTransitions. docs/design.md draws the
+// same list (a test checks).
 type State string
 
 // The states, in the order an update goes through them.
 const (
-	Asking      State = "asking"       // the canonical request goes out
-	Staging     State = "staging"      // a 200: the payload or the downloads go into slots/<x>.tmp
-	Verifying   State = "verifying"    // sizes, hashes, signatures, serials
-	Composing   State = "composing"    // unchanged apps carried over; an OS image to its partition
-	Written     State = "written"      // the OS image is on the inactive partition, read back
-	EnvSet      State = "env-set"      // the bootloader is told to try it once
-	Sealed      State = "sealed"       // the new slot is complete on disk
-	Staged      State = "staged"       // it waits for an install window (install.windows)
-	Pending     State = "pending"      // the switch is journalled
-	Switched    State = "switched"     // `current` names the new slot
-	Restarting  State = "restarting"   // the systemd units of the apps that changed are restarted
-	Trial       State = "trial"        // the health hook judges the new generation
-	Committed   State = "committed"    // it is good; post_commit runs
-	RollingBack State = "rolling-back" // it failed: back to the previous generation, refused
-	Rebooted    State = "rebooted"     // up in the new OS image: its health decides
-	MarkedGood  State = "marked-good"  // the new OS image is committed in the environment
-	Idle        State = "idle"         // nothing in progress
+	Ask          State = "ask"           // the canonical request (not journalled: it writes nothing)
+	Receive      State = "receive"       // a 200: the payload or the downloads into slots/<x>.tmp
+	Verify       State = "verify"        // sizes, hashes, signatures, serials
+	Compose      State = "compose"       // unchanged apps carried over
+	WriteOS      State = "write-os"      // the OS image onto the inactive partition, read back
+	SetEnv       State = "set-env"       // the bootloader told to try it once
+	Reboot       State = "reboot"        // slots.os.reboot runs (else a reboot is awaited)
+	Seal         State = "seal"          // pre_install, then the staging directory sealed into the slot
+	Park         State = "park"          // the sealed generation recorded (it survives a restart)
+	AwaitWindow  State = "await-window"  // outside install.windows the run ends here (staged)
+	Switch       State = "switch"        // `current` renamed over to the slot
+	Record       State = "record"        // the generation recorded as active
+	RestartUnits State = "restart-units" // the systemd units of the apps that changed
+	Trial        State = "trial"         // the health checks judge the new generation
+	Commit       State = "commit"        // it is good: post_commit
+	RollBack     State = "roll-back"     // it failed: refused, and back to the previous one
+	OSTrial      State = "os-trial"      // up in the new OS image: its health decides
+	OSCommit     State = "os-commit"     // the new OS image committed in the environment
+	Idle         State = "idle"          // nothing in progress
 )
 
 // States lists the machine's states (Idle last).
 func States() []State {
-	return []State{Asking, Staging, Verifying, Composing, Written, EnvSet, Sealed, Staged, Pending, Switched, Restarting, Trial, Committed, RollingBack, Rebooted, MarkedGood, Idle}
+	return []State{Ask, Receive, Verify, Compose, WriteOS, SetEnv, Reboot, Seal, Park, AwaitWindow, Switch, Record, RestartUnits, Trial, Commit, RollBack, OSTrial, OSCommit, Idle}
 }
 
-// machine is the transition table: a state's handler, returning the next state.
-var machine map[State]func(*job, context.Context) (State, error)
-
-func init() {
-	machine = map[State]func(*job, context.Context) (State, error){
-		Asking:      (*job).ask,
-		Staging:     (*job).stage,
-		Verifying:   (*job).verifyState,
-		Composing:   (*job).composeState,
-		Written:     (*job).setEnv,
-		EnvSet:      (*job).afterEnv,
-		Sealed:      (*job).stageSealed,
-		Staged:      (*job).journal,
-		Pending:     (*job).switchLink,
-		Switched:    (*job).record,
-		Restarting:  (*job).restart,
-		Trial:       (*job).trial,
-		Committed:   (*job).committed,
-		RollingBack: (*job).rollBack,
-		Rebooted:    (*job).osHealth,
-		MarkedGood:  (*job).osCommitted,
+// handlers is the transition table: a state's handler, returning the next state.
+func handlers() map[State]func(*job, context.Context) (State, error) {
+	return map[State]func(*job, context.Context) (State, error){
+		Ask: (*job).ask, Receive: (*job).receive, Verify: (*job).verify, Compose: (*job).compose,
+		WriteOS: (*job).writeOS, SetEnv: (*job).setEnv, Reboot: (*job).reboot, Seal: (*job).seal,
+		Park: (*job).park, AwaitWindow: (*job).awaitWindow, Switch: (*job).switchSlot, Record: (*job).record,
+		RestartUnits: (*job).restartUnits, Trial: (*job).trial, Commit: (*job).commit, RollBack: (*job).rollBack,
+		OSTrial: (*job).osTrial, OSCommit: (*job).osCommit,
 	}
 }
+
+// durable are the states from which a run resumes after a crash: what the steps before
+// them made survives on disk (a sealed slot, the switched link, the partition and its
+// environment). A run that fails before them leaves nothing in progress.
+var durable = map[State]bool{Park: true, AwaitWindow: true, Switch: true, Record: true, RestartUnits: true, Trial: true, Commit: true, RollBack: true, OSTrial: true, OSCommit: true}
 
 // maxTransitions stops a run that would loop.
 const maxTransitions = 32
 
-// run drives the job from state from until Idle. Asking is not persisted: it changes nothing
-// on disk, so a check the server answers with a 304 writes only its record (recordCheck).
-func (j *job) run(ctx context.Context, from State) error {
-	s, persisted := from, false
-	for n := 0; s != Idle; n++ {
-		if n == maxTransitions {
-			return fmt.Errorf("update state machine: %d transitions without reaching idle (at %s)", n, s)
-		}
-		handler, ok := machine[s]
-		if !ok {
-			return fmt.Errorf("update state machine: no handler for state %q", s)
-		}
-		if s != Asking {
-			if err := j.db.SetMachine(&store.Machine{State: string(s), Since: j.a.now(j.db)}); err != nil {
-				return err
-			}
-			persisted = true
-		}
-		j.a.step(string(s))
-		next, err := handler(j, ctx)
-		if err != nil {
-			if persisted && ctx.Err() == nil {
-				j.db.SetMachine(nil) // failed, not interrupted: nothing is in progress
-			}
-			return err
-		}
-		s = next
-	}
-	if !persisted {
-		return nil
-	}
-	return j.db.SetMachine(nil)
+// job is one run of the machine. rec is its journal: the step and the data the steps from
+// there on need (the generation made, the units to restart, the trials seen, why it rolls
+// back). The rest is what a run holds in memory, phase by phase; a run resumed from the
+// journal starts where those phases are over. The active slot is never touched before
+// Switch: any error before it leaves the old set active and the database as it was.
+type job struct {
+	a        *Agent
+	db       *store.DB
+	rec      store.Journal
+	writes   []func(*store.DB) error // this step's records, committed with the next step
+	handlers map[State]func(*job, context.Context) (State, error)
+	pause    bool // stop before a judging step (Recover)
+	res      *Result
+	asking
+	staging
+	osImage
+	made
 }
 
-// update is one check that may install: the machine from Asking.
-func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (*Result, error) {
-	j, err := a.newJob(db, c)
-	if err != nil {
-		return nil, err
-	}
-	return j.finish(ctx, Asking)
-}
-
-// newJob prepares a run of the machine for what the device has (c).
-func (a *Agent) newJob(db *store.DB, c *current) (*job, error) {
-	j := &job{a: a, db: db,
-		asking:  asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed},
+// newJob is the one constructor of a run: for what the device has (c, nil for a run that
+// resumes or judges), from the journal record rec.
+func (a *Agent) newJob(db *store.DB, c *current, rec store.Journal) (*job, error) {
+	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &Result{Apps: map[string]AppResult{}},
 		staging: staging{got: map[string]packaging.Digests{}},
 		osImage: osImage{parts: a.partitions(), osApp: a.osApp()}}
-	if g, err := a.stagedGeneration(db); err != nil {
-		return nil, err
-	} else if g != nil {
-		// A staged generation waits: what arrives now is planned against it, and a newer
-		// one is staged over it (carrying its unchanged apps).
-		j.installed, j.from = maps.Clone(g.Apps), g.Slot
-		for app, x := range c.installed {
-			if j.isOS(app) {
-				j.installed[app] = x
-			}
+	if c == nil {
+		return j, nil
+	}
+	j.asking = asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed}
+	g, err := a.stagedGeneration(db)
+	if err != nil || g == nil {
+		return j, err
+	}
+	// A staged generation waits: what arrives now is planned against it, and a newer one is
+	// staged over it (carrying its unchanged apps).
+	j.installed, j.from = maps.Clone(g.Apps), g.Slot
+	for app, x := range c.installed {
+		if j.isOS(app) {
+			j.installed[app] = x
 		}
 	}
 	return j, nil
+}
+
+// judging are the steps that wait on the device's own services (units, health checks,
+// hooks): Recover settles an interrupted update up to them, and check and run go on (Resume).
+var judging = map[State]bool{RestartUnits: true, Trial: true, Commit: true, OSTrial: true}
+
+// run drives the job from state from until Idle, writing the journal before each step. With
+// pause set, a run that reaches a judging step after its first ends there, journalled.
+func (j *job) run(ctx context.Context, from State) error {
+	j.rec.Step = string(from)
+	journalled := false
+	for n := 0; State(j.rec.Step) != Idle; n++ {
+		s := State(j.rec.Step)
+		handler, ok := j.handlers[s]
+		switch {
+		case n == maxTransitions:
+			return fmt.Errorf("update state machine: %d transitions without reaching idle (at %s)", n, s)
+		case !ok:
+			return fmt.Errorf("update state machine: no handler for state %q", s)
+		}
+		if s != Ask {
+			j.rec.Since = j.a.now(j.db)
+			if err := j.persist(&j.rec); err != nil {
+				return err
+			}
+			journalled = true
+		}
+		if j.pause && n > 0 && judging[s] {
+			return nil // resumed here by check or run (Resume)
+		}
+		j.a.step(string(s))
+		if j.rec.Next != nil && j.rec.Next.Rollback {
+			j.a.step("rollback-" + string(s)) // the switch and record of a rollback
+		}
+		next, err := handler(j, ctx)
+		if err != nil {
+			j.writes = nil
+			if journalled && ctx.Err() == nil && !durable[s] {
+				j.db.SetJournal(nil) // failed, not interrupted, before anything durable
+			}
+			return err
+		}
+		j.rec.Step = string(next)
+	}
+	if !journalled && len(j.writes) == 0 {
+		return nil
+	}
+	return j.persist(nil)
+}
+
+// persist writes the records this step made and the journal (nil: nothing in progress) in
+// one transaction.
+func (j *job) persist(rec *store.Journal) error {
+	writes := j.writes
+	j.writes = nil
+	return j.db.Batch(func(db *store.DB) error {
+		for _, w := range writes {
+			if err := w(db); err != nil {
+				return err
+			}
+		}
+		return db.SetJournal(rec)
+	})
+}
+
+// later adds a record to write with the next step's journal.
+func (j *job) later(w func(*store.DB) error) { j.writes = append(j.writes, w) }
+
+// update is one check that may install: the machine from Ask.
+func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (*Result, error) {
+	j, err := a.newJob(db, c, store.Journal{})
+	if err != nil {
+		return nil, err
+	}
+	return j.finish(ctx, Ask)
 }
 
 // finish runs the machine from state from and makes the result: the active slot is never
@@ -156,15 +208,55 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 	if err := j.run(ctx, from); err != nil {
 		return nil, err
 	}
-	if j.next == nil || !j.dirChange || j.res.Result == ResultStaged {
+	if j.made.gen == 0 || !j.dirChange || j.res.Result == ResultStaged {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
-	if cur, _ := db.State(); cur == nil || cur.N != j.next.N {
+	if cur, _ := db.State(); cur == nil || cur.N != j.made.gen {
 		j.res.Result, j.res.Slot, j.res.Switched = ResultFailed, "", false
 		if cur != nil {
 			j.res.Slot = cur.Slot
 		}
-		return j.res, fmt.Errorf("%w to slot %s (%s)", ErrRolledBack, orNothing(j.res.Slot), cmp.Or(j.reason, "health check failed"))
+		return j.res, fmt.Errorf("%w to slot %s (%s)", ErrRolledBack, orNothing(j.res.Slot), cmp.Or(j.rec.Reason, "health check failed"))
 	}
 	return j.res, nil
+}
+
+// asking is what the device says and what the server answered.
+type asking struct {
+	c          *current // facts, installed set, If-None-Match
+	mode       string   // full | metadata
+	state      *store.State
+	installed  map[string]store.App
+	resp       *http.Response // the server's 200 (or an offline payload)
+	offline    bool           // `ota-agent install`: apps not in the payload are kept
+	offlineDir string         // ... from a directory of binaries and .release files
+}
+
+// staging is what arrived and where it is being assembled.
+type staging struct {
+	active  string // "" before the first install
+	from    string // where unchanged apps are carried over from: the active slot, or a staged one
+	st      *installer.Staging
+	details *packaging.Details
+	plan    *Plan
+	got     map[string]packaging.Digests // member → digests of what arrived
+	bytes   int64                        // received so far, reported even when the install fails
+	via     map[string]Delivery          // app → how it arrived
+}
+
+// osImage is the OS image's part (slots.os.backend: partition).
+type osImage struct {
+	parts  *installer.Partitions // nil: the OS image is an app like the others
+	osApp  string
+	osItem *PlanItem
+	osRec  store.App
+	os     *store.OSState
+}
+
+// made is how the run went.
+type made struct {
+	gen       int64 // the number of the generation made (the journal's next may become a rollback's)
+	dirChange bool  // the directory slots change (else only the OS image did)
+	sealed    bool  // the staging directory became a slot
+	done      bool  // downloads and old refusals may go
 }

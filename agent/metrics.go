@@ -60,8 +60,8 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 		fmt.Fprintf(&b, "ota_agent_status%s %d\n", labelSet([]string{"status", st}), v)
 	}
 	inProgress := ""
-	if m, err := db.Machine(); err == nil && m != nil {
-		inProgress = m.State
+	if rec, err := db.Journal(); err == nil && rec != nil {
+		inProgress = rec.Step
 	}
 	gauge("ota_agent_update_in_progress", "1 while an update runs (or was interrupted), with the machine's state.", boolInt(inProgress != ""), "state", inProgress)
 	gauge("ota_agent_damaged_apps", "Apps found changed on disk, to be fetched again.", damaged)

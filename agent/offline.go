@@ -21,7 +21,7 @@ import (
 // payload does not name are kept. Nothing is asked of the server.
 func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 	var res *Result
-	err := a.withDB(func(db *store.DB) error {
+	err := a.withDB(ctx, func(db *store.DB) error {
 		body, size, isDir, err := offlinePayload(path)
 		if err != nil {
 			return err
@@ -31,7 +31,7 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 			body.Close()
 			return err
 		}
-		j, err := a.newJob(db, c)
+		j, err := a.newJob(db, c, store.Journal{})
 		if err != nil {
 			body.Close()
 			return err
@@ -42,7 +42,7 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 		}
 		j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
 		a.log.Info("installing offline", "from", path)
-		res, err = j.finish(ctx, Staging)
+		res, err = j.finish(ctx, Receive)
 		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.bytes}
 		if res != nil {
 			rec.Result = res.Result

@@ -75,7 +75,9 @@ func (a *Agent) osInstalled(db *store.DB) (map[string]store.App, []string, error
 
 // writeOS puts the verified image (staged as a file) on the partition that is not booted,
 // fsync'd and read back; nothing points at it yet.
-func (j *job) writeOS() error {
+func (j *job) writeOS(context.Context) (State, error) { return SetEnv, j.writeImage() }
+
+func (j *job) writeImage() error {
 	a, db, p := j.a, j.db, j.parts
 	env, err := p.Env.Read()
 	if err != nil {
@@ -132,36 +134,90 @@ func (j *job) setEnv(context.Context) (State, error) {
 	}
 	j.res.OSSlot = o.Try
 	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
-	return EnvSet, j.st.Remove(incoming(j.osItem.Member()))
+	return Reboot, j.st.Remove(incoming(j.osItem.Member()))
 }
 
-// reconcileOS settles an interrupted OS install and notices a bootloader fallback.
-func (a *Agent) reconcileOS(db *store.DB) error {
+// reboot: the OS image waits for its reboot (run now when slots.os.reboot says how); the
+// directory slots follow.
+func (j *job) reboot(ctx context.Context) (State, error) {
+	if cmd := j.a.cfg.Slots.OS.Reboot; cmd != "" {
+		if err := j.a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + j.os.Try}); err != nil {
+			return "", err
+		}
+	} else {
+		j.a.Status(fmt.Sprintf("reboot to try OS slot %s", j.os.Try))
+	}
+	return Seal, nil
+}
+
+// settleOSEnv settles an OS image whose environment write a crash interrupted: it landed
+// (the image waits for its reboot) or it did not (the image is forgotten).
+func (a *Agent) settleOSEnv(db *store.DB) error {
 	p := a.partitions()
 	if p == nil {
 		return nil
 	}
 	o, err := db.OS()
-	if err != nil || o == nil || o.Try == "" {
+	if err != nil || o == nil || o.Try == "" || o.EnvSet {
 		return err
 	}
 	env, err := p.Env.Read()
 	if err != nil {
 		return err
 	}
-	if !o.EnvSet {
-		if env[installer.VarSlot] == o.Try && env[installer.VarUpgrade] == "1" {
-			o.EnvSet = true // the environment write landed before the crash
-			return db.SetOS(o)
-		}
-		a.log.Info("discarding an OS install interrupted before the bootloader was told", "slot", o.Try)
-		o.Try, o.Release = "", store.App{}
+	if env[installer.VarSlot] == o.Try && env[installer.VarUpgrade] == "1" {
+		o.EnvSet = true // the environment write landed before the crash
 		return db.SetOS(o)
 	}
-	if a.bootID() == o.BootID || p.Booted(env) == o.Try {
-		return nil // not rebooted yet, or running the new system on trial (osTrial decides)
+	a.log.Info("discarding an OS install interrupted before the bootloader was told", "slot", o.Try)
+	o.Try, o.Release = "", store.App{}
+	return db.SetOS(o)
+}
+
+// rebootedOS is the OS record and the slot booted when an image set to try has seen a
+// reboot since (nil: none, or not rebooted yet).
+func (a *Agent) rebootedOS(db *store.DB) (*store.OSState, string, error) {
+	p := a.partitions()
+	if p == nil {
+		return nil, "", nil
 	}
-	reason := fmt.Sprintf("the bootloader fell back to slot %s instead of booting slot %s", p.Booted(env), o.Try)
+	if err := a.settleOSEnv(db); err != nil {
+		return nil, "", err
+	}
+	o, err := db.OS()
+	if err != nil || o == nil || o.Try == "" || !o.EnvSet || a.bootID() == o.BootID {
+		return nil, "", err
+	}
+	env, err := p.Env.Read()
+	if err != nil {
+		return nil, "", err
+	}
+	return o, p.Booted(env), nil
+}
+
+// awaitingReboot: an OS image set to try and booted since runs its trial (the machine from
+// OSTrial). Not rebooted yet: it waits.
+func (a *Agent) awaitingReboot(ctx context.Context, db *store.DB) error {
+	o, booted, err := a.rebootedOS(db)
+	if err != nil || o == nil || booted != o.Try {
+		return err
+	}
+	j, err := a.newJob(db, nil, store.Journal{})
+	if err != nil {
+		return err
+	}
+	return j.run(ctx, OSTrial)
+}
+
+// fellBack: an OS image set to try, but the device booted the old slot since: the
+// bootloader fell back, and the image is refused.
+func (a *Agent) fellBack(db *store.DB) error {
+	o, booted, err := a.rebootedOS(db)
+	if err != nil || o == nil || booted == o.Try {
+		return err
+	}
+	p := a.partitions()
+	reason := fmt.Sprintf("the bootloader fell back to slot %s instead of booting slot %s", booted, o.Try)
 	a.log.Warn("OS update failed", "app", o.App, "version", o.Release.Version, "reason", reason)
 	if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
 		return err
@@ -173,32 +229,22 @@ func (a *Agent) reconcileOS(db *store.DB) error {
 	return db.SetOS(o)
 }
 
-// osTrial runs after a reboot into the new OS: the machine from Rebooted (its health hook
-// decides; success commits).
-func (a *Agent) osTrial(ctx context.Context, db *store.DB) error {
-	p := a.partitions()
-	if p == nil {
-		return nil
-	}
+// osTrial is the new OS image's health check, after its boot: failure sends the next boot
+// back to the committed slot and refuses the image.
+func (j *job) osTrial(ctx context.Context) (State, error) {
+	a, db, p := j.a, j.db, j.parts
 	o, err := db.OS()
-	if err != nil || o == nil || o.Try == "" || !o.EnvSet || a.bootID() == o.BootID {
-		return err
+	if err != nil || o == nil || o.Try == "" {
+		return Idle, err
 	}
-	j := &job{a: a, db: db, osImage: osImage{parts: p, os: o}}
-	return j.run(ctx, Rebooted)
-}
-
-// osHealth is the new OS image's health hook: failure sends the next boot back to the
-// committed slot and refuses the image.
-func (j *job) osHealth(ctx context.Context) (State, error) {
-	a, db, p, o := j.a, j.db, j.parts, j.os
+	j.os = o
 	var apps map[string]store.App
 	if s, _ := db.State(); s != nil {
 		apps = s.Apps // the apps' units run on the new OS too
 	}
-	err := a.judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
+	err = a.judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
 	if err == nil {
-		return MarkedGood, nil
+		return OSCommit, nil
 	}
 	if ctx.Err() != nil {
 		return "", ctx.Err()
@@ -221,9 +267,13 @@ func (j *job) osHealth(ctx context.Context) (State, error) {
 	return "", fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
 }
 
-// osCommitted marks the new OS image good in the environment and the record.
-func (j *job) osCommitted(context.Context) (State, error) {
-	return Idle, j.a.markGood(j.db, j.parts, j.os)
+// osCommit marks the new OS image good in the environment and the record.
+func (j *job) osCommit(context.Context) (State, error) {
+	o, err := j.db.OS()
+	if err != nil || o == nil || o.Try == "" {
+		return Idle, err
+	}
+	return Idle, j.a.markGood(j.db, j.parts, o)
 }
 
 // MarkGood commits the OS slot the device booted into after an update (`ota-agent mark-good`).

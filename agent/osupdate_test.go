@@ -129,14 +129,14 @@ func TestOSPartitions(t *testing.T) {
 				t.Fatalf("check before reboot: %+v %v", res, err)
 			}
 			a := e.agent(cfg)
-			db, _ := a.openRecovered()
+			db, _ := a.openRecovered(context.Background())
 			if err := a.MarkGood(db); err == nil || !strings.Contains(err.Error(), "reboot first") {
 				t.Fatalf("mark-good before reboot: %v", err)
 			}
 			// 3. The bootloader boots b once; mark-good commits it.
 			rig.boot(1)
 			a = e.agent(cfg)
-			db, _ = a.openRecovered()
+			db, _ = a.openRecovered(context.Background())
 			if err := a.MarkGood(db); err != nil {
 				t.Fatal(err)
 			}

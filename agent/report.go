@@ -102,7 +102,7 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	}
 	if s != nil {
 		since := s.Since
-		rep.Slot, rep.Generation, rep.Status, rep.Trials, rep.Since, rep.Damaged = s.Slot, s.N, s.Status, s.Trials, &since, s.Damaged
+		rep.Slot, rep.Generation, rep.Status, rep.Since, rep.Damaged = s.Slot, s.N, s.Status, &since, s.Damaged
 		if s.Previous != nil {
 			rep.Previous = &SlotRef{Slot: s.Previous.Slot, Generation: s.Previous.N}
 		}
@@ -137,8 +137,8 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if g, err := db.Staged(); err == nil && g != nil {
 		rep.Staged = &SlotRef{Slot: g.Slot, Generation: g.N}
 	}
-	if m, err := db.Machine(); err == nil && m != nil && m.State != string(Asking) {
-		rep.InProgress = m.State
+	if rec, err := db.Journal(); err == nil && rec != nil {
+		rep.InProgress, rep.Trials = rec.Step, rec.Trials
 	}
 	rep.Trust = a.trustReport(db)
 	return rep, nil

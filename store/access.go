@@ -43,36 +43,29 @@ func put(tx *bolt.Tx, bucket, key []byte, v any) error {
 // State returns the active generation, nil when nothing was ever installed.
 func (d *DB) State() (*State, error) { return get[State](d, bucketAgent, keyState) }
 
-// Pending returns the generation a switch was started for, if any.
-func (d *DB) Pending() (*Generation, error) { return get[Generation](d, bucketAgent, keyPending) }
+// Journal returns the update in progress (nil: none).
+func (d *DB) Journal() (*Journal, error) { return get[Journal](d, bucketAgent, keyJournal) }
+
+// SetJournal writes the update's next step (nil: nothing in progress).
+func (d *DB) SetJournal(j *Journal) error {
+	return d.update(func(tx *bolt.Tx) error {
+		if j == nil {
+			return put(tx, bucketAgent, keyJournal, nil)
+		}
+		return put(tx, bucketAgent, keyJournal, j)
+	})
+}
 
 // LastCheck returns the last check's record.
 func (d *DB) LastCheck() (*CheckRecord, error) { return get[CheckRecord](d, bucketAgent, keyLastCheck) }
 
-// SetPending journals g before the switch (nil clears it).
-func (d *DB) SetPending(g *Generation) error {
-	return d.update(func(tx *bolt.Tx) error {
-		if g == nil {
-			return put(tx, bucketAgent, keyPending, nil)
-		}
-		return put(tx, bucketAgent, keyPending, g)
-	})
-}
-
-// SetState records s as active (nil: nothing installed) and clears the pending journal, in
-// one transaction.
+// SetState records s as active (nil: nothing installed).
 func (d *DB) SetState(s *State) error {
 	return d.update(func(tx *bolt.Tx) error {
-		var err error
 		if s == nil {
-			err = put(tx, bucketAgent, keyState, nil)
-		} else {
-			err = put(tx, bucketAgent, keyState, s)
+			return put(tx, bucketAgent, keyState, nil)
 		}
-		if err != nil {
-			return err
-		}
-		return put(tx, bucketAgent, keyPending, nil)
+		return put(tx, bucketAgent, keyState, s)
 	})
 }
 
@@ -189,19 +182,6 @@ func (d *DB) Trust() (*Trust, error) { return get[Trust](d, bucketAgent, keyTrus
 // SetTrust stores it.
 func (d *DB) SetTrust(t *Trust) error {
 	return d.update(func(tx *bolt.Tx) error { return put(tx, bucketAgent, keyTrust, t) })
-}
-
-// Machine returns the update state machine's persisted state (nil: idle).
-func (d *DB) Machine() (*Machine, error) { return get[Machine](d, bucketAgent, keyMachine) }
-
-// SetMachine persists the state machine's state (nil: idle).
-func (d *DB) SetMachine(m *Machine) error {
-	return d.update(func(tx *bolt.Tx) error {
-		if m == nil {
-			return put(tx, bucketAgent, keyMachine, nil)
-		}
-		return put(tx, bucketAgent, keyMachine, m)
-	})
 }
 
 // Counters returns the running totals (zero before the first check).

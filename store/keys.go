@@ -11,14 +11,13 @@ var (
 	bucketModes     = []byte("modes")     // server URL → payload mode learnt ("metadata" after a 405)
 	bucketChunks    = []byte("chunks")    // sha256 of a file the device holds → its chunk list (JSON)
 
-	keySchema    = []byte("schema")      // "1"
+	keySchema    = []byte("schema")      // schemaVersion
 	keyState     = []byte("state")       // State: the active generation
-	keyPending   = []byte("pending")     // Generation being switched to (journal)
+	keyJournal   = []byte("journal")     // Journal: the update in progress, written before each step
 	keyLastCheck = []byte("last_check")  // CheckRecord
 	keyTimeFloor = []byte("time_floor")  // unix seconds, never decreases
 	keyOS        = []byte("os")          // OSState: partition slots
 	keyVerify    = []byte("last_verify") // VerifyRecord
-	keyMachine   = []byte("machine")     // Machine: the update's state, before its handler runs
 	keyCounters  = []byte("counters")    // Counters: running totals for the metrics
 	keyAttempts  = []byte("attempts")    // md5 → failed installs of that release (install.max_attempts)
 	keyStaged    = []byte("staged")      // Generation sealed in the inactive slot, waiting for an install window
@@ -27,4 +26,10 @@ var (
 	keyReceipts  = []byte("receipts")    // md5 → SHA-256s of bytes received for that release that failed verification
 )
 
-const schemaVersion = "1"
+const schemaVersion = "2"
+
+// Schema 1's keys, read once by migrate (schema 2 folded them into the journal).
+var (
+	keyPendingV1 = []byte("pending") // Generation being switched to
+	keyMachineV1 = []byte("machine") // {state, since}: a breadcrumb only
+)

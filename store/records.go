@@ -15,9 +15,31 @@ type Generation struct {
 	N    int64          `json:"n"`
 	Slot string         `json:"slot"`
 	Apps map[string]App `json:"apps"`
-	// Rollback marks a pending switch back to a known-good generation: finished as
-	// committed, never put on trial.
+	// Rollback marks a switch back to a known-good generation: recorded as committed,
+	// never put on trial.
 	Rollback bool `json:"rollback,omitempty"`
+}
+
+// Journal is the update in progress: the step still to do, written before that step runs
+// (with what the steps before it wrote, in one transaction), and the data the steps from
+// there on need. It is the resume point: after a crash or a power cut the agent reads it
+// and resumes, or discards what cannot be resumed. Nothing in progress: no journal.
+type Journal struct {
+	Step  string    `json:"step"`
+	Since time.Time `json:"since"` // when the step was written
+	// Next is the generation made (from seal on) or returned to (a rollback's switch).
+	Next *Generation `json:"next,omitempty"`
+	// Judge: the generation switched to is on trial (a health check is configured).
+	Judge bool `json:"judge,omitempty"`
+	// Restart are the systemd units still to restart (restart-units).
+	Restart []string `json:"restart,omitempty"`
+	// Trials counts the starts seen while on trial.
+	Trials int `json:"trials,omitempty"`
+	// Reason is why a generation is rolled back; ByHand, that `ota-agent rollback` asked.
+	Reason string `json:"reason,omitempty"`
+	ByHand bool   `json:"by_hand,omitempty"`
+	// Apply: switch a staged generation now, install window or not (`ota-agent apply`).
+	Apply bool `json:"apply,omitempty"`
 }
 
 // Status of the active generation.
@@ -26,19 +48,16 @@ const (
 	StatusTrial     = "trial" // switched to, health not yet confirmed
 )
 
-// State is the active generation and how it got there.
+// State is the active generation and how it got there. Status says whether it is still on
+// trial (its trial, like every step of an update, resumes from the Journal).
 type State struct {
 	Generation
 	Status   string     `json:"status"`
-	Trials   int        `json:"trials,omitempty"`   // starts seen while on trial
 	Previous *Reference `json:"previous,omitempty"` // what a rollback returns to
 	Since    time.Time  `json:"since"`
 	// Damaged apps failed a re-verification of the slot: their MD5s are no longer claimed,
 	// so the next check fetches them again (app → what was wrong).
 	Damaged map[string]string `json:"damaged,omitempty"`
-	// Restart lists the systemd units of the apps the switch to this generation changed,
-	// until they are restarted (a crash before that restarts them at the next start).
-	Restart []string `json:"restart,omitempty"`
 }
 
 // VerifyRecord is the outcome of the daemon's last re-verification of the active slot.
@@ -117,12 +136,6 @@ type OSState struct {
 	Release   App    `json:"release,omitempty"` // the image written to Try
 	BootID    string `json:"boot_id,omitempty"` // boot when Try was set: a different one means the device rebooted
 	EnvSet    bool   `json:"env_set,omitempty"` // the bootloader was told to try
-}
-
-// Machine is the update state machine's current state, written before its handler runs.
-type Machine struct {
-	State string    `json:"state"`
-	Since time.Time `json:"since"`
 }
 
 // Counters are running totals for the metrics (they survive restarts).

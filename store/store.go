@@ -214,7 +214,8 @@ func check(b *bolt.DB) (err error) {
 	})
 }
 
-// init creates the buckets once; an initialised file is not written to (flash wear, and a
+// init creates the buckets once (and brings an older schema to this one); an initialised
+// file is not written to (flash wear, and a
 // check that changes nothing leaves the file byte-identical).
 func (d *DB) init() error {
 	ready := false
@@ -228,6 +229,9 @@ func (d *DB) init() error {
 		return nil
 	}
 	return d.update(func(tx *bolt.Tx) error {
+		if err := migrate(tx); err != nil {
+			return fmt.Errorf("%s: migrate to schema %s: %w", d.path, schemaVersion, err)
+		}
 		for _, name := range [][]byte{bucketAgent, bucketRefused, bucketDownloads, bucketModes} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err

@@ -31,17 +31,22 @@ func TestStateJournalAndRecords(t *testing.T) {
 		t.Fatalf("empty database: %v %v", s, err)
 	}
 	g := &Generation{N: 1, Slot: "a", Apps: map[string]App{"x": {Version: "1", MD5: "m"}}}
-	if err := db.SetPending(g); err != nil {
+	if err := db.SetJournal(&Journal{Step: StepSwitch, Next: g}); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := db.Pending(); p == nil || p.N != 1 {
-		t.Fatalf("pending %+v", p)
+	if j, _ := db.Journal(); j == nil || j.Next.N != 1 {
+		t.Fatalf("journal %+v", j)
 	}
-	if err := db.SetState(&State{Generation: *g, Status: StatusCommitted}); err != nil {
+	if err := db.Batch(func(db *DB) error {
+		if err := db.SetState(&State{Generation: *g, Status: StatusCommitted}); err != nil {
+			return err
+		}
+		return db.SetJournal(nil)
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := db.Pending(); p != nil {
-		t.Fatal("SetState did not clear the journal")
+	if j, _ := db.Journal(); j != nil {
+		t.Fatal("the batch did not clear the journal")
 	}
 	if s, _ := db.State(); s.Apps["x"].MD5 != "m" {
 		t.Fatalf("state %+v", s)

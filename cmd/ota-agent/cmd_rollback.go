@@ -28,12 +28,12 @@ func runRetry(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	if len(rest) != 1 {
 		return fmt.Errorf("%w: retry needs one APP (ota-agent status lists the refused releases)", errUsage)
 	}
-	return runLine("retry", g, nil, stdout, stderr, func(a *agent.Agent) (string, error) { return a.Retry(rest[0]) })
+	return runLine("retry", g, nil, stdout, stderr, func(a *agent.Agent) (string, error) { return a.Retry(ctx, rest[0]) })
 }
 
 // runMarkGood commits the OS slot the device booted into after an update.
 func runMarkGood(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	return runLine("mark-good", g, args, stdout, stderr, (*agent.Agent).MarkGoodNow)
+	return runLine("mark-good", g, args, stdout, stderr, func(a *agent.Agent) (string, error) { return a.MarkGoodNow(ctx) })
 }
 
 // runApply switches a staged generation now, install window or not.

@@ -20,10 +20,10 @@ import (
 // The update machine's states each crash test stops the process in (as the state is
 // persisted, before its handler runs): together, every state of agent.States() but Idle.
 var (
-	installStates  = []agent.State{agent.Asking, agent.Staging, agent.Verifying, agent.Composing, agent.Sealed, agent.Staged, agent.Pending, agent.Switched, agent.Committed}
-	rollbackStates = []agent.State{agent.Trial, agent.RollingBack}
-	osStates       = []agent.State{agent.Written, agent.EnvSet, agent.Rebooted, agent.MarkedGood}
-	restartStates  = []agent.State{agent.Restarting}
+	installStates  = []agent.State{agent.Ask, agent.Receive, agent.Verify, agent.Compose, agent.Seal, agent.Park, agent.AwaitWindow, agent.Switch, agent.Record, agent.Commit}
+	rollbackStates = []agent.State{agent.Trial, agent.RollBack}
+	osStates       = []agent.State{agent.WriteOS, agent.SetEnv, agent.Reboot, agent.OSTrial, agent.OSCommit}
+	restartStates  = []agent.State{agent.RestartUnits}
 )
 
 // The crash tests walk the whole table.
@@ -57,13 +57,13 @@ func TestCrashChains(t *testing.T) {
 					t.Fatalf("crash hook at %s: exit %d\n%s", step, r.code, r.stderr)
 				}
 				slot := w.wholeSlot()
-				switchedAlready := state == agent.Switched || state == agent.Committed
+				switchedAlready := state == agent.Record || state == agent.Commit
 				if (slot == "slots/b") != switchedAlready {
 					t.Fatalf("after a crash at %s the active slot is %s", step, slot)
 				}
 				fetched := w.srv.Stats().BytesByPath["/firmware"]
 				r = w.mustAgent("check", "--once", "--json")
-				if mode != "" && state != agent.Asking && state != agent.Staging && w.srv.Stats().BytesByPath["/firmware"] != fetched {
+				if mode != "" && state != agent.Ask && state != agent.Receive && w.srv.Stats().BytesByPath["/firmware"] != fetched {
 					t.Fatalf("after a crash at %s the restart downloaded the binary again", step)
 				}
 				w.mustAgent("verify")
@@ -98,7 +98,7 @@ func TestKillMidDownload(t *testing.T) {
 	})
 	// status reads while the check is downloading: the check does not hold agent.db
 	// between its transactions.
-	if st := w.mustAgent("status", "--json").stdout; !strings.Contains(st, `"in_progress": "staging"`) {
+	if st := w.mustAgent("status", "--json").stdout; !strings.Contains(st, `"in_progress": "receive"`) {
 		t.Fatalf("status during the download:\n%s", st)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
@@ -110,7 +110,7 @@ func TestKillMidDownload(t *testing.T) {
 	var b, a map[string]any
 	json.Unmarshal([]byte(before), &b)
 	json.Unmarshal([]byte(after), &a)
-	if a["in_progress"] != "staging" {
+	if a["in_progress"] != "receive" {
 		t.Fatalf("status does not show the interrupted update:\n%s", after)
 	}
 	delete(a, "in_progress")
@@ -118,7 +118,7 @@ func TestKillMidDownload(t *testing.T) {
 		t.Fatalf("a killed download changed the database's account:\n%s\nwas\n%s", after, before)
 	}
 	w.srv.SetFaults(testserver.Faults{})
-	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stderr, "interrupted in state staging") {
+	if r := w.mustAgent("check", "--once"); !strings.Contains(r.stderr, "interrupted at step receive") {
 		t.Fatalf("the restart does not say what it recovers from:\n%s", r.stderr)
 	}
 	w.mustAgent("verify")
@@ -148,7 +148,7 @@ func TestSecondInstanceRefused(t *testing.T) {
 // restart finishes it (old generation committed, never put on trial) and the release stays
 // refused.
 func TestRollbackCrashChains(t *testing.T) {
-	steps := []string{"rollback-pending", "rollback-switched"} // inside the rolling-back handler
+	steps := []string{"rollback-switch", "rollback-record"} // the switch and record of the rollback
 	for _, s := range rollbackStates {
 		steps = append(steps, string(s))
 	}

@@ -30,7 +30,7 @@ func osWorld(t *testing.T) (w *world, pa, pb, genv string) {
 // the environment never points at a half-written slot, and a restart finishes or redoes the
 // install.
 func TestOSCrashChains(t *testing.T) {
-	for _, state := range []agent.State{agent.Staging, agent.Verifying, agent.Composing, agent.Written, agent.EnvSet} {
+	for _, state := range []agent.State{agent.Receive, agent.Verify, agent.Compose, agent.WriteOS, agent.SetEnv, agent.Reboot} {
 		step := string(state)
 		t.Run(step, func(t *testing.T) {
 			w, pa, pb, genv := osWorld(t)
@@ -40,7 +40,7 @@ func TestOSCrashChains(t *testing.T) {
 			}
 			env, _ := exec.Command("grub-editenv", genv, "list").Output()
 			trying := strings.Contains(string(env), "upgrade_available=1")
-			if trying != (state == agent.EnvSet) {
+			if trying != (state == agent.Reboot) {
 				t.Fatalf("after a crash at %s the environment says %q", step, env)
 			}
 			if a, _ := os.ReadFile(pa); strings.Trim(string(a), "\x00") != "" {
@@ -77,7 +77,7 @@ func TestOSCrashChains(t *testing.T) {
 // TestOSRebootCrashChains: after the reboot into the new image, the process stops before its
 // health is judged and before it is marked good; the next start finishes: committed.
 func TestOSRebootCrashChains(t *testing.T) {
-	for _, state := range []agent.State{agent.Rebooted, agent.MarkedGood} {
+	for _, state := range []agent.State{agent.OSTrial, agent.OSCommit} {
 		t.Run(string(state), func(t *testing.T) {
 			w, _, _, genv := osWorld(t)
 			w.mustAgent("check", "--once")

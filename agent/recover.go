@@ -9,10 +9,123 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// reconcile makes the database agree with the slots after whatever interrupted the last run
-// (design.md, Invariant). The `current` link and the slot manifests are the truth; bbolt is the
-// index. Every step is idempotent.
-func (a *Agent) reconcile(db *store.DB) error {
+// Recover makes the state directory agree with itself after whatever interrupted the last
+// run (a crash, a power cut, a reboot into a new OS image), then resumes or discards the
+// update the journal names: one switch over its step. A resumed run goes on up to the
+// steps that wait on the device's services (restart-units, trial, commit, os-trial), which
+// Resume runs in check and run. It never asks the server.
+//
+//   - before a sealed slot (receive … seal): discarded; the staging directory is removed
+//     and the next check asks again (a download already complete is kept for it);
+//   - set-env, reboot: the OS image's environment write settled (landed: the image waits
+//     for its reboot; else forgotten); the rest of that update is discarded;
+//   - park, await-window, switch: resumed while the sealed slot still holds the generation,
+//     else discarded; a switch that landed goes on to record;
+//   - trial: one more start counted; at hooks.max_trials the generation is rolled back,
+//     else its trial runs again;
+//   - record, restart-units, commit, roll-back, os-trial, os-commit: resumed;
+//   - nothing in progress: an OS image set to try and booted since is judged (os-trial),
+//     or refused when the bootloader fell back.
+func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
+	rec, err := db.Journal()
+	if err != nil {
+		return err
+	}
+	if err := a.reconcile(db, rec); err != nil {
+		return fmt.Errorf("recover %s: %w", a.slots.Dir, err)
+	}
+	if rec, err = db.Journal(); err != nil || rec == nil { // healing may have dropped it
+		if err == nil {
+			err = a.fellBack(db)
+		}
+		return err
+	}
+	a.log.Warn("recovering from an update interrupted at step "+rec.Step, "step", rec.Step, "since", rec.Since)
+	from := State(rec.Step)
+	switch from {
+	case Receive, Verify, Compose, WriteOS, Seal:
+		a.log.Info("discarding an update interrupted before its slot was sealed", "step", rec.Step)
+		return db.SetJournal(nil)
+	case SetEnv, Reboot:
+		a.log.Info("the OS image waits for its reboot; the rest of that update is discarded", "step", rec.Step)
+		if err := a.settleOSEnv(db); err != nil {
+			return err
+		}
+		return db.SetJournal(nil)
+	case Park, AwaitWindow, Switch:
+		if from, err = a.resumeSealed(rec); err != nil || from == Idle {
+			return errors.Join(err, db.SetJournal(nil))
+		}
+	case Trial:
+		rec.Trials++
+		if rec.Trials < a.cfg.Hooks.MaxTrials {
+			return db.SetJournal(rec) // counted; Resume runs the trial again
+		}
+		from, rec.Reason = RollBack, fmt.Sprintf("restarted %d time(s) while on trial", rec.Trials)
+	case RestartUnits, Commit, OSTrial:
+		return nil // Resume runs it
+	case Record, RollBack, OSCommit:
+	default:
+		a.log.Error("the journal names no step this agent knows; discarding it", "step", rec.Step)
+		return db.SetJournal(nil)
+	}
+	j, err := a.newJob(db, nil, *rec)
+	if err != nil {
+		return err
+	}
+	j.pause = true
+	return j.run(ctx, from)
+}
+
+// Resume runs what Recover left for check and run: an interrupted update at a step that
+// waits on the device's services (the units to restart, the trial, the commit's hook), or
+// the trial of an OS image booted since it was set to try.
+func (a *Agent) Resume(ctx context.Context, db *store.DB) error {
+	rec, err := db.Journal()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return a.awaitingReboot(ctx, db)
+	}
+	if !judging[State(rec.Step)] {
+		return nil
+	}
+	j, err := a.newJob(db, nil, *rec)
+	if err != nil {
+		return err
+	}
+	return j.run(ctx, State(rec.Step))
+}
+
+// resumeSealed is where a journal naming a sealed generation resumes: Record when the
+// switch to it landed, the journal's own step while its slot still holds it, else nowhere
+// (Idle).
+func (a *Agent) resumeSealed(rec *store.Journal) (State, error) {
+	if rec.Next == nil {
+		return Idle, nil
+	}
+	active, err := a.slots.Active()
+	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
+		return Idle, err
+	}
+	m, merr := a.slots.Manifest(rec.Next.Slot)
+	switch {
+	case merr != nil || m.Generation != rec.Next.N:
+		a.log.Info("discarding an update whose slot no longer holds it", "slot", rec.Next.Slot, "generation", rec.Next.N)
+		return Idle, nil
+	case active == rec.Next.Slot:
+		a.log.Info("finishing an interrupted switch", "slot", active, "generation", rec.Next.N, "rollback", rec.Next.Rollback)
+		return Record, nil
+	}
+	return State(rec.Step), nil
+}
+
+// reconcile makes the database agree with the slots (design.md, Invariant). The `current`
+// link and the slot manifests are the truth; bbolt is the index, and the journal says which
+// generation is on its way in (a switch that landed before its record is the journal's to
+// record, not a disagreement). Every step is idempotent.
+func (a *Agent) reconcile(db *store.DB, rec *store.Journal) error {
 	if err := a.slots.Cleanup(); err != nil {
 		return err
 	}
@@ -20,13 +133,9 @@ func (a *Agent) reconcile(db *store.DB) error {
 	if err != nil {
 		return err
 	}
-	pending, err := db.Pending()
-	if err != nil {
-		return err
-	}
 	active, err := a.slots.Active()
 	if errors.Is(err, installer.ErrNoSlot) {
-		if state != nil || pending != nil {
+		if state != nil {
 			a.log.Warn("no current slot link: forgetting the recorded generation", "state_dir", a.slots.Dir)
 			return db.SetState(nil)
 		}
@@ -40,21 +149,10 @@ func (a *Agent) reconcile(db *store.DB) error {
 		if active, m, err = a.heal(db, state, active, err); err != nil || m == nil {
 			return err
 		}
-		pending = nil
+		rec = nil // heal dropped the journal
 	}
-	if pending != nil {
-		if pending.Slot == active && pending.N == m.Generation {
-			a.log.Info("finishing an interrupted switch", "slot", active, "generation", m.Generation, "rollback", pending.Rollback)
-			ns := a.newState(state, pending)
-			if pending.Rollback {
-				ns.Status, ns.Rollback = store.StatusCommitted, false
-			}
-			return db.SetState(ns)
-		}
-		a.log.Info("discarding an install interrupted before its switch", "slot", pending.Slot, "generation", pending.N)
-		if err := db.SetPending(nil); err != nil {
-			return err
-		}
+	if rec != nil && rec.Next != nil && rec.Next.Slot == active && rec.Next.N == m.Generation {
+		return nil // switched, not yet recorded: the journal records it
 	}
 	if state == nil || state.Slot != active || state.N != m.Generation {
 		a.log.Warn("database disagrees with the slots; rebuilding from slot manifests", "slot", active, "generation", m.Generation)
@@ -62,17 +160,39 @@ func (a *Agent) reconcile(db *store.DB) error {
 		if om, err := a.slots.Manifest(installer.Other(active)); err == nil {
 			s.Previous = &store.Reference{N: om.Generation, Slot: installer.Other(active)}
 		}
-		return db.SetState(s)
-	}
-	if state.Status == store.StatusTrial {
-		state.Trials++
-		if state.Trials >= a.cfg.Hooks.MaxTrials {
-			j := &job{a: a, db: db, made: made{reason: fmt.Sprintf("restarted %d time(s) while generation %d was on trial", state.Trials, state.N)}}
-			return j.run(context.Background(), RollingBack)
-		}
-		return db.SetState(state)
+		return errors.Join(db.SetState(s), dropJournalOf(db, rec))
 	}
 	return nil
+}
+
+// dropJournalOf drops a journal whose generation the slots no longer agree with.
+func dropJournalOf(db *store.DB, rec *store.Journal) error {
+	if rec == nil {
+		return nil
+	}
+	return db.SetJournal(nil)
+}
+
+// newState is the record of a generation just switched to: on trial when it is to be
+// judged.
+func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
+	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
+	if a.gated() {
+		s.Status = store.StatusTrial
+	}
+	if prev != nil {
+		s.Previous = &store.Reference{N: prev.N, Slot: prev.Slot}
+	}
+	return s
+}
+
+// Rollback switches back to the previous generation by hand; what it leaves is refused.
+func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
+	j, err := a.newJob(db, nil, store.Journal{Reason: reason, ByHand: true})
+	if err != nil {
+		return err
+	}
+	return j.run(ctx, RollBack)
 }
 
 // heal repairs an active slot that cannot be used as it is (`current` names no slot or a
@@ -82,7 +202,7 @@ func (a *Agent) reconcile(db *store.DB) error {
 // the next check installs afresh. It returns the slot now active and its manifest (nil
 // when none is).
 func (a *Agent) heal(db *store.DB, state *store.State, active string, damage error) (string, *installer.Manifest, error) {
-	if err := db.SetPending(nil); err != nil {
+	if err := db.SetJournal(nil); err != nil { // what it names is not what the slots hold
 		return "", nil, err
 	}
 	if active != "" && state != nil && state.Slot == active {
@@ -139,86 +259,6 @@ func (a *Agent) repaired(db *store.DB, prev *store.State, next *store.Generation
 	db.RecordVerify(*rec)
 }
 
-// newState is the record of a generation just switched to.
-func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
-	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
-	if a.gated() {
-		s.Status = store.StatusTrial
-	}
-	var before map[string]store.App
-	if prev != nil {
-		s.Previous = &store.Reference{N: prev.N, Slot: prev.Slot}
-		before = prev.Apps
-	}
-	s.Restart = a.unitsOf(before, g.Apps)
-	return s
-}
-
-// ResumeTrial finishes what a restart left after a switch: units not yet restarted (the
-// machine from Restarting), or a trial (max_trials > 1; from Trial).
-func (a *Agent) ResumeTrial(ctx context.Context, db *store.DB) error {
-	s, err := db.State()
-	if err != nil || s == nil {
-		return err
-	}
-	j := &job{a: a, db: db, made: made{cur: s}}
-	switch {
-	case len(s.Restart) > 0:
-		return j.run(ctx, Restarting)
-	case s.Status == store.StatusTrial:
-		return j.run(ctx, Trial)
-	}
-	return nil
-}
-
-// Rollback switches back to the previous generation by hand; what it leaves is refused.
-func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
-	j := &job{a: a, db: db, made: made{reason: reason, byHand: true}}
-	return j.run(ctx, RollingBack)
-}
-
-// rollback returns to the previous generation; every binary of the abandoned generation
-// that the previous one lacks is refused until the server offers another.
-func (a *Agent) rollback(db *store.DB, reason string) error {
-	s, err := db.State()
-	if err != nil {
-		return err
-	}
-	if s == nil {
-		return errors.New("nothing to roll back to: nothing is installed")
-	}
-	if s.Previous == nil {
-		return a.rollbackToNothing(db, s, reason)
-	}
-	m, err := a.slots.Manifest(s.Previous.Slot)
-	if err != nil || m.Generation != s.Previous.N {
-		return fmt.Errorf("cannot roll back: slot %s no longer holds generation %d", s.Previous.Slot, s.Previous.N)
-	}
-	back := &store.Generation{N: m.Generation, Slot: s.Previous.Slot, Apps: m.Apps, Rollback: true}
-	a.Status("rolling back to slot " + back.Slot)
-	// First: a crash later in the rollback must not let the release back in.
-	if err := a.refuseApps(db, s.Apps, m.Apps, reason); err != nil {
-		return err
-	}
-	if err := db.SetPending(back); err != nil {
-		return err
-	}
-	a.step("rollback-pending")
-	if err := a.slots.Switch(back.Slot); err != nil {
-		return err
-	}
-	a.step("rollback-switched")
-	back.Rollback = false
-	ns := &store.State{Generation: *back, Status: store.StatusCommitted, Since: a.now(db), Previous: &store.Reference{N: s.N, Slot: s.Slot},
-		Restart: a.unitsOf(s.Apps, back.Apps)}
-	if err := db.SetState(ns); err != nil {
-		return err
-	}
-	db.Count(func(c *store.Counters) { c.Rollbacks++ })
-	a.log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", s.N, "reason", reason)
-	return nil
-}
-
 // forgetRefusals: once a generation is committed, earlier refusals of other releases of the
 // apps it changed lapse (the server offered another, and it is installed; an app it did not
 // change keeps its refusals, or a release still offered would be fetched again). Here, not
@@ -260,9 +300,6 @@ func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason
 // rollbackToNothing undoes a first install: the device had no generation before it.
 func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string) error {
 	if err := a.refuseApps(db, s.Apps, nil, reason); err != nil { // first, as rollback does
-		return err
-	}
-	if err := db.SetPending(nil); err != nil {
 		return err
 	}
 	if err := a.slots.Unlink(); err != nil {

@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// Assembling the new generation in the staging slot: what arrived, verified, and what is
+// carried over.
+
+// receiveAnswer streams the full payload into staging, or reads the metadata and downloads
+// each changed binary; then the plan is known.
+func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
+	var err error
+	if j.offlineDir != "" {
+		j.details, j.got, j.bytes, err = j.a.receiveDir(j.offlineDir, j.st)
+	} else if j.mode == modeFull {
+		j.details, j.got, j.bytes, err = j.a.receiveFull(resp, j.st)
+	} else if j.details, err = packaging.DecodeDetails(resp.Body); err != nil {
+		err = fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := j.settleAnswer(ctx); err != nil {
+		return err
+	}
+	rules, err := j.a.rules(j.db, j.state)
+	if err != nil {
+		return err
+	}
+	if j.plan, err = makePlan(j.details, j.installed, rules); err != nil {
+		return err
+	}
+	if j.mode == modeFull {
+		if err := sameMembers(j.details, j.got); err != nil {
+			return err
+		}
+		if err := j.dropHeld(); err != nil {
+			return err
+		}
+	} else {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
+		if err := j.a.cleanDownloads(j.plan); err != nil {
+			return err
+		}
+		if err := j.a.checkSpace(j.plan, j.details.Entries); err != nil {
+			return err
+		}
+		for _, item := range j.plan.Download {
+			e := j.details.Entries[item.App]
+			d, n, ok, err := j.patched(ctx, item, e)
+			j.bytes += n
+			j.delivered(item.App, DeliveryPatch, n, e.Size, ok)
+			if err == nil && !ok {
+				d, n, ok, err = j.chunked(ctx, item, e)
+				j.bytes += n
+				j.delivered(item.App, DeliveryChunks, n, e.Size, ok)
+			}
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if d, n, err = j.a.download(ctx, j.db, item, e, j.st); err != nil {
+					j.bytes += n
+					return err
+				}
+				j.bytes += n
+				j.delivered(item.App, DeliveryFull, n, e.Size, true)
+			}
+			j.got[item.Member()] = d
+		}
+	}
+	gen := int64(0)
+	if j.state != nil {
+		gen = j.state.N
+		if j.state.Previous != nil {
+			gen = max(gen, j.state.Previous.N) // numbers never repeat, even after a rollback
+		}
+	}
+	j.rec.Next = &store.Generation{N: gen + 1, Slot: j.st.Slot(), Apps: map[string]store.App{}}
+	j.made.gen = gen + 1
+	j.res.Result, j.res.Slot, j.res.Bytes = ResultUpdated, j.st.Slot(), j.bytes
+	return nil
+}
+
+// settleAnswer makes what arrived the answer the plan is made from: pins resolved (the
+// server's), or every installed app kept (an offline payload adds; it never removes).
+func (j *job) settleAnswer(ctx context.Context) error {
+	if !j.offline {
+		return j.applyPins(ctx)
+	}
+	for app, x := range j.installed {
+		if _, ok := j.details.Entries[app]; !ok {
+			j.details.Set(app, packaging.Entry{LatestVersion: x.Version, StatusCode: 304, MD5: x.MD5})
+		}
+	}
+	return nil
+}
+
+// verifyAll checks every received binary and moves it to its place in the staging slot. A
+// verified release this device refused, or the very bytes it has, is set aside (the plan's
+// rules, now with the real digests: the server's claims were only a first sieve).
+func (j *job) verifyAll(ctx context.Context) error {
+	j.a.Status("verifying")
+	rules, err := j.a.rules(j.db, j.state)
+	if err != nil {
+		return err
+	}
+	items := j.plan.Download
+	j.plan.Download = nil
+	for _, item := range items {
+		var have *store.App
+		if h, ok := j.installed[item.App]; ok {
+			have = &h
+		}
+		e := j.details.Entries[item.App]
+		rec, err := j.a.verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
+		if errors.Is(err, errNeedMD5) {
+			rec, err = j.verifyRehashed(ctx, item, e, have)
+		}
+		if err != nil {
+			if j.mode == modeMetadata {
+				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
+			}
+			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), j.got[item.Member()].SHA256, err)
+		}
+		if why := rules.hold(item.App, rec.MD5, j.installed); j.plan.held(item.App, why, have != nil) {
+			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
+			if err := j.st.Remove(incoming(item.Member())); err != nil {
+				return err
+			}
+			continue
+		}
+		j.plan.Download = append(j.plan.Download, item)
+		via := j.via[item.App]
+		if via.Path == "" && j.mode == modeFull {
+			via = Delivery{Path: DeliveryPayload, Size: rec.Size}
+		}
+		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: true, Delivery: via}
+		j.a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
+		if j.isOS(item.App) {
+			j.osItem, j.osRec = &item, rec // goes to a partition, not into the directory slot
+			continue
+		}
+		if err := j.st.Rename(incoming(item.Member()), item.App); err != nil {
+			return err
+		}
+		j.rec.Next.Apps[item.App] = rec
+		j.dirChange = true
+	}
+	return nil
+}
+
+// composeApps carries unchanged apps over from the active slot and notes removals.
+func (j *job) composeApps() error {
+	for _, app := range j.plan.carried() {
+		x := j.installed[app]
+		j.res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
+		if j.isOS(app) {
+			continue
+		}
+		if err := j.st.CarryOver(app, j.from); err != nil {
+			return err
+		}
+		j.rec.Next.Apps[app] = x
+	}
+	for _, app := range j.plan.Unlisted {
+		j.a.log.Warn("kept: not in the server's answer, and an unsigned answer removes nothing (trust.allow_unsigned_removals)", "app", app, "version", j.installed[app].Version)
+	}
+	for _, app := range j.plan.Remove {
+		if j.isOS(app) {
+			continue
+		}
+		j.a.log.Warn("removing: no longer offered", "app", app, "version", j.installed[app].Version)
+		j.res.Removed = append(j.res.Removed, app)
+		j.dirChange = true
+	}
+	j.res.Unlisted = j.plan.Unlisted
+	return nil
+}
