@@ -73,13 +73,16 @@ test-native: bin/testsum
 	  $(GOTEST) -count=1 -timeout 20m ./...; \
 	fi
 
+# The packages that run on the device, tested under QEMU user mode too.
+DEVICE_PKGS := ./packaging/... ./store/... ./installer/... ./agent/... ./internal/config/...
+
 test-qemu: bin/testsum
 	@if command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null; then \
 	  set -e; \
 	  echo "== go test -short under qemu-arm-static (linux/arm GOARM=7)"; \
-	  GOOS=linux GOARCH=arm GOARM=7 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-arm-static ./packaging/... ./store/... ./installer/... ./agent/...; \
+	  GOOS=linux GOARCH=arm GOARM=7 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-arm-static $(DEVICE_PKGS); \
 	  echo "== go test -short under qemu-aarch64-static (linux/arm64)"; \
-	  GOOS=linux GOARCH=arm64 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-aarch64-static ./packaging/... ./store/... ./installer/... ./agent/...; \
+	  GOOS=linux GOARCH=arm64 $(GOTEST) -short -count=1 -timeout 20m -exec qemu-aarch64-static $(DEVICE_PKGS); \
 	else \
 	  echo "SKIPPED: QEMU tests (qemu-arm-static / qemu-aarch64-static not installed; apt-get install qemu-user-static)"; \
 	fi

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -112,7 +113,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
 	a.clock = &clock{now: func() time.Time { return a.Now() }}
 	a.clock.raise(buildFloor())
-	if err := strictModes(cfg); err != nil {
+	if err := config.StrictModes(cfg); err != nil {
 		return nil, err
 	}
 	for _, k := range cfg.Trust.Keys {
@@ -135,7 +136,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	c, err := transport.NewHTTPClient(transport.ClientOptions{
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
-		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.hosts(),
+		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.Hosts(),
 		Limit: limiter(cfg, a.clock.Now), MinRate: int64(cfg.Server.MinRate),
 	})
 	if err != nil {
@@ -186,12 +187,11 @@ func (a *Agent) openState(create bool) error {
 
 // limiter is the bandwidth cap of net.max_rate and net.schedule (nil when neither is set).
 func limiter(cfg *Config, now func() time.Time) *transport.Limiter {
-	if cfg.Net.MaxRate == 0 && len(cfg.Net.Schedule) == 0 {
+	rate := cfg.RateFunc(now)
+	if rate == nil {
 		return nil
 	}
-	ws, _ := parseSchedule(cfg.Net.Schedule) // validated at load; parsed once, not per read
-	maxRate := int64(cfg.Net.MaxRate)
-	return transport.NewLimiter(func(time.Time) int64 { return scheduledRate(ws, maxRate, now().Local()) })
+	return transport.NewLimiter(rate)
 }
 
 // Close releases the state directory.

@@ -147,7 +147,7 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 	for app, x := range osApps {
 		c.installed[app] = x
 	}
-	if c.facts, err = a.cfg.DeviceFacts(); err != nil {
+	if c.facts, err = a.deviceFacts(); err != nil {
 		return nil, err
 	}
 	refused, err := db.Refusals()

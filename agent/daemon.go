@@ -209,7 +209,7 @@ func (a *Agent) runOnce(ctx context.Context) outcome {
 	}
 	out := outcome{key: a.RequestKey(db)}
 	if g, _ := db.Staged(); g != nil {
-		out.wake = a.cfg.nextWindow(a.now(db).Local())
+		out.wake = a.cfg.NextWindow(a.now(db).Local())
 	}
 	return out
 }

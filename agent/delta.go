@@ -231,6 +231,6 @@ func (j *job) facts() Facts {
 	if j.c != nil {
 		return j.c.facts
 	}
-	f, _ := j.a.cfg.DeviceFacts()
+	f, _ := j.a.deviceFacts()
 	return f
 }

@@ -96,9 +96,9 @@ func (j *job) park(context.Context) (State, error) {
 // outside a window the run ends here and the generation stays staged.
 func (j *job) awaitWindow(context.Context) (State, error) {
 	next := j.rec.Next
-	if !j.rec.Apply && !j.a.cfg.inWindow(j.a.now(j.db).Local()) {
+	if !j.rec.Apply && !j.a.cfg.InWindow(j.a.now(j.db).Local()) {
 		j.res.Result, j.done = ResultStaged, true
-		at := j.a.cfg.nextWindow(j.a.now(j.db).Local())
+		at := j.a.cfg.NextWindow(j.a.now(j.db).Local())
 		j.res.StagedUntil = &at
 		j.a.log.Info("staged: the new slot waits for the next install window", "slot", next.Slot, "generation", next.N, "window", at.Format("Mon 15:04"))
 		j.a.Status(fmt.Sprintf("staged slot %s, installs at %s (or ota-agent apply)", next.Slot, at.Format("Mon 15:04")))

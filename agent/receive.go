@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/grab/v3"
+
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"

@@ -32,7 +32,7 @@ func (a *Agent) stagedGeneration(db *store.DB) (*store.Generation, error) {
 // nothing staged or the window is closed.
 func (a *Agent) applyStaged(ctx context.Context, db *store.DB, force bool) (*Result, error) {
 	g, err := a.stagedGeneration(db)
-	if err != nil || g == nil || !force && !a.cfg.inWindow(a.now(db).Local()) {
+	if err != nil || g == nil || !force && !a.cfg.InWindow(a.now(db).Local()) {
 		return nil, err
 	}
 	state, err := db.State()

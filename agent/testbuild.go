@@ -18,9 +18,6 @@ import (
 
 func init() { transport.LoopbackHTTP = true }
 
-// testEnv are the variables of the test hooks below (not configuration keys).
-var testEnv = []string{"OTA_AGENT_TEST_NOW", "OTA_AGENT_TEST_CRASH_AFTER"}
-
 func (a *Agent) testHooks() {
 	if now := os.Getenv("OTA_AGENT_TEST_NOW"); now != "" { // an injected clock (RFC 3339), running from there
 		if t, err := time.Parse(time.RFC3339, now); err == nil {

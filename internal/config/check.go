@@ -1,7 +1,10 @@
-package agent
+package config
 
 import (
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 )
 
 // validateOperator checks the operator controls: rates, schedules, windows, budgets.
@@ -41,4 +44,48 @@ func (c *Config) RequireServer() error {
 		where = "the built-in defaults"
 	}
 	return fmt.Errorf("%w: server.url in %s: missing: set the update endpoint, e.g. https://d111.cloudfront.net/package (or OTA_AGENT_SERVER_URL, --server-url)", ErrConfig, where)
+}
+
+// validateHealth checks apps.<name>.units and health.*.
+func (c *Config) validateHealth(bad func(string, error) error) error {
+	for app, ac := range c.Apps {
+		for _, u := range ac.Units {
+			if !UnitName(u) {
+				return bad("apps::"+app+"::units", fmt.Errorf("%q is not a systemd unit name like scoreboard.service", u))
+			}
+		}
+	}
+	for _, u := range c.Health.Units {
+		if !UnitName(u) {
+			return bad("health::units", fmt.Errorf("%q is not a systemd unit name like scoreboard.service", u))
+		}
+	}
+	if c.Health.HTTP != "" {
+		if err := checkURL(c.Health.HTTP); err != nil {
+			return bad("health::http", err)
+		}
+	}
+	if s := c.Health.HTTPStatus; s < 100 || s > 599 {
+		return bad("health::http_status", fmt.Errorf("%d is not an HTTP status", s))
+	}
+	if c.Health.TCP != "" {
+		_, port, err := net.SplitHostPort(c.Health.TCP)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return bad("health::tcp", fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080", c.Health.TCP))
+		}
+	}
+	return nil
+}
+
+// UnitName tells whether u is a systemd unit's file name (name.type, no path).
+func UnitName(u string) bool {
+	i := strings.LastIndexByte(u, '.')
+	if i < 1 || strings.ContainsAny(u, "/ \t") {
+		return false
+	}
+	switch u[i+1:] {
+	case "service", "socket", "target", "timer", "mount", "path", "scope", "slice", "swap", "device", "automount":
+		return true
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -33,8 +33,8 @@ type KeyDoc struct {
 	field   []int
 }
 
-// ConfigKeys lists every key of Config in declaration order.
-func ConfigKeys() []KeyDoc { return keysOf(reflect.TypeOf(Config{}), "", nil) }
+// Keys lists every key of Config in declaration order.
+func Keys() []KeyDoc { return keysOf(reflect.TypeOf(Config{}), "", nil) }
 
 func keysOf(t reflect.Type, prefix string, index []int) []KeyDoc {
 	var out []KeyDoc
@@ -54,14 +54,14 @@ func keysOf(t reflect.Type, prefix string, index []int) []KeyDoc {
 	return out
 }
 
-// LoadConfig reads file (DefaultConfigFile under root when empty), then OTA_AGENT_* variables
+// Load reads file (DefaultConfigFile under root when empty), then OTA_AGENT_* variables
 // (OTA_AGENT_SERVER_URL, OTA_AGENT_DEVICE_OS, ...), then overrides, into Config in one pass
 // over its keys. Every error names the key and where its value came from.
-func LoadConfig(file, root string, over Overrides) (*Config, error) {
+func Load(file, root string, over Overrides) (*Config, error) {
 	v := viper.NewWithOptions(viper.KeyDelimiter(sep), viper.EnvKeyReplacer(strings.NewReplacer(sep, "_")))
 	v.SetEnvPrefix("OTA_AGENT")
 	v.AutomaticEnv()
-	keys := ConfigKeys()
+	keys := Keys()
 	for _, k := range keys {
 		if !k.Map {
 			v.SetDefault(strings.ReplaceAll(k.Key, ".", sep), k.Default)

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ func docDefault(k KeyDoc) string {
 
 // dist/config.yaml lists exactly Config's keys, each with its default.
 func TestDistConfigListsEveryKey(t *testing.T) {
-	raw, err := os.ReadFile("../dist/config.yaml")
+	raw, err := os.ReadFile("../../dist/config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestDistConfigListsEveryKey(t *testing.T) {
 		}
 	}
 	walk("", doc)
-	for _, k := range ConfigKeys() {
+	for _, k := range Keys() {
 		v, ok := got[k.Key]
 		if !ok {
 			t.Errorf("dist/config.yaml lacks %s", k.Key)
@@ -72,7 +72,7 @@ func TestDistConfigListsEveryKey(t *testing.T) {
 
 // The README's configuration table lists exactly Config's keys, each with its default.
 func TestReadmeTableListsEveryKey(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestReadmeTableListsEveryKey(t *testing.T) {
 		}
 	}
 	var missing []string
-	for _, k := range ConfigKeys() {
+	for _, k := range Keys() {
 		d, ok := got[k.Key]
 		if !ok {
 			missing = append(missing, k.Key)

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -8,13 +8,13 @@ import (
 	"syscall"
 )
 
-// strictModes refuses, when the agent runs as root, a file it trusts that another user could
+// StrictModes refuses, when the agent runs as root, a file it trusts that another user could
 // have written, as sshd's StrictModes does: the configuration, trust keys, CA and client
 // certificate files, and every absolute path named in a hook or the reboot command. The file
 // and each directory above it must be owned by root and not writable by group or others (a
 // directory with the sticky bit, such as /tmp, may be). The agent runs hooks as root and
 // installs what the keys vouch for: a file someone else can change is a way to root.
-func strictModes(cfg *Config) error {
+func StrictModes(cfg *Config) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
