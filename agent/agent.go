@@ -17,6 +17,7 @@ import (
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/health"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -103,15 +104,18 @@ type Agent struct {
 	// Now is the agent's clock (the time floor is applied on top).
 	Now func() time.Time
 	// hook lets crash tests stop the cycle after a named step.
-	hook  func(step string)
-	clock *clock
-	tidy  bool // the state directory was opened for writing (and tidied)
+	hook func(step string)
+	// health judges a generation on trial (internal/health).
+	health health.Checker
+	clock  *clock
+	tidy   bool // the state directory was opened for writing (and tidied)
 }
 
 // New checks what the configuration names (trust keys, CA file) and builds the client.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
 	a.clock = &clock{now: func() time.Time { return a.Now() }}
+	a.health = health.Checker{Cfg: cfg, Log: log, Status: func(s string) { a.Status(s) }}
 	a.clock.raise(buildFloor())
 	if err := config.StrictModes(cfg); err != nil {
 		return nil, err

@@ -126,7 +126,7 @@ func (j *job) record(context.Context) (State, error) {
 		return j.recordRollback(prev)
 	}
 	s := j.a.newState(prev, j.rec.Next)
-	j.rec.Judge, j.rec.Restart = s.Status == store.StatusTrial, j.a.unitsOf(appsOf(prev), s.Apps)
+	j.rec.Judge, j.rec.Restart = s.Status == store.StatusTrial, j.a.health.UnitsOf(appsOf(prev), s.Apps)
 	j.later(func(db *store.DB) error { return db.SetState(s) })
 	j.done, j.res.Switched = true, true
 	j.a.log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)

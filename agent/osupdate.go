@@ -242,7 +242,7 @@ func (j *job) osTrial(ctx context.Context) (State, error) {
 	if s, _ := db.State(); s != nil {
 		apps = s.Apps // the apps' units run on the new OS too
 	}
-	err = a.judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
+	err = a.health.Judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
 	if err == nil {
 		return OSCommit, nil
 	}

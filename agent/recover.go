@@ -177,7 +177,7 @@ func dropJournalOf(db *store.DB, rec *store.Journal) error {
 // judged.
 func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
 	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
-	if a.gated() {
+	if a.health.Gated() {
 		s.Status = store.StatusTrial
 	}
 	if prev != nil {

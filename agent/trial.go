@@ -18,7 +18,7 @@ import (
 func (j *job) restartUnits(ctx context.Context) (State, error) {
 	units := j.rec.Restart
 	j.a.Status("restarting " + strings.Join(units, " "))
-	err := j.a.restartUnits(ctx, units)
+	err := j.a.health.Restart(ctx, units)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return "", ctx.Err()
@@ -44,7 +44,7 @@ func (j *job) trial(ctx context.Context) (State, error) {
 		return "", errors.Join(err, errors.New("a trial with no generation recorded"))
 	}
 	j.a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
-	if err := j.a.judge(ctx, s.Apps, j.a.hookEnv(&s.Generation, "")); err != nil {
+	if err := j.a.health.Judge(ctx, s.Apps, j.a.hookEnv(&s.Generation, "")); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err() // stopped: the next start counts a trial
 		}
@@ -109,7 +109,7 @@ func (j *job) recordRollback(abandoned *store.State) (State, error) {
 	if abandoned != nil {
 		s.Previous = &store.Reference{N: abandoned.N, Slot: abandoned.Slot}
 	}
-	j.rec.Restart = j.a.unitsOf(appsOf(abandoned), back.Apps)
+	j.rec.Restart = j.a.health.UnitsOf(appsOf(abandoned), back.Apps)
 	byHand := j.rec.ByHand
 	j.later(func(db *store.DB) error {
 		if byHand { // wanted again: a refusal of what it holds ends (a rollback of a rollback)

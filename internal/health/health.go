@@ -1,16 +1,21 @@
-package agent
+// Package health judges a generation on trial, or a new OS image after its boot: the
+// systemd units of its apps (over D-Bus), health.units, the HTTP and TCP probes, the hook.
+package health
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/ota-agent/ota-agent/store"
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/config"
+	"github.com/ota-agent/ota-agent/internal/hooks"
 )
 
 // A generation on trial (or a new OS image after its boot) is judged in this order: the
@@ -18,17 +23,24 @@ import (
 // health.grace without failing or restarting while health.http and health.tcp answer; then
 // hooks.health. Any of them configured puts a new generation on trial.
 
-// gated: a new generation is judged before it is committed.
-func (a *Agent) gated() bool {
-	h := a.cfg.Health
-	return a.cfg.Hooks.Health != "" || len(h.Units) > 0 || h.HTTP != "" || h.TCP != "" || len(a.unitsOf(nil, nil)) > 0
+// Checker judges generations by the configuration's health checks.
+type Checker struct {
+	Cfg    *config.Config
+	Log    *slog.Logger
+	Status func(string) // one line of progress a person can read
 }
 
-// unitsOf lists, sorted and once each, the units of the apps of to whose MD5 differs from
+// Gated: a new generation is judged before it is committed.
+func (a Checker) Gated() bool {
+	h := a.Cfg.Health
+	return a.Cfg.Hooks.Health != "" || len(h.Units) > 0 || h.HTTP != "" || h.TCP != "" || len(a.UnitsOf(nil, nil)) > 0
+}
+
+// UnitsOf lists, sorted and once each, the units of the apps of to whose MD5 differs from
 // from's (from nil: every app of to; to nil: every configured app).
-func (a *Agent) unitsOf(from, to map[string]store.App) []string {
+func (a Checker) UnitsOf(from, to map[string]installer.App) []string {
 	var out []string
-	for app, c := range a.cfg.Apps {
+	for app, c := range a.Cfg.Apps {
 		if to != nil {
 			x, ok := to[app]
 			if !ok || from != nil && from[app].MD5 == x.MD5 {
@@ -41,26 +53,26 @@ func (a *Agent) unitsOf(from, to map[string]store.App) []string {
 	return slices.Compact(out)
 }
 
-// judge runs the health checks of a generation with apps; env is the hook's.
-func (a *Agent) judge(ctx context.Context, apps map[string]store.App, env []string) error {
-	units := a.unitsOf(nil, apps)
+// Judge runs the health checks of a generation with apps; env is the hook's.
+func (a Checker) Judge(ctx context.Context, apps map[string]installer.App, env []string) error {
+	units := a.UnitsOf(nil, apps)
 	if apps == nil {
 		units = nil
 	}
-	units = append(units, a.cfg.Health.Units...)
+	units = append(units, a.Cfg.Health.Units...)
 	slices.Sort(units)
 	units = slices.Compact(units)
-	if len(units) > 0 || a.cfg.Health.HTTP != "" || a.cfg.Health.TCP != "" {
+	if len(units) > 0 || a.Cfg.Health.HTTP != "" || a.Cfg.Health.TCP != "" {
 		if err := a.watch(ctx, units); err != nil {
 			return err
 		}
 	}
-	return a.runHook(ctx, "health", a.cfg.Hooks.Health, env)
+	return hooks.Run(ctx, a.Log, a.Cfg.Hooks.Timeout, "health", a.Cfg.Hooks.Health, env)
 }
 
-// restartUnits restarts units through systemd.
-func (a *Agent) restartUnits(ctx context.Context, units []string) error {
-	sd, err := connectSystemd(ctx, a.log)
+// Restart restarts units through systemd.
+func (a Checker) Restart(ctx context.Context, units []string) error {
+	sd, err := connectSystemd(ctx, a.Log)
 	if err != nil {
 		return err
 	}
@@ -71,12 +83,12 @@ func (a *Agent) restartUnits(ctx context.Context, units []string) error {
 // watch polls the units and the probes until health.grace has passed: a unit that fails,
 // stops or restarts ends the trial at once; at the end every unit must be active and every
 // probe's last answer right.
-func (a *Agent) watch(ctx context.Context, units []string) error {
+func (a Checker) watch(ctx context.Context, units []string) error {
 	var sd *systemd
 	base := map[string]unitState{}
 	if len(units) > 0 {
 		var err error
-		if sd, err = connectSystemd(ctx, a.log); err != nil {
+		if sd, err = connectSystemd(ctx, a.Log); err != nil {
 			return err
 		}
 		defer sd.Close()
@@ -91,7 +103,7 @@ func (a *Agent) watch(ctx context.Context, units []string) error {
 			base[u] = st
 		}
 	}
-	grace := a.cfg.Health.Grace
+	grace := a.Cfg.Health.Grace
 	a.Status(fmt.Sprintf("health check: %d unit(s) and probes for %v", len(units), grace))
 	end := time.Now().Add(grace)
 	tick := min(time.Second, max(grace/4, 100*time.Millisecond))
@@ -114,7 +126,7 @@ func (a *Agent) watch(ctx context.Context, units []string) error {
 			if err != nil {
 				return fmt.Errorf("%v (still, after health.grace %v)", err, grace)
 			}
-			a.log.Info("health: units stayed active and probes answered", "units", strings.Join(units, " "), "grace", grace)
+			a.Log.Info("health: units stayed active and probes answered", "units", strings.Join(units, " "), "grace", grace)
 			return nil
 		}
 		select {
@@ -149,10 +161,10 @@ var probeClient = &http.Client{
 }
 
 // probe asks health.http and health.tcp once each.
-func (a *Agent) probe(ctx context.Context) error {
+func (a Checker) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if u := a.cfg.Health.HTTP; u != "" {
+	if u := a.Cfg.Health.HTTP; u != "" {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return fmt.Errorf("health.http %s: %v", u, err)
@@ -163,11 +175,11 @@ func (a *Agent) probe(ctx context.Context) error {
 		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		if resp.StatusCode != a.cfg.Health.HTTPStatus {
-			return fmt.Errorf("health.http %s answered %d, want %d (health.http_status)", u, resp.StatusCode, a.cfg.Health.HTTPStatus)
+		if resp.StatusCode != a.Cfg.Health.HTTPStatus {
+			return fmt.Errorf("health.http %s answered %d, want %d (health.http_status)", u, resp.StatusCode, a.Cfg.Health.HTTPStatus)
 		}
 	}
-	if addr := a.cfg.Health.TCP; addr != "" {
+	if addr := a.Cfg.Health.TCP; addr != "" {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
