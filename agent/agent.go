@@ -19,6 +19,7 @@ import (
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/health"
 	"github.com/ota-agent/ota-agent/internal/transport"
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -107,16 +108,17 @@ type Agent struct {
 	hook func(step string)
 	// health judges a generation on trial (internal/health).
 	health health.Checker
-	clock  *clock
-	tidy   bool // the state directory was opened for writing (and tidied)
+	// trust decides what may be installed (internal/trust).
+	trust *trust.Verifier
+	clock *trust.Clock
+	tidy  bool // the state directory was opened for writing (and tidied)
 }
 
 // New checks what the configuration names (trust keys, CA file) and builds the client.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}
-	a.clock = &clock{now: func() time.Time { return a.Now() }}
+	a.clock = trust.NewClock(func() time.Time { return a.Now() }, buildFloor())
 	a.health = health.Checker{Cfg: cfg, Log: log, Status: func(s string) { a.Status(s) }}
-	a.clock.raise(buildFloor())
 	if err := config.StrictModes(cfg); err != nil {
 		return nil, err
 	}
@@ -140,13 +142,14 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	c, err := transport.NewHTTPClient(transport.ClientOptions{
 		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
-		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.raise, RedirectHosts: cfg.Hosts(),
+		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.clock.Now, Learn: a.clock.Raise, RedirectHosts: cfg.Hosts(),
 		Limit: limiter(cfg, a.clock.Now), MinRate: int64(cfg.Server.MinRate),
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.http = c
+	a.trust = &trust.Verifier{Keys: a.keys, Cfg: cfg, HTTP: c, Log: log, Clock: a.clock, FirmwareURL: a.firmwareURL}
 	a.testHooks()
 	return a, nil
 }
@@ -220,7 +223,7 @@ func (a *Agent) OpenDB() (*store.DB, error) {
 		a.log.Error("database was damaged; moved aside (agent.db.corrupt-*) and rebuilt from the slot manifests", "path", a.dbPath(), "damage", db.Damage)
 	}
 	if floor, err := db.TimeFloor(); err == nil {
-		a.clock.raise(floor)
+		a.clock.Raise(floor)
 	}
 	return db, nil
 }
@@ -259,7 +262,7 @@ func (a *Agent) OpenDBReadOnly() (*store.DB, error) {
 	db, err := store.Open(root, dbName, store.Options{Timeout: 5 * time.Second, ReadOnly: true})
 	if err == nil {
 		if floor, ferr := db.TimeFloor(); ferr == nil {
-			a.clock.raise(floor) // a device without a clock: status judges staleness by the floor
+			a.clock.Raise(floor) // a device without a clock: status judges staleness by the floor
 		}
 		return db, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -122,8 +123,8 @@ func (j *job) verifyAll(ctx context.Context) error {
 			have = &h
 		}
 		e := j.details.Entries[item.App]
-		rec, err := j.a.verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
-		if errors.Is(err, errNeedMD5) {
+		rec, err := j.a.trust.Verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
+		if errors.Is(err, trust.ErrNeedMD5) {
 			rec, err = j.verifyRehashed(ctx, item, e, have)
 		}
 		if err != nil {
@@ -185,4 +186,19 @@ func (j *job) composeApps() error {
 	}
 	j.res.Unlisted = j.plan.Unlisted
 	return nil
+}
+
+// verifyRehashed hashes a received file again, with MD5, and verifies it.
+func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
+	f, err := j.st.Open(incoming(item.Member()))
+	if err != nil {
+		return store.App{}, err
+	}
+	d, err := packaging.DigestReader(f)
+	f.Close()
+	if err != nil {
+		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
+	}
+	j.got[item.Member()] = d
+	return j.a.trust.Verify(ctx, j.db, j.facts(), item.App, e, d, have)
 }

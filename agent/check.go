@@ -67,8 +67,8 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	var err error
 	if !opt.DryRun {
 		// The trust documents: failures are logged (trust.go); the held keys still verify.
-		a.refreshKeys(ctx, db, false)
-		a.checkTimestamp(ctx, db)
+		a.trust.RefreshKeys(ctx, db, false)
+		a.trust.CheckTimestamp(ctx, db)
 		res, err = a.applyStaged(ctx, db, false) // an install window opened
 	}
 	if res == nil && err == nil {
@@ -295,7 +295,7 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 		if err := db.RecordCheck(rec); err != nil {
 			return err
 		}
-		if err := db.RaiseTimeFloor(time.Unix(a.clock.floor.Load(), 0)); err != nil {
+		if err := db.RaiseTimeFloor(a.clock.Floor()); err != nil {
 			return err
 		}
 		db.Count(func(c *store.Counters) { // unreadable counters are left as they are; the record is kept

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/transport"
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
@@ -44,9 +46,9 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	if err != nil {
 		return d, 0, false, nil
 	}
-	body, _, _, err := a.fetchDoc(ctx, idxURL, "", packaging.MaxChunkIndex)
+	body, _, _, err := transport.FetchSmall(ctx, a.http, idxURL, "", packaging.MaxChunkIndex)
 	n += int64(len(body))
-	if errors.Is(err, errNotPublished) {
+	if errors.Is(err, transport.ErrNotPublished) {
 		return d, n, false, nil
 	}
 	if err != nil {
@@ -92,10 +94,10 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 		return d, n, false, err
 	}
 	name := "downloads/" + item.Member()
-	if d, err = a.slots.Digest(name, a.hashMD5()); err != nil {
+	if d, err = a.slots.Digest(name, a.trust.HashMD5()); err != nil {
 		return d, n, false, err
 	}
-	if bad := matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+	if bad := trust.Matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
 		a.log.Warn("chunked result differs from the release; fetching the whole file", "app", item.App, "error", bad)
 		a.dropDownload(j.db, item.Member())
 		return packaging.Digests{}, n, false, nil
@@ -229,7 +231,7 @@ func (a *Agent) fetchChunks(ctx context.Context, src, md5 string, run []packagin
 	req.Header.Set("If-Range", `"`+md5+`"`)
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return 0, netError("range of "+redact(src), err)
+		return 0, netError("range of "+transport.Redact(src), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent || !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-%d/", from, to-1)) {
@@ -240,7 +242,7 @@ func (a *Agent) fetchChunks(ctx context.Context, src, md5 string, run []packagin
 		k, err := io.ReadFull(resp.Body, buf[:c.Len])
 		n += int64(k)
 		if err != nil {
-			return n, netError("range of "+redact(src), err)
+			return n, netError("range of "+transport.Redact(src), err)
 		}
 		if packaging.SHA256Hex(buf[:c.Len]) != c.SHA256 {
 			return n, fmt.Errorf("%w: the chunk at %d does not hash as the index says", errFallBack, c.Off)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -158,12 +159,12 @@ func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have insta
 		}
 		pw.CloseWithError(err)
 	}()
-	d, err := j.st.WriteFileFor(incoming(item.Member()), pr, j.a.hashMD5())
+	d, err := j.st.WriteFileFor(incoming(item.Member()), pr, j.a.trust.HashMD5())
 	pr.CloseWithError(err)
 	if err != nil {
 		return d, err
 	}
-	if bad := matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+	if bad := trust.Matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
 		return d, fmt.Errorf("%w: its output differs from the release: %s", packaging.ErrBadPatch, bad)
 	}
 	return d, nil

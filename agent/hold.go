@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -48,7 +49,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err erro
 	}
 	var n int
 	var cerr error
-	if errors.Is(err, errWrongBytes) {
+	if errors.Is(err, trust.ErrWrongBytes) {
 		if n, cerr = db.Receipt(md5, gotSHA); cerr == nil && n == 1 {
 			return fmt.Errorf("%w (not counted toward install.max_attempts until the same bytes arrive again: a damaged transfer differs each time; the next check fetches it again)", err)
 		}

@@ -86,7 +86,7 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		now := time.Now()
 		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: now, last: now, report: func(n int64, rate float64) {
 			a.Status(progressText(name, n, size, rate))
-		}}, a.hashMD5())
+		}}, a.trust.HashMD5())
 		if err != nil {
 			return fail(err)
 		}
@@ -151,7 +151,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	label := item.App + " " + item.Version
-	sum := &streamSum{withMD5: a.hashMD5()}
+	sum := &streamSum{withMD5: a.trust.HashMD5()}
 	defer sum.digests(0) // a failed download's hashing goroutine ends
 	limit := int64(0)    // the release's size, exactly, when the entry names it
 	if e.Size == 0 {
@@ -166,7 +166,7 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	}
 	d, ok := sum.digests(e.Size)
 	if !ok { // resumed: the prefix came from the disk, so the file is read to be hashed
-		if d, err = a.slots.Digest(name, a.hashMD5()); err != nil {
+		if d, err = a.slots.Digest(name, a.trust.HashMD5()); err != nil {
 			return packaging.Digests{}, n, err
 		}
 	}
@@ -258,7 +258,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		} else if h.StatusCode != http.StatusOK {
 			return fmt.Errorf("download %s: %s", member, h.Status)
 		}
-		if err := notAPage(h, "download "+member+" from "+redact(src)); err != nil {
+		if err := notAPage(h, "download "+member+" from "+transport.Redact(src)); err != nil {
 			return err
 		}
 		if limit > 0 && (h.ContentLength < 0 || offset+h.ContentLength > limit) {
@@ -287,13 +287,13 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 	case errors.Is(err, grab.ErrBadLength) && offset > 0:
 		return n, fmt.Errorf("%w: %v", errRestart, err)
 	case errors.Is(err, grab.ErrBadLength):
-		return n, fmt.Errorf("%w: download %s from %s: the server announced a size other than the release's %d bytes", ErrUnavailable, member, redact(src), prog.Size)
+		return n, fmt.Errorf("%w: download %s from %s: the server announced a size other than the release's %d bytes", ErrUnavailable, member, transport.Redact(src), prog.Size)
 	case errors.As(err, &sc) && (int(sc) == 416):
 		return n, fmt.Errorf("%w: 416", errRestart)
 	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):
-		return n, &missingError{fmt.Sprintf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, redact(src), int(sc))}
+		return n, &missingError{fmt.Sprintf("download %s from %s: %d (a signed URL may have expired; the next check gets a fresh one)", member, transport.Redact(src), int(sc))}
 	}
-	return n, netError("download "+member+" from "+redact(src), err)
+	return n, netError("download "+member+" from "+transport.Redact(src), err)
 }
 
 // watchProgress reports a download's progress once a second until it is done.
@@ -310,11 +310,4 @@ func (a *Agent) watchProgress(label string, resp *grab.Response) {
 			}
 		}
 	}
-}
-
-func redact(u string) string {
-	if i := strings.IndexByte(u, '?'); i >= 0 {
-		return u[:i] + "?…"
-	}
-	return u
 }

@@ -149,7 +149,7 @@ func (a *Agent) trustReport(db *store.DB) *TrustReport {
 	if len(a.keys) == 0 {
 		return nil
 	}
-	set := a.keySet(db)
+	set := a.trust.KeySet(db)
 	r := &TrustReport{KeySetVersion: set.Version, Keys: set.IDs(), Threshold: set.Threshold}
 	t, _ := db.Trust()
 	if t == nil {
@@ -159,7 +159,7 @@ func (a *Agent) trustReport(db *store.DB) *TrustReport {
 		r.Issued, r.Expires = &t.Issued, &t.Expires
 	}
 	var since time.Time
-	r.Stale, since = a.stale(t, a.clock.Now())
+	r.Stale, since = a.trust.Stale(t, a.clock.Now())
 	if r.Stale {
 		r.StaleSince = &since
 	}

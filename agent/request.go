@@ -197,7 +197,7 @@ func (a *Agent) firmwareURL(app string, e packaging.Entry, suffix string) (strin
 		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && transport.IsLoopback(u.Hostname())) && u.Host != "" {
 			return e.Download, nil
 		}
-		a.log.Warn("ignoring a download URL that is not https", "app", app, "url", redact(e.Download))
+		a.log.Warn("ignoring a download URL that is not https", "app", app, "url", transport.Redact(e.Download))
 	}
 	rest, ok := strings.CutPrefix(e.URL, "s3://")
 	bucket, key, ok2 := strings.Cut(rest, "/")

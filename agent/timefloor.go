@@ -2,7 +2,6 @@ package agent
 
 import (
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/ota-agent/ota-agent/internal/transport"
@@ -21,35 +20,10 @@ func buildFloor() time.Time {
 	return sourceDate
 }
 
-// clock is the agent's notion of now for certificate checks: the device clock, but never
-// earlier than the floor (build time, last trusted time). Devices without an RTC boot in 1970.
-type clock struct {
-	now   func() time.Time
-	floor atomic.Int64 // unix seconds
-}
-
-func (c *clock) Now() time.Time {
-	t := c.now()
-	if f := c.floor.Load(); t.Unix() < f {
-		return time.Unix(f, 0)
-	}
-	return t
-}
-
-// raise moves the floor up (never down).
-func (c *clock) raise(t time.Time) {
-	for {
-		cur := c.floor.Load()
-		if t.Unix() <= cur || c.floor.CompareAndSwap(cur, t.Unix()) {
-			return
-		}
-	}
-}
-
 // Version is stamped by the Makefile (-X ...agent.Version=...).
 var Version = "dev"
 
 // maxErrorBody bounds what is read of an error answer.
-const maxErrorBody = 64 << 10
+const maxErrorBody = transport.MaxErrorBody
 
 func init() { transport.UserAgent = "ota-agent/" + Version }

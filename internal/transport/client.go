@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,3 +231,14 @@ func (w *watchedBody) Close() error {
 	w.cancel(nil)
 	return err
 }
+
+// Redact is a URL for messages: without its query (a signed URL's signature stays secret).
+func Redact(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
+}
+
+// MaxErrorBody bounds what is read of an error answer.
+const MaxErrorBody = 64 << 10

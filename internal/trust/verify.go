@@ -1,4 +1,4 @@
-package agent
+package trust
 
 import (
 	"context"
@@ -7,32 +7,34 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// verify decides whether the bytes received for app may be installed (protocol.md 3.3): size,
+// Verify decides whether the bytes received for app may be installed (protocol.md 3.3): size,
 // SHA-256 and MD5 as claimed; with trust keys, an Ed25519 statement (inline or the published
 // .release) signed by a threshold of the key set held (trust.go) that covers exactly those
 // bytes, this app and version, a serial not lower than the installed one's and, for a v2
 // statement, a channel and class this device asked for (facts). It returns the record.
-func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app string, e packaging.Entry, got packaging.Digests, have *store.App) (store.App, error) {
+func (a *Verifier) Verify(ctx context.Context, db *store.DB, facts map[string]string, app string, e packaging.Entry, got packaging.Digests, have *store.App) (store.App, error) {
 	rec := store.App{Version: e.LatestVersion, MD5: got.MD5, SHA256: got.SHA256, Size: got.Size}
 	reject := func(format string, args ...any) (store.App, error) {
-		return store.App{}, fmt.Errorf("%w: %s %s: %s", ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
+		return store.App{}, fmt.Errorf("%w: %s %s: %s", fault.ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
 	}
 	wrongBytes := func(format string, args ...any) (store.App, error) {
-		return store.App{}, fmt.Errorf("%w: %w: %s %s: %s", ErrRejected, errWrongBytes, app, e.LatestVersion, fmt.Sprintf(format, args...))
+		return store.App{}, fmt.Errorf("%w: %w: %s %s: %s", fault.ErrRejected, ErrWrongBytes, app, e.LatestVersion, fmt.Sprintf(format, args...))
 	}
-	if err := matches(e.Size, e.SHA256, e.MD5, got); err != "" {
+	if err := Matches(e.Size, e.SHA256, e.MD5, got); err != "" {
 		return wrongBytes("%s", err)
 	}
-	if len(a.keys) == 0 {
-		if !a.cfg.Trust.AllowUnsigned {
+	if len(a.Keys) == 0 {
+		if !a.Cfg.Trust.AllowUnsigned {
 			return reject("unsigned releases are refused: configure trust.keys (or set trust.allow_unsigned: true to accept them)")
 		}
 		if e.SHA256 == "" && e.MD5 == "" {
-			a.log.Warn("no hashes from the server; installing unverified bytes (trust.allow_unsigned)", "app", app, "version", e.LatestVersion, "md5", got.MD5)
+			a.Log.Warn("no hashes from the server; installing unverified bytes (trust.allow_unsigned)", "app", app, "version", e.LatestVersion, "md5", got.MD5)
 		}
 		return rec, nil
 	}
@@ -47,11 +49,11 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 		}
 		st, sigs = rf.Statement(), rf.Signatures()
 	}
-	set := a.keySet(db)
+	set := a.KeySet(db)
 	err := set.Check(st.What(), st.SignedBytes(), sigs)
-	if errors.Is(err, packaging.ErrUnknownKey) && a.trustBase() != "" {
+	if errors.Is(err, packaging.ErrUnknownKey) && a.Base() != "" {
 		// A key this device does not know yet: maybe rotated in. Fetch the key set now.
-		if next, rerr := a.refreshKeys(ctx, db, true); next.Version > set.Version {
+		if next, rerr := a.RefreshKeys(ctx, db, true); next.Version > set.Version {
 			err = next.Check(st.What(), st.SignedBytes(), sigs)
 		} else if rerr != nil {
 			err = fmt.Errorf("%v (and %v)", err, rerr)
@@ -60,8 +62,8 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 	if err != nil {
 		return reject("%v", err)
 	}
-	if max(st.V, 1) < a.cfg.Trust.MinStatementVersion {
-		return reject("a v1 statement does not name its channel, and trust.min_statement_version is %d", a.cfg.Trust.MinStatementVersion)
+	if max(st.V, 1) < a.Cfg.Trust.MinStatementVersion {
+		return reject("a v1 statement does not name its channel, and trust.min_statement_version is %d", a.Cfg.Trust.MinStatementVersion)
 	}
 	if st.V >= 2 {
 		if err := classFits(app, st.Class, facts); err != nil {
@@ -76,9 +78,9 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 		}
 	}
 	if got.MD5 == "" {
-		return store.App{}, errNeedMD5
+		return store.App{}, ErrNeedMD5
 	}
-	if err := matches(st.Size, st.SHA256, st.MD5, got); err != "" {
+	if err := Matches(st.Size, st.SHA256, st.MD5, got); err != "" {
 		return wrongBytes("bytes differ from the signed statement: %s", err)
 	}
 	if have != nil && st.Serial < have.Serial {
@@ -88,39 +90,24 @@ func (a *Agent) verify(ctx context.Context, db *store.DB, facts Facts, app strin
 	return rec, nil
 }
 
-// verifyRehashed hashes a received file again, with MD5, and verifies it.
-func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
-	f, err := j.st.Open(incoming(item.Member()))
-	if err != nil {
-		return store.App{}, err
-	}
-	d, err := packaging.DigestReader(f)
-	f.Close()
-	if err != nil {
-		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
-	}
-	j.got[item.Member()] = d
-	return j.a.verify(ctx, j.db, j.facts(), item.App, e, d, have)
-}
-
-// hashMD5 tells whether received bytes are hashed with MD5 as well as SHA-256. With trust
+// HashMD5 tells whether received bytes are hashed with MD5 as well as SHA-256. With trust
 // keys every binary needs a signed statement, which names its MD5 (the ETag the device sends
 // next time) bound to the SHA-256 verify checks: hashing MD5 too would only cost CPU (MD5 is
 // the slower hash). Without keys the MD5 is hashed.
-func (a *Agent) hashMD5() bool { return len(a.keys) == 0 }
+func (a *Verifier) HashMD5() bool { return len(a.Keys) == 0 }
 
-// errWrongBytes marks a verification failure of the received bytes themselves (size or
+// ErrWrongBytes marks a verification failure of the received bytes themselves (size or
 // hash): a transfer damaged on the way as often as a bad release (install.max_attempts
 // counts it only when the same bytes fail twice).
-var errWrongBytes = errors.New("the bytes received are not the release's")
+var ErrWrongBytes = errors.New("the bytes received are not the release's")
 
-// errNeedMD5: the bytes were hashed without MD5 and the statement does not supply it (it
+// ErrNeedMD5: the bytes were hashed without MD5 and the statement does not supply it (it
 // names no SHA-256 or no MD5); the caller hashes the file with MD5 and verifies again.
-var errNeedMD5 = errors.New("the received file must be hashed with MD5")
+var ErrNeedMD5 = errors.New("the received file must be hashed with MD5")
 
-// matches compares received digests with claimed ones (empty claims are not checked, nor an
+// Matches compares received digests with claimed ones (empty claims are not checked, nor an
 // MD5 not hashed: verify takes it from the signed statement).
-func matches(size int64, sha, md5 string, got packaging.Digests) string {
+func Matches(size int64, sha, md5 string, got packaging.Digests) string {
 	switch {
 	case size != 0 && got.Size != size:
 		return fmt.Sprintf("size %d, want %d", got.Size, size)
@@ -133,8 +120,8 @@ func matches(size int64, sha, md5 string, got packaging.Digests) string {
 }
 
 // fetchRelease gets `<app>_<version>.release` from the firmware CDN (at most 64 KiB).
-func (a *Agent) fetchRelease(ctx context.Context, app string, e packaging.Entry) (*packaging.ReleaseFile, error) {
-	u, err := a.firmwareURL(app, e, ".release")
+func (a *Verifier) fetchRelease(ctx context.Context, app string, e packaging.Entry) (*packaging.ReleaseFile, error) {
+	u, err := a.FirmwareURL(app, e, ".release")
 	if err != nil {
 		return nil, err
 	}
@@ -142,14 +129,14 @@ func (a *Agent) fetchRelease(ctx context.Context, app string, e packaging.Entry)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.http.Do(req)
+	resp, err := a.HTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return nil, fmt.Errorf("%s answered %s", redact(u), resp.Status)
+		io.Copy(io.Discard, io.LimitReader(resp.Body, transport.MaxErrorBody))
+		return nil, fmt.Errorf("%s answered %s", transport.Redact(u), resp.Status)
 	}
 	return packaging.ParseReleaseFile(resp.Body)
 }
