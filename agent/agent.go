@@ -18,6 +18,7 @@ import (
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/health"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -39,14 +40,16 @@ var (
 	ErrBusy = errors.New("another ota-agent is using the state directory")
 )
 
-// RetryError carries a server's Retry-After.
-type RetryError struct {
-	Err   error
-	After time.Duration
-}
+// Plan is what a check would do (protocol.Plan); PlanItem one binary of it; Facts what the
+// device reports (the canonical query).
+type (
+	Plan     = protocol.Plan
+	PlanItem = protocol.PlanItem
+	Facts    = protocol.Facts
+)
 
-func (e *RetryError) Error() string { return e.Err.Error() }
-func (e *RetryError) Unwrap() error { return e.Err }
+// RetryError carries a server's Retry-After (protocol.RetryError).
+type RetryError = protocol.RetryError
 
 // Results of a check.
 const (
@@ -108,6 +111,8 @@ type Agent struct {
 	hook func(step string)
 	// health judges a generation on trial (internal/health).
 	health health.Checker
+	// proto asks the endpoint (internal/protocol).
+	proto *protocol.Client
 	// trust decides what may be installed (internal/trust).
 	trust *trust.Verifier
 	clock *trust.Clock
@@ -149,7 +154,8 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.http = c
-	a.trust = &trust.Verifier{Keys: a.keys, Cfg: cfg, HTTP: c, Log: log, Clock: a.clock, FirmwareURL: a.firmwareURL}
+	a.proto = &protocol.Client{Cfg: cfg, HTTP: c, Log: log}
+	a.trust = &trust.Verifier{Keys: a.keys, Cfg: cfg, HTTP: c, Log: log, Clock: a.clock, FirmwareURL: a.proto.FirmwareURL}
 	a.testHooks()
 	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -22,7 +23,7 @@ func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 	var err error
 	if j.offlineDir != "" {
 		j.details, j.got, j.bytes, err = j.a.receiveDir(j.offlineDir, j.st)
-	} else if j.mode == modeFull {
+	} else if j.mode == protocol.ModeFull {
 		j.details, j.got, j.bytes, err = j.a.receiveFull(resp, j.st)
 	} else if j.details, err = packaging.DecodeDetails(resp.Body); err != nil {
 		err = fmt.Errorf("%w: %v", ErrRejected, err)
@@ -37,11 +38,11 @@ func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	if j.plan, err = makePlan(j.details, j.installed, rules); err != nil {
+	if j.plan, err = protocol.MakePlan(j.details, j.installed, rules); err != nil {
 		return err
 	}
-	if j.mode == modeFull {
-		if err := sameMembers(j.details, j.got); err != nil {
+	if j.mode == protocol.ModeFull {
+		if err := protocol.SameMembers(j.details, j.got); err != nil {
 			return err
 		}
 		if err := j.dropHeld(); err != nil {
@@ -128,12 +129,12 @@ func (j *job) verifyAll(ctx context.Context) error {
 			rec, err = j.verifyRehashed(ctx, item, e, have)
 		}
 		if err != nil {
-			if j.mode == modeMetadata {
+			if j.mode == protocol.ModeMetadata {
 				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
 			}
 			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), j.got[item.Member()].SHA256, err)
 		}
-		if why := rules.hold(item.App, rec.MD5, j.installed); j.plan.held(item.App, why, have != nil) {
+		if why := rules.Hold(item.App, rec.MD5, j.installed); j.plan.Held(item.App, why, have != nil) {
 			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
 			if err := j.st.Remove(incoming(item.Member())); err != nil {
 				return err
@@ -142,7 +143,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 		}
 		j.plan.Download = append(j.plan.Download, item)
 		via := j.via[item.App]
-		if via.Path == "" && j.mode == modeFull {
+		if via.Path == "" && j.mode == protocol.ModeFull {
 			via = Delivery{Path: DeliveryPayload, Size: rec.Size}
 		}
 		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: true, Delivery: via}
@@ -162,7 +163,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 
 // composeApps carries unchanged apps over from the active slot and notes removals.
 func (j *job) composeApps() error {
-	for _, app := range j.plan.carried() {
+	for _, app := range j.plan.Carried() {
 		x := j.installed[app]
 		j.res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
 		if j.isOS(app) {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -166,8 +165,8 @@ func TestBadInput(t *testing.T) {
 			if c.faults != nil {
 				e.srv.SetFaults(*c.faults)
 			}
+			t.Setenv("OTA_AGENT_SERVER_STALL_TIMEOUT", "300ms") // a stalled body ends quickly
 			a := e.agent(e.config(extra))
-			a.http, _ = transport.NewHTTPClient(transport.ClientOptions{StallTimeout: 300 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			res, err := a.Check(ctx, CheckOptions{})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -125,7 +126,7 @@ func failed(err error) *Result {
 type current struct {
 	state     *store.State
 	installed map[string]store.App
-	facts     Facts
+	facts     protocol.Facts
 	inm       string
 }
 
@@ -159,7 +160,7 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 			trying = append(trying, x.MD5) // staged: waiting for its window
 		}
 	}
-	for _, m := range append(trying, a.shadowMD5s(db, c.facts)...) {
+	for _, m := range append(trying, a.proto.ShadowMD5s(db, c.facts)...) {
 		refused[m] = store.Refusal{} // on its way in, or shadowed by a pin: not to be sent again
 	}
 	claimed := maps.Clone(c.installed)
@@ -168,7 +169,7 @@ func (a *Agent) current(db *store.DB) (*current, error) {
 			delete(claimed, app) // found damaged on disk: the server sends it again
 		}
 	}
-	c.inm = etags(claimed, refused)
+	c.inm = protocol.Etags(claimed, refused)
 	return c, nil
 }
 
@@ -178,7 +179,7 @@ func (a *Agent) RequestKey(db *store.DB) string {
 	if err != nil {
 		return ""
 	}
-	return c.facts.Query(payloadParam(a.payloadMode(db))) + "\x00" + c.inm
+	return c.facts.Query(protocol.PayloadParam(a.proto.PayloadMode(db))) + "\x00" + c.inm
 }
 
 func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
@@ -194,28 +195,28 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 		return a.update(ctx, db, c)
 	}
 	a.Status("checking " + a.cfg.Server.URL)
-	ans, _, err := a.fetchAnswer(ctx, db, facts, c.inm, modeMetadata, true) // the plan without the payload
+	ans, _, err := a.proto.FetchAnswer(ctx, db, facts, c.inm, protocol.ModeMetadata, true) // the plan without the payload
 	if err != nil {
 		return nil, err
 	}
-	defer ans.resp.Body.Close()
-	if ans.status == http.StatusNotModified {
+	defer ans.Resp.Body.Close()
+	if ans.Status == http.StatusNotModified {
 		res := upToDate(state)
 		res.Plan = &Plan{}
 		return res, nil
 	}
-	d, err := packaging.DecodeDetails(ans.resp.Body)
+	d, err := packaging.DecodeDetails(ans.Resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	if _, err := a.resolvePins(ctx, c, installed, d, nil); err != nil {
+	if _, err := a.proto.ResolvePins(ctx, c.facts, c.inm, installed, d, nil); err != nil {
 		return nil, err
 	}
 	rules, err := a.rules(db, state)
 	if err != nil {
 		return nil, err
 	}
-	plan, err := makePlan(d, installed, rules)
+	plan, err := protocol.MakePlan(d, installed, rules)
 	if err != nil {
 		return nil, err
 	}
@@ -239,29 +240,6 @@ func upToDate(state *store.State) *Result {
 		}
 	}
 	return res
-}
-
-// sameMembers: the set of files must equal what package_details.json promises (every entry
-// with status 200, whether or not the plan installs it).
-func sameMembers(d *packaging.Details, got map[string]packaging.Digests) error {
-	want := map[string]bool{}
-	for _, app := range d.Apps {
-		e := d.Entries[app]
-		if e.StatusCode != 200 {
-			continue
-		}
-		m := PlanItem{App: app, Version: e.LatestVersion}.Member()
-		want[m] = true
-		if _, ok := got[m]; !ok {
-			return fmt.Errorf("%w: package_details.json lists %s %s with status 200 but the payload has no member %s", ErrRejected, app, e.LatestVersion, m)
-		}
-	}
-	for m := range got {
-		if !want[m] {
-			return fmt.Errorf("%w: payload member %s is not listed with status 200 in package_details.json (two rows of one app selected? check device attributes)", ErrRejected, m)
-		}
-	}
-	return nil
 }
 
 func orNothing(s string) string {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -24,7 +25,7 @@ import (
 // missing chunks. Untrusted transport: any failure falls back to the whole file.
 
 // DeliveryChunks: what the device held, plus Range fetches of the rest.
-const DeliveryChunks = "chunks"
+const DeliveryChunks = protocol.DeliveryChunks
 
 // errFallBack: the chunk path cannot finish; the whole file is fetched instead.
 var errFallBack = errors.New("fall back to the whole file")
@@ -38,7 +39,7 @@ func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d 
 	if !a.cfg.Delta.Enabled || !ok || have.SHA256 == "" || e.Size <= 0 || e.MD5 == "" || (j.from == "" && !j.isOS(item.App)) {
 		return d, 0, false, nil
 	}
-	src, err := a.firmwareURL(item.App, e, "")
+	src, err := a.proto.FirmwareURL(item.App, e, "")
 	if err != nil {
 		return d, 0, false, nil
 	}

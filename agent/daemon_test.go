@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
@@ -35,6 +34,7 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 		t.Skip("bounded soak; skipped with -short")
 	}
 	e := newEnv(t, testserver.Options{})
+	t.Setenv("OTA_AGENT_SERVER_STALL_TIMEOUT", "300ms") // a stalled body ends quickly
 	cfg := e.config("poll:\n  interval: 1s\n  jitter: 0s\n" + metadataMode(e))
 	want := e.release("scoreboard", "prod", "8.0.0", make([]byte, 300000), 90)
 	faults := []testserver.Faults{
@@ -51,11 +51,7 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 	go func() {
 		done <- RunDaemon(ctx, DaemonOptions{
 			BackoffBase: 50 * time.Millisecond,
-			Load: func() (*Agent, error) {
-				a := e.agent(cfg)
-				a.http, _ = transport.NewHTTPClient(transport.ClientOptions{StallTimeout: 300 * time.Millisecond})
-				return a, nil
-			},
+			Load:        func() (*Agent, error) { return e.agent(cfg), nil },
 			Checked: func(err error) {
 				checks++
 				if err != nil {

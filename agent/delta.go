@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -23,9 +24,9 @@ import (
 
 // How an app arrived (Result, status).
 const (
-	DeliveryPatch   = "patch"   // a patch from the installed file
-	DeliveryFull    = "full"    // the whole file from the firmware CDN
-	DeliveryPayload = "payload" // inside the full payload
+	DeliveryPatch   = protocol.DeliveryPatch
+	DeliveryFull    = protocol.DeliveryFull
+	DeliveryPayload = protocol.DeliveryPayload
 )
 
 // patched tries the patch from the installed version of item's app into staging. used is
@@ -175,7 +176,7 @@ func (j *job) applyPatch(root *os.Root, item PlanItem, member string, have insta
 // keeps its query).
 func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, error) {
 	if e.Download != "" {
-		u, err := a.firmwareURL(app, e, "")
+		u, err := a.proto.FirmwareURL(app, e, "")
 		if err != nil {
 			return "", err
 		}
@@ -187,7 +188,7 @@ func (a *Agent) patchURL(app string, e packaging.Entry, suffix string) (string, 
 		p.RawPath = ""
 		return p.String(), nil
 	}
-	return a.firmwareURL(app, e, suffix)
+	return a.proto.FirmwareURL(app, e, suffix)
 }
 
 // blockPatch: a whole-file patch suits files the device may hold in memory; a block patch
@@ -228,7 +229,7 @@ func (j *job) delivered(app, path string, n, size int64, ok bool) {
 }
 
 // facts are the device facts the request said (computed again for an offline install).
-func (j *job) facts() Facts {
+func (j *job) facts() protocol.Facts {
 	if j.c != nil {
 		return j.c.facts
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -73,7 +74,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err erro
 // earlier refusals of the same app (the server offered something else).
 func (j *job) finished() {
 	for _, item := range j.plan.Download {
-		if j.mode == modeMetadata {
+		if j.mode == protocol.ModeMetadata {
 			j.a.dropDownload(j.db, item.Member())
 		}
 		j.db.ForgetRefusals(item.App, j.res.Apps[item.App].MD5)

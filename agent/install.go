@@ -15,17 +15,17 @@ import (
 // ask: the canonical request; a 304 ends the run.
 func (j *job) ask(ctx context.Context) (State, error) {
 	j.a.Status("checking " + j.a.cfg.Server.URL)
-	ans, mode, err := j.a.fetchAnswer(ctx, j.db, j.c.facts, j.c.inm, j.mode, false)
+	ans, mode, err := j.a.proto.FetchAnswer(ctx, j.db, j.c.facts, j.c.inm, j.mode, false)
 	if err != nil {
 		return "", err
 	}
 	j.mode = mode
-	if ans.status == http.StatusNotModified {
-		ans.resp.Body.Close()
+	if ans.Status == http.StatusNotModified {
+		ans.Resp.Body.Close()
 		j.res = upToDate(j.state)
 		return Idle, nil
 	}
-	j.resp = ans.resp
+	j.resp = ans.Resp
 	return Receive, nil
 }
 
@@ -69,7 +69,7 @@ func (j *job) seal(ctx context.Context) (State, error) {
 	if !j.dirChange {
 		j.res.Slot, j.done = j.active, true
 		if j.osItem == nil {
-			j.res.Result, j.res.Note = ResultUpToDate, j.plan.nothingNote()
+			j.res.Result, j.res.Note = ResultUpToDate, j.plan.NothingNote()
 		}
 		return Idle, nil
 	}

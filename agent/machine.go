@@ -95,7 +95,7 @@ func (a *Agent) newJob(db *store.DB, c *current, rec store.Journal) (*job, error
 	if c == nil {
 		return j, nil
 	}
-	j.asking = asking{c: c, mode: a.payloadMode(db), state: c.state, installed: c.installed}
+	j.asking = asking{c: c, mode: a.proto.PayloadMode(db), state: c.state, installed: c.installed}
 	g, err := a.stagedGeneration(db)
 	if err != nil || g == nil {
 		return j, err

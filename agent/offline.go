@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -36,7 +37,7 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 			body.Close()
 			return err
 		}
-		j.mode, j.offline = modeFull, true
+		j.mode, j.offline = protocol.ModeFull, true
 		if isDir {
 			j.offlineDir = path
 		}

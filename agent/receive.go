@@ -14,6 +14,7 @@ import (
 	"github.com/cavaliergopher/grab/v3"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -118,10 +119,10 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // progressText is one download's progress line: bytes, percent, rate and time left.
 func progressText(label string, n, total int64, rate float64) string {
-	s := fmt.Sprintf("downloading %s: %s of %s (%d%%)", label, humanBytes(n), humanBytes(total), 100*n/max(total, 1))
+	s := fmt.Sprintf("downloading %s: %s of %s (%d%%)", label, protocol.HumanBytes(n), protocol.HumanBytes(total), 100*n/max(total, 1))
 	if rate > 0 {
 		left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
-		s += fmt.Sprintf(", %s/s, %s left", humanBytes(int64(rate)), left)
+		s += fmt.Sprintf(", %s/s, %s left", protocol.HumanBytes(int64(rate)), left)
 	}
 	return s
 }
@@ -132,7 +133,7 @@ var errRestart = errors.New("server ignored the resume request")
 // across restarts with Range + If-Range (the strong ETag recorded in bbolt), accepting only a
 // 206 that starts where it asked; a 200 or a stale partial restarts from zero.
 func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e packaging.Entry, st *installer.Staging) (packaging.Digests, int64, error) {
-	src, err := a.firmwareURL(item.App, e, "")
+	src, err := a.proto.FirmwareURL(item.App, e, "")
 	if err != nil {
 		return packaging.Digests{}, 0, err
 	}
@@ -258,7 +259,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		} else if h.StatusCode != http.StatusOK {
 			return fmt.Errorf("download %s: %s", member, h.Status)
 		}
-		if err := notAPage(h, "download "+member+" from "+transport.Redact(src)); err != nil {
+		if err := protocol.NotAPage(h, "download "+member+" from "+transport.Redact(src)); err != nil {
 			return err
 		}
 		if limit > 0 && (h.ContentLength < 0 || offset+h.ContentLength > limit) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
@@ -36,7 +37,7 @@ func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error
 // fetched or written.
 func (a *Agent) fileSizeOK(member string, size int64) error {
 	if limit := int64(a.cfg.Install.MaxFileSize); limit > 0 && size > limit {
-		return fmt.Errorf("%w: %s is %s, over install.max_file_size (%s): raise the limit if it is right", ErrRejected, member, humanBytes(size), humanBytes(limit))
+		return fmt.Errorf("%w: %s is %s, over install.max_file_size (%s): raise the limit if it is right", ErrRejected, member, protocol.HumanBytes(size), protocol.HumanBytes(limit))
 	}
 	return nil
 }
@@ -54,7 +55,7 @@ func (a *Agent) needSpace(need int64, what string) error {
 	// install.space_margin stays free beyond what an update needs: bbolt, manifests, logs.
 	if margin := int64(a.cfg.Install.SpaceMargin); need+margin > have {
 		return fmt.Errorf("not enough space for %s: need %s (+%s margin, install.space_margin), have %s free on %s (the filesystem of %s); free space there or give the state directory a larger partition",
-			what, humanBytes(need), humanBytes(margin), humanBytes(have), mountOf(a.slots.Dir), a.slots.Dir)
+			what, protocol.HumanBytes(need), protocol.HumanBytes(margin), protocol.HumanBytes(have), mountOf(a.slots.Dir), a.slots.Dir)
 	}
 	return nil
 }
@@ -91,7 +92,7 @@ func localError(what string, err error) error {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			if have, ferr := freeBytes(filepath.Dir(pe.Path)); ferr == nil {
-				figures = fmt.Sprintf(" (%s free now)", humanBytes(have))
+				figures = fmt.Sprintf(" (%s free now)", protocol.HumanBytes(have))
 			}
 		}
 		return fmt.Errorf("%s: %v: the state directory's filesystem is full%s; free space there or give it a larger partition", what, err, figures)
@@ -100,4 +101,13 @@ func localError(what string, err error) error {
 		return fmt.Errorf("%s: %v: the state directory's storage failed", what, err)
 	}
 	return nil
+}
+
+// netError classes a failed transfer that writes to the disk: the disk's own trouble first
+// (localError), else as protocol.NetError does.
+func netError(what string, err error) error {
+	if le := localError(what, err); le != nil {
+		return le
+	}
+	return protocol.NetError(what, err)
 }

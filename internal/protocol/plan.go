@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"fmt"
@@ -6,13 +6,14 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
 // Plan is the difference between the desired set (the server's answer) and the current set
 // (slots + database): seed 002's desired → current → plan. Executing it twice changes
-// nothing the second time. The device's own rules come first (planRules): the server cannot
+// nothing the second time. The device's own rules come first (Rules): the server cannot
 // make it install a release it refused, re-install what it has, or (with trust keys) remove
 // an app by leaving it out of an unsigned answer.
 type Plan struct {
@@ -27,6 +28,14 @@ type Plan struct {
 	Refused []string `json:"refused,omitempty"`
 }
 
+// How an app arrives (a plan's dry run names it, a check's result says it).
+const (
+	DeliveryPatch   = "patch"   // a patch from the installed file (or a block patch)
+	DeliveryChunks  = "chunks"  // what the device held, plus Range fetches of the rest
+	DeliveryFull    = "full"    // the whole file from the firmware CDN
+	DeliveryPayload = "payload" // inside the full payload
+)
+
 // PlanItem is one binary to fetch.
 type PlanItem struct {
 	App     string `json:"app"`
@@ -39,51 +48,38 @@ type PlanItem struct {
 // Member is the tar member / object name of the item.
 func (p PlanItem) Member() string { return p.App + "_" + p.Version }
 
-// planRules are what the device decides whatever the server says.
-type planRules struct {
-	removeUnlisted bool                     // no trust keys, or trust.allow_unsigned_removals
-	refused        map[string]store.Refusal // md5 → why: never installed again
-	damaged        map[string]string        // app → what was wrong on disk: fetched again even when unchanged
+// Rules are what the device decides whatever the server says.
+type Rules struct {
+	RemoveUnlisted bool                     // no trust keys, or trust.allow_unsigned_removals
+	Refused        map[string]store.Refusal // md5 → why: never installed again
+	Damaged        map[string]string        // app → what was wrong on disk: fetched again even when unchanged
 }
 
-// rules are the plan rules of this agent for the database's refusals and damage.
-func (a *Agent) rules(db *store.DB, state *store.State) (planRules, error) {
-	r := planRules{removeUnlisted: len(a.keys) == 0 || a.cfg.Trust.AllowUnsignedRemovals}
-	var err error
-	if r.refused, err = db.Refusals(); err != nil {
-		return r, err
-	}
-	if state != nil {
-		r.damaged = state.Damaged
-	}
-	return r, nil
-}
-
-// hold says why a release offered for app must not be installed ("" when it may): refused
+// Hold says why a release offered for app must not be installed ("" when it may): refused
 // earlier, or the very bytes installed (an answer that ignored If-None-Match).
-func (r planRules) hold(app, md5 string, installed map[string]store.App) string {
+func (r Rules) Hold(app, md5 string, installed map[string]store.App) string {
 	if md5 == "" {
 		return ""
 	}
-	if _, ok := r.refused[md5]; ok {
+	if _, ok := r.Refused[md5]; ok {
 		return "refused"
 	}
-	if have, ok := installed[app]; ok && have.MD5 == md5 && r.damaged[app] == "" {
+	if have, ok := installed[app]; ok && have.MD5 == md5 && r.Damaged[app] == "" {
 		return "installed"
 	}
 	return ""
 }
 
-func makePlan(d *packaging.Details, installed map[string]store.App, rules planRules) (*Plan, error) {
+func MakePlan(d *packaging.Details, installed map[string]store.App, rules Rules) (*Plan, error) {
 	p := &Plan{}
 	for _, app := range d.Apps {
 		e := d.Entries[app]
 		if strings.HasPrefix(app, ".") {
-			return nil, fmt.Errorf("%w: app name %q starts with a dot", ErrRejected, app)
+			return nil, fmt.Errorf("%w: app name %q starts with a dot", fault.ErrRejected, app)
 		}
 		_, have := installed[app]
 		if e.StatusCode == 200 {
-			if p.held(app, rules.hold(app, e.MD5, installed), have) {
+			if p.Held(app, rules.Hold(app, e.MD5, installed), have) {
 				continue
 			}
 			p.Download = append(p.Download, PlanItem{App: app, Version: e.LatestVersion, Size: e.Size})
@@ -99,7 +95,7 @@ func makePlan(d *packaging.Details, installed map[string]store.App, rules planRu
 		if _, ok := d.Entries[app]; ok {
 			continue
 		}
-		if rules.removeUnlisted {
+		if rules.RemoveUnlisted {
 			p.Remove = append(p.Remove, app)
 		} else {
 			p.Unlisted = append(p.Unlisted, app)
@@ -111,9 +107,9 @@ func makePlan(d *packaging.Details, installed map[string]store.App, rules planRu
 	return p, nil
 }
 
-// held files an offered release that must not be installed (why: hold's answer) and tells
+// Held files an offered release that must not be installed (why: Hold's answer) and tells
 // whether it did.
-func (p *Plan) held(app, why string, have bool) bool {
+func (p *Plan) Held(app, why string, have bool) bool {
 	switch why {
 	case "":
 		return false
@@ -126,14 +122,14 @@ func (p *Plan) held(app, why string, have bool) bool {
 	return true
 }
 
-// nothingNote says why an answer with something in it changed nothing.
-func (p *Plan) nothingNote() string {
+// NothingNote says why an answer with something in it changed nothing.
+func (p *Plan) NothingNote() string {
 	var why []string
 	if len(p.Refused) > 0 {
 		why = append(why, "offered again what this device refused ("+strings.Join(p.Refused, ", ")+")")
 	}
 	if len(p.Unlisted) > 0 {
-		why = append(why, "left out "+strings.Join(p.Unlisted, ", ")+", kept: an unsigned answer removes nothing")
+		why = append(why, "left out "+strings.Join(p.Unlisted, ", ")+", kept: an unsigned Answer removes nothing")
 	}
 	if len(why) == 0 {
 		why = append(why, "sent what is installed")
@@ -141,8 +137,8 @@ func (p *Plan) nothingNote() string {
 	return "the server " + strings.Join(why, "; ") + ": nothing switched"
 }
 
-// carried are the installed apps the new generation takes over unchanged.
-func (p *Plan) carried() []string { return append(slices.Clone(p.Keep), p.Unlisted...) }
+// Carried are the installed apps the new generation takes over unchanged.
+func (p *Plan) Carried() []string { return append(slices.Clone(p.Keep), p.Unlisted...) }
 
 // String is the plan as `--dry-run` prints it.
 func (p *Plan) String() string {
@@ -150,13 +146,13 @@ func (p *Plan) String() string {
 	for _, d := range p.Download {
 		fmt.Fprintf(&b, "download %s %s", d.App, d.Version)
 		if d.Size > 0 {
-			fmt.Fprintf(&b, " (%s)", humanBytes(d.Size))
+			fmt.Fprintf(&b, " (%s)", HumanBytes(d.Size))
 		}
 		switch {
 		case d.Via == DeliveryChunks:
-			fmt.Fprintf(&b, " by chunk index (%s), fetching only the chunks it lacks", humanBytes(d.Patch))
+			fmt.Fprintf(&b, " by chunk index (%s), fetching only the chunks it lacks", HumanBytes(d.Patch))
 		case d.Via != "":
-			fmt.Fprintf(&b, " as a %s %s", humanBytes(d.Patch), d.Via)
+			fmt.Fprintf(&b, " as a %s %s", HumanBytes(d.Patch), d.Via)
 		}
 		b.WriteByte('\n')
 	}
@@ -167,7 +163,7 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "remove   %s\n", r)
 	}
 	for _, u := range p.Unlisted {
-		fmt.Fprintf(&b, "keep     %s (not in the answer; an unsigned answer removes nothing: trust.allow_unsigned_removals)\n", u)
+		fmt.Fprintf(&b, "keep     %s (not in the Answer; an unsigned Answer removes nothing: trust.allow_unsigned_removals)\n", u)
 	}
 	for _, r := range p.Refused {
 		fmt.Fprintf(&b, "refused  %s (offered again; refused earlier on this device: ota-agent retry %s)\n", r, r)
@@ -181,7 +177,7 @@ func (p *Plan) String() string {
 	return b.String()
 }
 
-func humanBytes(n int64) string {
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
@@ -191,4 +187,27 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// SameMembers: the set of files must equal what package_details.json promises (every entry
+// with status 200, whether or not the plan installs it).
+func SameMembers(d *packaging.Details, got map[string]packaging.Digests) error {
+	want := map[string]bool{}
+	for _, app := range d.Apps {
+		e := d.Entries[app]
+		if e.StatusCode != 200 {
+			continue
+		}
+		m := PlanItem{App: app, Version: e.LatestVersion}.Member()
+		want[m] = true
+		if _, ok := got[m]; !ok {
+			return fmt.Errorf("%w: package_details.json lists %s %s with status 200 but the payload has no member %s", fault.ErrRejected, app, e.LatestVersion, m)
+		}
+	}
+	for m := range got {
+		if !want[m] {
+			return fmt.Errorf("%w: payload member %s is not listed with status 200 in package_details.json (two rows of one app selected? check device attributes)", fault.ErrRejected, m)
+		}
+	}
+	return nil
 }
