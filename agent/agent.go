@@ -48,6 +48,17 @@ type (
 	Facts    = protocol.Facts
 )
 
+// Delivery is how an app arrived and what it cost.
+type Delivery = store.Delivery
+
+// How an app arrived (Result, status).
+const (
+	DeliveryPatch   = protocol.DeliveryPatch
+	DeliveryChunks  = protocol.DeliveryChunks
+	DeliveryFull    = protocol.DeliveryFull
+	DeliveryPayload = protocol.DeliveryPayload
+)
+
 // RetryError carries a server's Retry-After (protocol.RetryError).
 type RetryError = protocol.RetryError
 

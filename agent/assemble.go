@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -21,10 +22,11 @@ import (
 // each changed binary; then the plan is known.
 func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 	var err error
+	fetch := j.fetcher()
 	if j.offlineDir != "" {
-		j.details, j.got, j.bytes, err = j.a.receiveDir(j.offlineDir, j.st)
+		j.details, j.got, j.bytes, err = fetch.ReceiveDir(j.offlineDir, j.st)
 	} else if j.mode == protocol.ModeFull {
-		j.details, j.got, j.bytes, err = j.a.receiveFull(resp, j.st)
+		j.details, j.got, j.bytes, err = fetch.ReceivePayload(resp, j.st)
 	} else if j.details, err = packaging.DecodeDetails(resp.Body); err != nil {
 		err = fmt.Errorf("%w: %v", ErrRejected, err)
 	}
@@ -50,34 +52,8 @@ func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 		}
 	} else {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
-		if err := j.a.cleanDownloads(j.plan); err != nil {
+		if err := j.fetchAll(ctx, fetch); err != nil {
 			return err
-		}
-		if err := j.a.checkSpace(j.plan, j.details.Entries); err != nil {
-			return err
-		}
-		for _, item := range j.plan.Download {
-			e := j.details.Entries[item.App]
-			d, n, ok, err := j.patched(ctx, item, e)
-			j.bytes += n
-			j.delivered(item.App, DeliveryPatch, n, e.Size, ok)
-			if err == nil && !ok {
-				d, n, ok, err = j.chunked(ctx, item, e)
-				j.bytes += n
-				j.delivered(item.App, DeliveryChunks, n, e.Size, ok)
-			}
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if d, n, err = j.a.download(ctx, j.db, item, e, j.st); err != nil {
-					j.bytes += n
-					return err
-				}
-				j.bytes += n
-				j.delivered(item.App, DeliveryFull, n, e.Size, true)
-			}
-			j.got[item.Member()] = d
 		}
 	}
 	gen := int64(0)
@@ -91,6 +67,38 @@ func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 	j.made.gen = gen + 1
 	j.res.Result, j.res.Slot, j.res.Bytes = ResultUpdated, j.st.Slot(), j.bytes
 	return nil
+}
+
+// fetchAll brings each binary of a metadata answer's plan into staging (delivery.Fetcher:
+// a patch, a chunk index or the whole file), after the space they need is checked.
+func (j *job) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error {
+	if err := fetch.Clean(j.plan); err != nil {
+		return err
+	}
+	if err := fetch.CheckSpace(j.plan, j.details.Entries); err != nil {
+		return err
+	}
+	if j.via == nil {
+		j.via = map[string]Delivery{}
+	}
+	for _, item := range j.plan.Download {
+		d, via, err := fetch.Fetch(ctx, item, j.details.Entries[item.App], j.st)
+		j.bytes += via.Downloaded
+		j.via[item.App] = via
+		if err != nil {
+			return err
+		}
+		j.got[item.Member()] = d
+	}
+	return nil
+}
+
+// fetcher is the run's delivery.Fetcher: it builds from what the plan is made against.
+func (j *job) fetcher() *delivery.Fetcher {
+	a := j.a
+	return delivery.New(delivery.Options{Cfg: a.cfg, Log: a.log, HTTP: a.http, Slots: a.slots, DB: j.db, Proto: a.proto,
+		HashMD5: a.trust.HashMD5(), Keyed: len(a.keys) > 0, Status: func(s string) { a.Status(s) }, Step: a.step,
+		Parts: j.parts, OSApp: j.osApp, From: j.from, Installed: j.installed})
 }
 
 // settleAnswer makes what arrived the answer the plan is made from: pins resolved (the
@@ -130,13 +138,13 @@ func (j *job) verifyAll(ctx context.Context) error {
 		}
 		if err != nil {
 			if j.mode == protocol.ModeMetadata {
-				j.a.dropDownload(j.db, item.Member()) // never resume from bytes that failed verification
+				j.fetcher().Drop(item.Member()) // never resume from bytes that failed verification
 			}
 			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), j.got[item.Member()].SHA256, err)
 		}
 		if why := rules.Hold(item.App, rec.MD5, j.installed); j.plan.Held(item.App, why, have != nil) {
 			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
-			if err := j.st.Remove(incoming(item.Member())); err != nil {
+			if err := j.st.Remove(delivery.Incoming(item.Member())); err != nil {
 				return err
 			}
 			continue
@@ -152,7 +160,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			j.osItem, j.osRec = &item, rec // goes to a partition, not into the directory slot
 			continue
 		}
-		if err := j.st.Rename(incoming(item.Member()), item.App); err != nil {
+		if err := j.st.Rename(delivery.Incoming(item.Member()), item.App); err != nil {
 			return err
 		}
 		j.rec.Next.Apps[item.App] = rec
@@ -191,7 +199,7 @@ func (j *job) composeApps() error {
 
 // verifyRehashed hashes a received file again, with MD5, and verifies it.
 func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
-	f, err := j.st.Open(incoming(item.Member()))
+	f, err := j.st.Open(delivery.Incoming(item.Member()))
 	if err != nil {
 		return store.App{}, err
 	}

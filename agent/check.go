@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -220,8 +221,11 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if err != nil {
 		return nil, err
 	}
+	active, _ := a.slots.Active()
+	probe := delivery.New(delivery.Options{Cfg: a.cfg, Log: a.log, HTTP: a.http, Slots: a.slots, DB: db, Proto: a.proto,
+		Parts: a.partitions(), OSApp: a.osApp(), From: active, Installed: installed})
 	for i, item := range plan.Download {
-		plan.Download[i].Via, plan.Download[i].Patch = a.probePatch(ctx, item, d.Entries[item.App], installed)
+		plan.Download[i].Via, plan.Download[i].Patch = probe.Probe(ctx, item, d.Entries[item.App])
 	}
 	res := upToDate(state)
 	res.Plan = plan

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/store"
@@ -26,7 +27,7 @@ func (j *job) dropHeld() error {
 	}
 	for m := range j.got {
 		if !want[m] {
-			if err := j.st.Remove(incoming(m)); err != nil {
+			if err := j.st.Remove(delivery.Incoming(m)); err != nil {
 				return err
 			}
 			delete(j.got, m)
@@ -75,7 +76,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err erro
 func (j *job) finished() {
 	for _, item := range j.plan.Download {
 		if j.mode == protocol.ModeMetadata {
-			j.a.dropDownload(j.db, item.Member())
+			j.fetcher().Drop(item.Member())
 		}
 		j.db.ForgetRefusals(item.App, j.res.Apps[item.App].MD5)
 		j.db.ForgetAttempts(j.res.Apps[item.App].MD5)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -103,7 +104,7 @@ func (j *job) writeImage() error {
 			return err
 		}
 	}
-	staged := incoming(j.osItem.Member())
+	staged := delivery.Incoming(j.osItem.Member())
 	f, err := j.st.Open(staged)
 	if err != nil {
 		return err
@@ -134,7 +135,7 @@ func (j *job) setEnv(context.Context) (State, error) {
 	}
 	j.res.OSSlot = o.Try
 	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
-	return Reboot, j.st.Remove(incoming(j.osItem.Member()))
+	return Reboot, j.st.Remove(delivery.Incoming(j.osItem.Member()))
 }
 
 // reboot: the OS image waits for its reboot (run now when slots.os.reboot says how); the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -26,7 +27,7 @@ func (j *job) applyPins(ctx context.Context) error {
 		app := pr.App[m]
 		d := j.got[m]
 		if d.MD5 == "" {
-			f, err := j.st.Open(incoming(m))
+			f, err := j.st.Open(delivery.Incoming(m))
 			if err != nil {
 				return err
 			}
@@ -37,10 +38,19 @@ func (j *job) applyPins(ctx context.Context) error {
 			}
 		}
 		pr.Shadowed[d.MD5] = store.Shadow{App: app, Version: strings.TrimPrefix(m, app+"_"), Pin: j.c.facts[app]}
-		if err := j.st.Remove(incoming(m)); err != nil {
+		if err := j.st.Remove(delivery.Incoming(m)); err != nil {
 			return err
 		}
 		delete(j.got, m)
 	}
 	return j.a.proto.KeepShadows(j.db, j.c.facts, pr.Shadowed)
+}
+
+// facts are the device facts the request said (computed again for an offline install).
+func (j *job) facts() protocol.Facts {
+	if j.c != nil {
+		return j.c.facts
+	}
+	f, _ := j.a.deviceFacts()
+	return f
 }

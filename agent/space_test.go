@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/ota-agent/ota-agent/testserver"
@@ -45,16 +44,6 @@ func TestNoSpaceRefusedBeforeDownload(t *testing.T) {
 	e.release("scoreboard", "prod", "10", make([]byte, 256<<10), 51)
 	if res, err := e.check(cfg); err != nil || res.Result != ResultUpdated {
 		t.Fatalf("a release that fits: %v %v", res, err)
-	}
-}
-
-func TestLocalErrorNamesTheDisk(t *testing.T) {
-	err := netError("download x", &os.PathError{Op: "write", Path: filepath.Join(t.TempDir(), "x"), Err: syscall.ENOSPC})
-	if errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "filesystem is full (") || !strings.Contains(err.Error(), "free now)") {
-		t.Errorf("ENOSPC: %v", err)
-	}
-	if err := netError("get", errors.New("connection reset")); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("network error: %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package agent
+package delivery
 
 import (
 	"bytes"
@@ -24,95 +24,92 @@ import (
 // it as it is read) and fetches the rest with Range requests on the new file, one per run of
 // missing chunks. Untrusted transport: any failure falls back to the whole file.
 
-// DeliveryChunks: what the device held, plus Range fetches of the rest.
-const DeliveryChunks = protocol.DeliveryChunks
-
 // errFallBack: the chunk path cannot finish; the whole file is fetched instead.
 var errFallBack = errors.New("fall back to the whole file")
 
-// chunked assembles downloads/<member> when an index is published; used is false when
-// there is none (or it is no good, logged): then the whole file is fetched. Network failures
-// are returned: the assembled prefix is kept and the next check goes on from it.
-func (j *job) chunked(ctx context.Context, item PlanItem, e packaging.Entry) (d packaging.Digests, n int64, used bool, err error) {
-	a := j.a
-	have, ok := j.installed[item.App]
-	if !a.cfg.Delta.Enabled || !ok || have.SHA256 == "" || e.Size <= 0 || e.MD5 == "" || (j.from == "" && !j.isOS(item.App)) {
-		return d, 0, false, nil
+// chunked is the chunk strategy: downloads/<member> assembled from the chunks the device
+// holds and Range fetches of the rest, when an index is published. Network failures are
+// returned: the assembled prefix is kept and the next check goes on from it.
+func (a *Fetcher) chunked(ctx context.Context, item PlanItem, e packaging.Entry, have installer.App, st *installer.Staging) (packaging.Digests, int64, error) {
+	var none packaging.Digests
+	if e.MD5 == "" {
+		return none, 0, skip("no MD5 (the ETag a Range request names)")
 	}
 	src, err := a.proto.FirmwareURL(item.App, e, "")
 	if err != nil {
-		return d, 0, false, nil
+		return none, 0, refused("no place for the file", err)
 	}
 	idxURL, err := a.patchURL(item.App, e, packaging.ChunkSuffix)
 	if err != nil {
-		return d, 0, false, nil
+		return none, 0, refused("no place for a chunk index", err)
 	}
 	body, _, _, err := transport.FetchSmall(ctx, a.http, idxURL, "", packaging.MaxChunkIndex)
-	n += int64(len(body))
-	if errors.Is(err, transport.ErrNotPublished) {
-		return d, n, false, nil
-	}
-	if err != nil {
-		return d, n, false, err
+	n := int64(len(body))
+	switch {
+	case errors.Is(err, transport.ErrNotPublished):
+		return none, n, skip("no chunk index published")
+	case err != nil:
+		return none, n, err
 	}
 	idx, err := packaging.ParseChunkIndex(bytes.NewReader(body), e.Size)
 	if err != nil {
-		a.log.Warn("chunk index refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
-		return d, n, false, nil
+		return none, n, refused("chunk index refused", err)
 	}
-	local, size, closeLocal, err := j.localFile(item.App, have)
+	local, size, closeLocal, err := a.localFile(item.App, have)
 	if err != nil {
-		a.log.Warn("cannot read the installed copy; fetching the whole file", "app", item.App, "error", err)
-		return d, n, false, nil
+		return none, n, refused("cannot read the installed copy", err)
 	}
 	defer closeLocal()
-	mine, err := j.localChunks(have.SHA256, local, size)
+	mine, err := a.localChunks(have.SHA256, local, size)
 	if err != nil {
-		return d, n, false, nil
+		return none, n, refused("cannot cut the installed copy into chunks", err)
 	}
 	held := map[string]packaging.Chunk{}
 	for _, c := range mine.Chunks {
 		held[c.SHA256] = c
 	}
+	if missing := missingBytes(idx, held); missing*2 > e.Size {
+		return none, n, skip(fmt.Sprintf("most of the file changed (%d of %d bytes missing)", missing, e.Size))
+	}
+	got, err := a.assemble(ctx, item, e, idx, held, local, src)
+	n += got
+	switch {
+	case errors.Is(err, errFallBack):
+		a.dropDownload(item.Member())
+		return none, n, refused("chunked transfer refused", err)
+	case err != nil:
+		return none, n, err
+	}
+	name := "downloads/" + item.Member()
+	d, err := a.slots.Digest(name, a.hashMD5)
+	if err != nil {
+		return none, n, err
+	}
+	if bad := trust.Matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+		a.dropDownload(item.Member())
+		return none, n, refused("the chunked result differs from the release", errors.New(bad))
+	}
+	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "downloaded", got, "size", e.Size, "chunks", len(idx.Chunks))
+	return d, n, st.Adopt(name, incoming(item.Member()))
+}
+
+// missingBytes is how much of the file the index lists that the device does not hold.
+func missingBytes(idx *packaging.ChunkIndex, held map[string]packaging.Chunk) int64 {
 	var missing int64
 	for _, c := range idx.Chunks {
 		if _, ok := held[c.SHA256]; !ok {
 			missing += c.Len
 		}
 	}
-	if missing*2 > e.Size {
-		a.log.Info("most of the file changed; fetching it whole", "app", item.App, "version", item.Version, "missing", missing, "size", e.Size)
-		return d, n, false, nil
-	}
-	got, err := j.assemble(ctx, item, e, idx, held, local, src)
-	n += got
-	switch {
-	case errors.Is(err, errFallBack):
-		a.log.Warn("chunked transfer refused; fetching the whole file", "app", item.App, "version", item.Version, "error", err)
-		a.dropDownload(j.db, item.Member())
-		return d, n, false, nil
-	case err != nil:
-		return d, n, false, err
-	}
-	name := "downloads/" + item.Member()
-	if d, err = a.slots.Digest(name, a.trust.HashMD5()); err != nil {
-		return d, n, false, err
-	}
-	if bad := trust.Matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
-		a.log.Warn("chunked result differs from the release; fetching the whole file", "app", item.App, "error", bad)
-		a.dropDownload(j.db, item.Member())
-		return packaging.Digests{}, n, false, nil
-	}
-	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "downloaded", got, "size", e.Size, "chunks", len(idx.Chunks))
-	return d, n, true, j.st.Adopt(name, incoming(item.Member()))
+	return missing
 }
 
 // localChunks is the chunk list of the file the device holds: cached in bbolt by its
 // SHA-256 (cutting a large image costs a read of all of it); its chunks are re-hashed as
 // they are read, so a copy damaged since is caught then.
-func (j *job) localChunks(sha string, local io.ReaderAt, size int64) (*packaging.ChunkIndex, error) {
+func (a *Fetcher) localChunks(sha string, local io.ReaderAt, size int64) (*packaging.ChunkIndex, error) {
 	var idx packaging.ChunkIndex
-	if raw, _ := j.db.ChunkList(sha); raw != nil && json.Unmarshal(raw, &idx) == nil && idx.Size == size {
+	if raw, _ := a.db.ChunkList(sha); raw != nil && json.Unmarshal(raw, &idx) == nil && idx.Size == size {
 		return &idx, nil
 	}
 	fresh, err := packaging.ChunkFile(io.NewSectionReader(local, 0, size))
@@ -120,30 +117,30 @@ func (j *job) localChunks(sha string, local io.ReaderAt, size int64) (*packaging
 		return nil, err
 	}
 	if raw, err := json.Marshal(fresh); err == nil {
-		j.db.SetChunkList(sha, raw)
+		a.db.SetChunkList(sha, raw)
 	}
 	return fresh, nil
 }
 
 // localFile is what the device holds of app: the file in the slot carried from, or the
 // booted OS partition's first have.Size bytes.
-func (j *job) localFile(app string, have installer.App) (io.ReaderAt, int64, func(), error) {
-	if j.isOS(app) {
-		env, err := j.parts.Env.Read()
+func (a *Fetcher) localFile(app string, have installer.App) (io.ReaderAt, int64, func(), error) {
+	if a.isOS(app) {
+		env, err := a.parts.Env.Read()
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		f, err := os.Open(j.parts.Devices[j.parts.Booted(env)])
+		f, err := os.Open(a.parts.Devices[a.parts.Booted(env)])
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		return f, have.Size, func() { f.Close() }, nil
 	}
-	root, err := j.a.slots.Root()
+	root, err := a.slots.Root()
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	f, err := root.Open("slots/" + j.from + "/" + app)
+	f, err := root.Open("slots/" + a.from + "/" + app)
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -158,19 +155,18 @@ func (j *job) localFile(app string, have installer.App) (io.ReaderAt, int64, fun
 // assemble writes the new file into downloads/<member> in order: held chunks from local
 // (re-hashed; a damaged one is fetched), missing runs with one Range request each. A prefix
 // left by an earlier run is re-hashed and kept up to its first bad chunk.
-func (j *job) assemble(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string) (int64, error) {
-	a := j.a
+func (a *Fetcher) assemble(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string) (int64, error) {
 	root, err := a.slots.Root()
 	if err != nil {
 		return 0, err
 	}
 	member := item.Member()
 	name := "downloads/" + member
-	prog, _ := j.db.Progress(member)
-	if prog == nil || prog.SHA256 != e.SHA256 || prog.URL != DeliveryChunks {
+	prog, _ := a.db.Progress(member)
+	if prog == nil || prog.SHA256 != e.SHA256 || prog.URL != protocol.DeliveryChunks {
 		root.Remove(name)
-		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, URL: DeliveryChunks}
-		if err := j.db.SetProgress(member, prog); err != nil {
+		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size, URL: protocol.DeliveryChunks}
+		if err := a.db.SetProgress(member, prog); err != nil {
 			return 0, err
 		}
 	}
@@ -222,7 +218,7 @@ func has(held map[string]packaging.Chunk, c packaging.Chunk) bool {
 
 // fetchChunks gets one run of chunks with one Range request (If-Range: the release's S3
 // ETag) and writes each after checking its hash.
-func (a *Agent) fetchChunks(ctx context.Context, src, md5 string, run []packaging.Chunk, w io.Writer, buf []byte) (int64, error) {
+func (a *Fetcher) fetchChunks(ctx context.Context, src, md5 string, run []packaging.Chunk, w io.Writer, buf []byte) (int64, error) {
 	from, to := run[0].Off, run[len(run)-1].Off+run[len(run)-1].Len
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {

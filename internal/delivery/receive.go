@@ -1,4 +1,4 @@
-package agent
+package delivery
 
 import (
 	"context"
@@ -14,14 +14,11 @@ import (
 	"github.com/cavaliergopher/grab/v3"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
-	"github.com/ota-agent/ota-agent/store"
 )
-
-// incoming is the staging name of a received member until it is verified and promoted.
-func incoming(member string) string { return ".in-" + member }
 
 // transportReader remembers the error of the network body, so a failed extraction can tell
 // a broken link (try later) from a bad archive (rejected).
@@ -40,11 +37,11 @@ func (t *transportReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// receiveFull streams the full payload into the staging directory: gunzip → tar → files,
+// ReceivePayload streams the full payload into the staging directory: gunzip → tar → files,
 // hashed as they are written; nothing is held in memory but copy buffers.
-func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packaging.Details, map[string]packaging.Digests, int64, error) {
+func (a *Fetcher) ReceivePayload(resp *http.Response, st *installer.Staging) (*packaging.Details, map[string]packaging.Digests, int64, error) {
 	if ce := strings.ToLower(resp.Header.Get("Content-Encoding")); ce != "" && ce != "gzip" {
-		return nil, nil, 0, fmt.Errorf("%w: full payload with Content-Encoding %q", ErrRejected, ce)
+		return nil, nil, 0, fmt.Errorf("%w: full payload with Content-Encoding %q", fault.ErrRejected, ce)
 	}
 	// The compressed size is a floor for what the files will take (binaries barely shrink).
 	if err := a.needSpace(resp.ContentLength, "this payload"); err != nil {
@@ -56,9 +53,9 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 			return nil, nil, body.n, le
 		}
 		if body.err != nil {
-			return nil, nil, body.n, fmt.Errorf("%w: receiving the payload: %v", ErrUnavailable, body.err)
+			return nil, nil, body.n, fmt.Errorf("%w: receiving the payload: %v", fault.ErrUnavailable, body.err)
 		}
-		return nil, nil, body.n, fmt.Errorf("%w: %v", ErrRejected, err)
+		return nil, nil, body.n, fmt.Errorf("%w: %v", fault.ErrRejected, err)
 	}
 	limits := packaging.DefaultLimits // install.max_file_size is checked below, by name
 	limits.MaxMemberSize = max(limits.MaxMemberSize, int64(a.cfg.Install.MaxFileSize))
@@ -83,11 +80,11 @@ func (a *Agent) receiveFull(resp *http.Response, st *installer.Staging) (*packag
 		if err := a.needSpace(size, "payload member "+name); err != nil {
 			return nil, nil, body.n, err
 		}
-		a.Status(progressText(name, 0, size, 0))
+		a.status(progressText(name, 0, size, 0))
 		now := time.Now()
 		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: now, last: now, report: func(n int64, rate float64) {
-			a.Status(progressText(name, n, size, rate))
-		}}, a.trust.HashMD5())
+			a.status(progressText(name, n, size, rate))
+		}}, a.hashMD5)
 		if err != nil {
 			return fail(err)
 		}
@@ -132,7 +129,7 @@ var errRestart = errors.New("server ignored the resume request")
 // download fetches one binary with grab into state_dir/downloads, resuming a partial file
 // across restarts with Range + If-Range (the strong ETag recorded in bbolt), accepting only a
 // 206 that starts where it asked; a 200 or a stale partial restarts from zero.
-func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e packaging.Entry, st *installer.Staging) (packaging.Digests, int64, error) {
+func (a *Fetcher) download(ctx context.Context, item PlanItem, e packaging.Entry, st *installer.Staging) (packaging.Digests, int64, error) {
 	src, err := a.proto.FirmwareURL(item.App, e, "")
 	if err != nil {
 		return packaging.Digests{}, 0, err
@@ -146,28 +143,28 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	}
 	member := item.Member()
 	name := "downloads/" + member
-	prog, _ := db.Progress(member)
+	prog, _ := a.db.Progress(member)
 	if prog == nil || prog.SHA256 != e.SHA256 || prog.MD5 != e.MD5 || prog.Size != e.Size || !strongETag(prog.ETag) {
 		root.Remove(name) // a partial file nobody vouches for is not resumed
 		prog = &Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}
 	}
 	label := item.App + " " + item.Version
-	sum := &streamSum{withMD5: a.trust.HashMD5()}
+	sum := &streamSum{withMD5: a.hashMD5}
 	defer sum.digests(0) // a failed download's hashing goroutine ends
 	limit := int64(0)    // the release's size, exactly, when the entry names it
 	if e.Size == 0 {
 		limit = int64(a.cfg.Install.MaxFileSize)
 	}
-	n, err := a.grabResuming(ctx, db, root, member, label, src, prog, limit, sum)
+	n, err := a.grabResuming(ctx, root, member, label, src, prog, limit, sum)
 	if errors.Is(err, errTooBig) {
-		return packaging.Digests{}, n, fmt.Errorf("%w: %v (install.max_file_size)", ErrRejected, err)
+		return packaging.Digests{}, n, fmt.Errorf("%w: %v (install.max_file_size)", fault.ErrRejected, err)
 	}
 	if err != nil {
 		return packaging.Digests{}, n, err
 	}
 	d, ok := sum.digests(e.Size)
 	if !ok { // resumed: the prefix came from the disk, so the file is read to be hashed
-		if d, err = a.slots.Digest(name, a.trust.HashMD5()); err != nil {
+		if d, err = a.slots.Digest(name, a.hashMD5); err != nil {
 			return packaging.Digests{}, n, err
 		}
 	}
@@ -177,30 +174,29 @@ func (a *Agent) download(ctx context.Context, db *store.DB, item PlanItem, e pac
 	return d, n, nil
 }
 
-// dropDownload forgets a finished (installed, or refused) download and its resume record.
-func (a *Agent) dropDownload(db *store.DB, member string) {
+// Drop forgets a finished (installed, or refused) download and its resume record.
+func (a *Fetcher) Drop(member string) { a.dropDownload(member) }
+
+func (a *Fetcher) dropDownload(member string) {
 	if root, err := a.slots.Root(); err == nil {
 		root.Remove("downloads/" + member)
 	}
-	db.SetProgress(member, nil)
+	a.db.SetProgress(member, nil)
 }
-
-// Progress is the resume record kept in bbolt (an alias keeps the agent's code readable).
-type Progress = store.Progress
 
 func strongETag(t string) bool {
 	return len(t) > 2 && strings.HasPrefix(t, `"`) && strings.HasSuffix(t, `"`)
 }
 
 // grabResuming is grab, once more from zero when the server refuses the resume.
-func (a *Agent) grabResuming(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
-	n, err := a.grab(ctx, db, root, member, label, src, prog, limit, sum)
+func (a *Fetcher) grabResuming(ctx context.Context, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
+	n, err := a.grab(ctx, root, member, label, src, prog, limit, sum)
 	if errors.Is(err, errRestart) {
 		a.log.Warn("resume refused by the server; downloading again from zero", "file", member, "error", err)
 		root.Remove("downloads/" + member)
 		prog.ETag = ""
 		var n2 int64
-		n2, err = a.grab(ctx, db, root, member, label, src, prog, limit, sum)
+		n2, err = a.grab(ctx, root, member, label, src, prog, limit, sum)
 		n += n2
 	}
 	return n, err
@@ -217,7 +213,7 @@ var errTooBig = errors.New("larger than it may be")
 // grab downloads src into downloads/member: prog.Size bytes exactly, or (prog.Size 0) at
 // most limit bytes, announced by Content-Length. A download from byte 0 is hashed into sum
 // (when given) as grab reads it.
-func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
+func (a *Fetcher) grab(ctx context.Context, root *os.Root, member, label, src string, prog *Progress, limit int64, sum *streamSum) (int64, error) {
 	// grab opens the file by its path: what is there now must be a regular file (or
 	// nothing), never a link it would write through.
 	name := "downloads/" + member
@@ -267,7 +263,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 		}
 		if t := h.Header.Get("ETag"); strongETag(t) && t != prog.ETag {
 			prog.ETag, prog.URL = t, src
-			return db.SetProgress(member, prog)
+			return a.db.SetProgress(member, prog)
 		}
 		return nil
 	}
@@ -288,7 +284,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 	case errors.Is(err, grab.ErrBadLength) && offset > 0:
 		return n, fmt.Errorf("%w: %v", errRestart, err)
 	case errors.Is(err, grab.ErrBadLength):
-		return n, fmt.Errorf("%w: download %s from %s: the server announced a size other than the release's %d bytes", ErrUnavailable, member, transport.Redact(src), prog.Size)
+		return n, fmt.Errorf("%w: download %s from %s: the server announced a size other than the release's %d bytes", fault.ErrUnavailable, member, transport.Redact(src), prog.Size)
 	case errors.As(err, &sc) && (int(sc) == 416):
 		return n, fmt.Errorf("%w: 416", errRestart)
 	case errors.As(err, &sc) && (int(sc) == 403 || int(sc) == 404):
@@ -298,7 +294,7 @@ func (a *Agent) grab(ctx context.Context, db *store.DB, root *os.Root, member, l
 }
 
 // watchProgress reports a download's progress once a second until it is done.
-func (a *Agent) watchProgress(label string, resp *grab.Response) {
+func (a *Fetcher) watchProgress(label string, resp *grab.Response) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -307,7 +303,7 @@ func (a *Agent) watchProgress(label string, resp *grab.Response) {
 			return
 		case <-t.C:
 			if size := resp.Size(); size > 0 {
-				a.Status(progressText(label, resp.BytesComplete(), size, resp.BytesPerSecond()))
+				a.status(progressText(label, resp.BytesComplete(), size, resp.BytesPerSecond()))
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package delivery
 
 import (
 	"errors"
@@ -7,14 +7,15 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
-// checkSpace refuses, before a byte is fetched, a metadata-mode update whose downloads cannot
+// CheckSpace refuses, before a byte is fetched, a metadata-mode update whose downloads cannot
 // fit in the state directory's filesystem (a partial download already there counts as had).
 // A download that fills the disk would otherwise fail late and leave the disk full.
-func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error {
+func (a *Fetcher) CheckSpace(plan *Plan, entries map[string]packaging.Entry) error {
 	root, err := a.slots.Root()
 	if err != nil {
 		return err
@@ -35,16 +36,16 @@ func (a *Agent) checkSpace(plan *Plan, entries map[string]packaging.Entry) error
 
 // fileSizeOK refuses a binary larger than install.max_file_size before a byte of it is
 // fetched or written.
-func (a *Agent) fileSizeOK(member string, size int64) error {
+func (a *Fetcher) fileSizeOK(member string, size int64) error {
 	if limit := int64(a.cfg.Install.MaxFileSize); limit > 0 && size > limit {
-		return fmt.Errorf("%w: %s is %s, over install.max_file_size (%s): raise the limit if it is right", ErrRejected, member, protocol.HumanBytes(size), protocol.HumanBytes(limit))
+		return fmt.Errorf("%w: %s is %s, over install.max_file_size (%s): raise the limit if it is right", fault.ErrRejected, member, protocol.HumanBytes(size), protocol.HumanBytes(limit))
 	}
 	return nil
 }
 
 // needSpace refuses, before a byte is fetched, what cannot fit in the state directory's
 // filesystem with the margin, naming both figures.
-func (a *Agent) needSpace(need int64, what string) error {
+func (a *Fetcher) needSpace(need int64, what string) error {
 	if need <= 0 {
 		return nil
 	}
