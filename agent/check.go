@@ -13,6 +13,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/update"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -20,20 +21,20 @@ import (
 // Check runs one update cycle under the state directory's lock and records it. The error's
 // class (ErrConfig, ErrUnavailable, ErrRejected) decides the exit code.
 func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
-	if err := a.cfg.RequireServer(); err != nil {
-		return failed(err), err
+	if err := a.Cfg.RequireServer(); err != nil {
+		return update.Failed(err), err
 	}
 	if opt.DryRun {
 		return a.dryRun(ctx, opt)
 	}
 	unlock, err := a.Lock()
 	if err != nil {
-		return failed(err), err
+		return update.Failed(err), err
 	}
 	defer unlock()
 	db, err := a.openRecovered(ctx)
 	if err != nil {
-		return failed(err), err
+		return update.Failed(err), err
 	}
 	defer db.Close()
 	return a.CheckWith(ctx, db, opt)
@@ -48,7 +49,7 @@ func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
 		db, err = store.OpenTemp()
 	}
 	if err != nil {
-		return failed(err), err
+		return update.Failed(err), err
 	}
 	defer db.Close()
 	return a.CheckWith(ctx, db, opt)
@@ -62,16 +63,16 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	start := time.Now()
 	if !opt.DryRun {
 		if err := a.Resume(ctx, db); err != nil {
-			return failed(err), err
+			return update.Failed(err), err
 		}
 	}
 	var res *Result
 	var err error
 	if !opt.DryRun {
 		// The trust documents: failures are logged (trust.go); the held keys still verify.
-		a.trust.RefreshKeys(ctx, db, false)
-		a.trust.CheckTimestamp(ctx, db)
-		res, err = a.applyStaged(ctx, db, false) // an install window opened
+		a.Trust.RefreshKeys(ctx, db, false)
+		a.Trust.CheckTimestamp(ctx, db)
+		res, err = a.ApplyStaged(ctx, db, false) // an install window opened
 	}
 	if res == nil && err == nil {
 		res, err = a.check(ctx, db, opt)
@@ -85,7 +86,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		if res != nil {
 			received = res.Bytes // what arrived before the failure still counts
 		}
-		res = failed(err)
+		res = update.Failed(err)
 		res.Bytes = received
 		if s, _ := db.State(); s != nil {
 			res.Slot = s.Slot // the slot the device is on after the failure
@@ -114,95 +115,39 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	if res.Error != "" {
 		attrs = append(attrs, "error", res.Error)
 	}
-	a.log.Log(ctx, level, "check", attrs...)
+	a.Log.Log(ctx, level, "check", attrs...)
 	return res, err
-}
-
-func failed(err error) *Result {
-	return &Result{Result: ResultFailed, Error: err.Error(), Apps: map[string]AppResult{}}
-}
-
-// current is what the device has and says: the installed set (directory slots and OS
-// partitions), its facts, and the If-None-Match it sends.
-type current struct {
-	state     *store.State
-	installed map[string]store.App
-	facts     protocol.Facts
-	inm       string
-}
-
-func (a *Agent) current(db *store.DB) (*current, error) {
-	state, err := db.State()
-	if err != nil {
-		return nil, err
-	}
-	c := &current{state: state, installed: map[string]store.App{}}
-	if state != nil {
-		for app, x := range state.Apps {
-			c.installed[app] = x
-		}
-	}
-	osApps, trying, err := a.osInstalled(db)
-	if err != nil {
-		return nil, err
-	}
-	for app, x := range osApps {
-		c.installed[app] = x
-	}
-	if c.facts, err = a.deviceFacts(); err != nil {
-		return nil, err
-	}
-	refused, err := db.Refusals()
-	if err != nil {
-		return nil, err
-	}
-	if g, _ := db.Staged(); g != nil {
-		for _, x := range g.Apps {
-			trying = append(trying, x.MD5) // staged: waiting for its window
-		}
-	}
-	for _, m := range append(trying, a.proto.ShadowMD5s(db, c.facts)...) {
-		refused[m] = store.Refusal{} // on its way in, or shadowed by a pin: not to be sent again
-	}
-	claimed := maps.Clone(c.installed)
-	if state != nil {
-		for app := range state.Damaged {
-			delete(claimed, app) // found damaged on disk: the server sends it again
-		}
-	}
-	c.inm = protocol.Etags(claimed, refused)
-	return c, nil
 }
 
 // RequestKey is what the edge caches the device's next check under (for NextCheck).
 func (a *Agent) RequestKey(db *store.DB) string {
-	c, err := a.current(db)
+	c, err := a.Current(db)
 	if err != nil {
 		return ""
 	}
-	return c.facts.Query(protocol.PayloadParam(a.proto.PayloadMode(db))) + "\x00" + c.inm
+	return c.Facts.Query(protocol.PayloadParam(a.Proto.PayloadMode(db))) + "\x00" + c.INM
 }
 
 func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Result, error) {
-	c, err := a.current(db)
+	c, err := a.Current(db)
 	if err != nil {
 		return nil, err
 	}
-	state, installed, facts := c.state, c.installed, c.facts
+	state, installed, facts := c.State, c.Installed, c.Facts
 	if state != nil && len(state.Damaged) > 0 && !opt.DryRun {
-		a.log.Warn("asking the server again for apps found damaged on disk", "apps", strings.Join(slices.Sorted(maps.Keys(state.Damaged)), ","))
+		a.Log.Warn("asking the server again for apps found damaged on disk", "apps", strings.Join(slices.Sorted(maps.Keys(state.Damaged)), ","))
 	}
 	if !opt.DryRun {
-		return a.update(ctx, db, c)
+		return a.Update(ctx, db, c)
 	}
-	a.Status("checking " + a.cfg.Server.URL)
-	ans, _, err := a.proto.FetchAnswer(ctx, db, facts, c.inm, protocol.ModeMetadata, true) // the plan without the payload
+	a.Status("checking " + a.Cfg.Server.URL)
+	ans, _, err := a.Proto.FetchAnswer(ctx, db, facts, c.INM, protocol.ModeMetadata, true) // the plan without the payload
 	if err != nil {
 		return nil, err
 	}
 	defer ans.Resp.Body.Close()
 	if ans.Status == http.StatusNotModified {
-		res := upToDate(state)
+		res := update.UpToDate(state)
 		res.Plan = &Plan{}
 		return res, nil
 	}
@@ -210,10 +155,10 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	if _, err := a.proto.ResolvePins(ctx, c.facts, c.inm, installed, d, nil); err != nil {
+	if _, err := a.Proto.ResolvePins(ctx, c.Facts, c.INM, installed, d, nil); err != nil {
 		return nil, err
 	}
-	rules, err := a.rules(db, state)
+	rules, err := a.Rules(db, state)
 	if err != nil {
 		return nil, err
 	}
@@ -221,36 +166,18 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if err != nil {
 		return nil, err
 	}
-	active, _ := a.slots.Active()
-	probe := delivery.New(delivery.Options{Cfg: a.cfg, Log: a.log, HTTP: a.http, Slots: a.slots, DB: db, Proto: a.proto,
-		Parts: a.partitions(), OSApp: a.osApp(), From: active, Installed: installed})
+	active, _ := a.Slots.Active()
+	probe := delivery.New(delivery.Options{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, DB: db, Proto: a.Proto,
+		Parts: a.Partitions(), OSApp: a.OSApp(), From: active, Installed: installed})
 	for i, item := range plan.Download {
 		plan.Download[i].Via, plan.Download[i].Patch = probe.Probe(ctx, item, d.Entries[item.App])
 	}
-	res := upToDate(state)
+	res := update.UpToDate(state)
 	res.Plan = plan
 	if len(plan.Download)+len(plan.Remove) > 0 {
 		res.Result = ResultAvailable
 	}
 	return res, nil
-}
-
-func upToDate(state *store.State) *Result {
-	res := &Result{Result: ResultUpToDate, Apps: map[string]AppResult{}}
-	if state != nil {
-		res.Slot = state.Slot
-		for app, x := range state.Apps {
-			res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
-		}
-	}
-	return res
-}
-
-func orNothing(s string) string {
-	if s == "" {
-		return "none (first install)"
-	}
-	return s
 }
 
 // recordCheck keeps the check's record, the time floor, the counters and the metrics; it
@@ -277,7 +204,7 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 		if err := db.RecordCheck(rec); err != nil {
 			return err
 		}
-		if err := db.RaiseTimeFloor(a.clock.Floor()); err != nil {
+		if err := db.RaiseTimeFloor(a.Clock.Floor()); err != nil {
 			return err
 		}
 		db.Count(func(c *store.Counters) { // unreadable counters are left as they are; the record is kept
@@ -297,7 +224,7 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 		err = rerr
 	}
 	if merr := a.writeMetrics(db); merr != nil {
-		a.log.Warn("metrics not written", "error", merr)
+		a.Log.Warn("metrics not written", "error", merr)
 	}
 	return err
 }

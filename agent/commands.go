@@ -90,7 +90,7 @@ func (a *Agent) VerifyInstalled() (lines []string, note string, err error) {
 // daemon may hold it): one bbolt transaction changes the record only while generation n is
 // still the active one.
 func (a *Agent) recordDamage(n int64, damaged map[string]string) string {
-	root, err := a.slots.Root()
+	root, err := a.Slots.Root()
 	if err == nil {
 		var db *store.DB
 		if db, err = store.Open(root, dbName, store.Options{Timeout: 5 * time.Second}); err == nil {
@@ -190,7 +190,7 @@ var ErrNothingStaged = errors.New("nothing is staged")
 func (a *Agent) Apply(ctx context.Context) (string, error) {
 	var out string
 	err := a.withDB(ctx, func(db *store.DB) error {
-		res, err := a.applyStaged(ctx, db, true)
+		res, err := a.ApplyStaged(ctx, db, true)
 		if err != nil {
 			return err
 		}

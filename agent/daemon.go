@@ -41,7 +41,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := a.cfg.RequireServer(); err != nil {
+	if err := a.Cfg.RequireServer(); err != nil {
 		return err
 	}
 	unlock, err := a.Lock()
@@ -49,7 +49,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		return err
 	}
 	defer unlock()
-	d := &daemonLoop{o: o, a: a, n: notifier{log: a.log}, done: make(chan outcome, 1),
+	d := &daemonLoop{o: o, a: a, n: notifier{log: a.Log}, done: make(chan outcome, 1),
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	usr1 := make(chan os.Signal, 1)
 	hup := make(chan os.Signal, 1)
@@ -68,7 +68,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		wdTick = t.C
 	}
 	d.n.send(daemon.SdNotifyReady)
-	a.log.Info("daemon started", "state_dir", a.slots.Dir, "interval", a.cfg.Poll.Interval, "watchdog", wd*2)
+	a.Log.Info("daemon started", "state_dir", a.Slots.Dir, "interval", a.Cfg.Poll.Interval, "watchdog", wd*2)
 	timer := time.NewTimer(0) // check at start
 	defer timer.Stop()
 	for {
@@ -81,11 +81,11 @@ func RunDaemon(ctx context.Context, o DaemonOptions) error {
 		case <-usr1:
 			if d.running != nil {
 				// Not dropped: the operator may have changed something the running check missed.
-				d.a.log.Info("SIGUSR1: a check is running; another follows it")
+				d.a.Log.Info("SIGUSR1: a check is running; another follows it")
 				d.again = true
 				continue
 			}
-			d.a.log.Info("SIGUSR1: checking now")
+			d.a.Log.Info("SIGUSR1: checking now")
 			d.start(ctx)
 		case <-hup:
 			d.reload()
@@ -142,28 +142,28 @@ func (d *daemonLoop) stop() {
 		select {
 		case <-d.done:
 		case <-time.After(2 * time.Second):
-			d.a.log.Warn("check did not stop within 2s; exiting anyway")
+			d.a.Log.Warn("check did not stop within 2s; exiting anyway")
 		}
 	}
-	d.a.log.Info("daemon stopped")
+	d.a.Log.Info("daemon stopped")
 }
 
 // reload is SIGHUP: a new configuration, or the old one kept with the reason logged.
 func (d *daemonLoop) reload() {
 	na, err := d.o.Load()
 	if err == nil {
-		err = na.cfg.RequireServer()
+		err = na.Cfg.RequireServer()
 	}
 	switch {
 	case err != nil:
-		d.a.log.Error("SIGHUP: configuration not reloaded; keeping the old one", "error", err)
+		d.a.Log.Error("SIGHUP: configuration not reloaded; keeping the old one", "error", err)
 		d.n.status("config reload failed, keeping the old one: " + err.Error())
-	case na.slots.Dir != d.a.slots.Dir:
-		d.a.log.Error("SIGHUP: state_dir cannot change while running; restart the service", "old", d.a.slots.Dir, "new", na.slots.Dir)
+	case na.Slots.Dir != d.a.Slots.Dir:
+		d.a.Log.Error("SIGHUP: state_dir cannot change while running; restart the service", "old", d.a.Slots.Dir, "new", na.Slots.Dir)
 	default:
-		na.slots, na.tidy = d.a.slots, d.a.tidy // the same directory, opened once
+		na.Slots, na.tidy = d.a.Slots, d.a.tidy // the same directory, opened once
 		d.a = na
-		d.a.log.Info("SIGHUP: configuration reloaded")
+		d.a.Log.Info("SIGHUP: configuration reloaded")
 	}
 }
 
@@ -176,8 +176,8 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 	}
 	if err == nil {
 		d.failures = 0
-		now := d.a.clock.Now()
-		wait := NextCheck(now, out.key, d.a.cfg.Poll.Interval, d.a.cfg.Poll.Jitter, d.a.cfg.Poll.Align, d.rng).Sub(now)
+		now := d.a.Clock.Now()
+		wait := NextCheck(now, out.key, d.a.Cfg.Poll.Interval, d.a.Cfg.Poll.Jitter, d.a.Cfg.Poll.Align, d.rng).Sub(now)
 		if !out.wake.IsZero() && out.wake.Sub(now) < wait {
 			wait = max(out.wake.Sub(now), time.Second) // the install window of a staged update opens
 			d.n.status("staged, installs at " + time.Now().Add(wait).Format("15:04"))
@@ -187,7 +187,7 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 		return wait
 	}
 	d.failures++
-	wait := backoff(d.failures, cmp.Or(d.o.BackoffBase, backoffBase), d.a.cfg.Poll.Interval, err)
+	wait := backoff(d.failures, cmp.Or(d.o.BackoffBase, backoffBase), d.a.Cfg.Poll.Interval, err)
 	d.n.status(fmt.Sprintf("failed: %v, retry in %v", oneLine(err), wait.Round(time.Second)))
 	return wait
 }
@@ -197,19 +197,19 @@ func (d *daemonLoop) finished(out outcome) time.Duration {
 func (a *Agent) runOnce(ctx context.Context) outcome {
 	db, err := a.openRecovered(ctx)
 	if err != nil {
-		a.log.Error("cannot open the state directory's database; retrying later", "state_dir", a.slots.Dir, "error", err)
+		a.Log.Error("cannot open the state directory's database; retrying later", "state_dir", a.Slots.Dir, "error", err)
 		return outcome{err: err}
 	}
 	defer db.Close()
 	if err := a.reverify(ctx, db); err != nil && ctx.Err() == nil {
-		a.log.Error("verify: could not re-verify the active slot", "error", err)
+		a.Log.Error("verify: could not re-verify the active slot", "error", err)
 	}
 	if _, err = a.CheckWith(ctx, db, CheckOptions{}); err != nil {
 		return outcome{err: err}
 	}
 	out := outcome{key: a.RequestKey(db)}
 	if g, _ := db.Staged(); g != nil {
-		out.wake = a.cfg.NextWindow(a.now(db).Local())
+		out.wake = a.Cfg.NextWindow(a.now(db).Local())
 	}
 	return out
 }

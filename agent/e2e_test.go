@@ -125,7 +125,7 @@ func TestReferenceOnly(t *testing.T) {
 			if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "unsigned releases are refused") {
 				t.Fatalf("unsigned: %v", err)
 			}
-			if _, err := e.agent(cfg).Slots().Active(); err == nil {
+			if _, err := e.agent(cfg).Slots.Active(); err == nil {
 				t.Fatal("something was installed")
 			}
 			cfg = e.config("trust:\n  keys: []\n  allow_unsigned: true\n")
@@ -162,7 +162,7 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	if err != nil || res.Plan == nil || len(res.Plan.Download) != 4 || res.Result != ResultAvailable {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
-	if _, err := e.agent(cfg).Slots().Active(); err == nil {
+	if _, err := e.agent(cfg).Slots.Active(); err == nil {
 		t.Fatal("dry run installed something")
 	}
 	if e.srv.Stats().BytesByPath["/firmware"] != 0 {

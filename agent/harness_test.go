@@ -181,11 +181,11 @@ func verifyState(t testing.TB, a *Agent) *store.State {
 	if err != nil || s == nil {
 		t.Fatalf("no state: %v", err)
 	}
-	active, err := a.Slots().Active()
+	active, err := a.Slots.Active()
 	if err != nil || active != s.Slot {
 		t.Fatalf("active slot %q, database says %q (%v)", active, s.Slot, err)
 	}
-	if err := a.Slots().Verify(active, s.Apps); err != nil {
+	if err := a.Slots.Verify(active, s.Apps); err != nil {
 		t.Fatal(err)
 	}
 	return s

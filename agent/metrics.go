@@ -16,11 +16,11 @@ import (
 // a scrape never reads half a file. The format is written directly (client_golang would
 // cost the armv7 binary more than it gives); the tests check it with the real parser.
 func (a *Agent) writeMetrics(db *store.DB) error {
-	path := a.cfg.Metrics.Textfile
+	path := a.Cfg.Metrics.Textfile
 	if path == "" {
 		return nil
 	}
-	path = a.cfg.Path(path)
+	path = a.Cfg.Path(path)
 	var b strings.Builder
 	gauge := func(name, help string, v any, labels ...string) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s%s %v\n", name, help, name, name, labelSet(labels), v)
@@ -73,7 +73,7 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 	}
 	if t := a.trustReport(db); t != nil {
 		gauge("ota_agent_trust_key_set_version", "The release key set held (0: trust.keys as configured).", t.KeySetVersion)
-		if a.cfg.Trust.MaxStaleness > 0 {
+		if a.Cfg.Trust.MaxStaleness > 0 {
 			gauge("ota_agent_trust_stale", "1 when no unexpired ota-timestamp.release was held for trust.max_staleness.", boolInt(t.Stale))
 		}
 	}

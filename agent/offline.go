@@ -2,70 +2,22 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"strings"
 
-	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/update"
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// InstallFrom is `ota-agent install PATH`: a full payload (.tar.gz exactly as the server
-// sends it, statements inline; `ota-release bundle` writes one) or a directory of binaries
-// named <app>_<version> with their .release statements, verified like a download and
-// installed through the same machine (from staging), slots, records and hooks. Apps the
-// payload does not name are kept. Nothing is asked of the server.
+// InstallFrom is `ota-agent install PATH` (update.Engine.InstallFrom) under the state
+// directory's lock.
 func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 	var res *Result
 	err := a.withDB(ctx, func(db *store.DB) error {
-		body, size, isDir, err := offlinePayload(path)
-		if err != nil {
-			return err
-		}
-		c, err := a.current(db)
-		if err != nil {
-			body.Close()
-			return err
-		}
-		j, err := a.newJob(db, c, store.Journal{})
-		if err != nil {
-			body.Close()
-			return err
-		}
-		j.mode, j.offline = protocol.ModeFull, true
-		if isDir {
-			j.offlineDir = path
-		}
-		j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
-		a.log.Info("installing offline", "from", path)
-		res, err = j.finish(ctx, Receive)
-		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.bytes}
-		if res != nil {
-			rec.Result = res.Result
-		}
-		if err != nil {
-			rec.Error = "offline install of " + path + ": " + err.Error()
-		}
-		db.RecordCheck(rec)
+		var err error
+		res, err = a.Engine.InstallFrom(ctx, db, path)
 		return err
 	})
 	if res == nil && err != nil {
-		res = failed(err)
+		res = update.Failed(err)
 	}
 	return res, err
-}
-
-// offlinePayload opens a .tar.gz; a directory is read by receiveDir instead.
-func offlinePayload(path string) (io.ReadCloser, int64, bool, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("%w: offline install: %v", ErrConfig, err)
-	}
-	if fi.IsDir() {
-		return io.NopCloser(strings.NewReader("")), 0, true, nil
-	}
-	f, err := os.Open(path)
-	return f, fi.Size(), false, err
 }

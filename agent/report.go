@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/update"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -20,7 +21,7 @@ type Report struct {
 	LastVerify *VerifyReport        `json:"last_verify,omitempty"`
 	Damaged    map[string]string    `json:"damaged,omitempty"`
 	Refused    map[string]Refusal   `json:"refused,omitempty"` // by MD5
-	OS         *OSStatus            `json:"os,omitempty"`
+	OS         *update.OSStatus     `json:"os,omitempty"`
 	// InProgress is the update machine's state while an update runs (or where one was
 	// interrupted, until the next check recovers from it).
 	InProgress string `json:"in_progress,omitempty"`
@@ -85,14 +86,6 @@ type VerifyReport struct {
 	Repaired   []string  `json:"repaired,omitempty"`
 }
 
-// Refusal is a release the device will not install again until the server offers another.
-type Refusal struct {
-	App     string    `json:"app"`
-	Version string    `json:"version"`
-	Reason  string    `json:"reason"`
-	Time    time.Time `json:"time"`
-}
-
 // Report reads the state directory's account from db (opened with OpenDBReadOnly).
 func (a *Agent) Report(db *store.DB) (*Report, error) {
 	rep := &Report{Apps: map[string]AppReport{}}
@@ -131,7 +124,7 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 		if rep.Refused == nil {
 			rep.Refused = map[string]Refusal{}
 		}
-		rep.Refused[md5] = Refusal(r)
+		rep.Refused[md5] = r
 	}
 	rep.OS = a.OSStatus(db)
 	if g, err := db.Staged(); err == nil && g != nil {
@@ -146,10 +139,10 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 
 // trustReport: nil when no keys are configured.
 func (a *Agent) trustReport(db *store.DB) *TrustReport {
-	if len(a.keys) == 0 {
+	if len(a.Keys) == 0 {
 		return nil
 	}
-	set := a.trust.KeySet(db)
+	set := a.Trust.KeySet(db)
 	r := &TrustReport{KeySetVersion: set.Version, Keys: set.IDs(), Threshold: set.Threshold}
 	t, _ := db.Trust()
 	if t == nil {
@@ -159,7 +152,7 @@ func (a *Agent) trustReport(db *store.DB) *TrustReport {
 		r.Issued, r.Expires = &t.Issued, &t.Expires
 	}
 	var since time.Time
-	r.Stale, since = a.trust.Stale(t, a.clock.Now())
+	r.Stale, since = a.Trust.Stale(t, a.Clock.Now())
 	if r.Stale {
 		r.StaleSince = &since
 	}

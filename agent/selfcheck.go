@@ -23,19 +23,19 @@ import (
 // slotProblems says how the active slot differs from the database record s: by app (files
 // re-hashed, each read through read when set) and for the manifest ("" when it agrees).
 func (a *Agent) slotProblems(s *store.State, read func(io.Reader) io.Reader) (map[string]string, string, error) {
-	active, err := a.slots.Active()
+	active, err := a.Slots.Active()
 	if err != nil {
 		return nil, "", err
 	}
 	if active != s.Slot {
 		return nil, "", fmt.Errorf("current points to slot %s but the database says slot %s", active, s.Slot)
 	}
-	files, err := a.slots.Check(active, s.Apps, read)
+	files, err := a.Slots.Check(active, s.Apps, read)
 	if err != nil {
 		return nil, "", err
 	}
 	manifest := ""
-	switch m, err := a.slots.Manifest(active); {
+	switch m, err := a.Slots.Manifest(active); {
 	case err != nil:
 		manifest = err.Error()
 	case m.Generation != s.N || !maps.Equal(m.Apps, s.Apps):
@@ -76,13 +76,13 @@ func describe(files map[string]string) []string {
 // reverify runs the re-verification when verify.interval has passed since the last one (or
 // the clock went back), and repairs what it can.
 func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
-	if a.cfg.Verify.Interval <= 0 {
+	if a.Cfg.Verify.Interval <= 0 {
 		return nil
 	}
 	now := a.now(db)
 	if last, err := db.LastVerify(); err != nil {
 		return err
-	} else if last != nil && now.After(last.Time) && now.Sub(last.Time) < a.cfg.Verify.Interval {
+	} else if last != nil && now.After(last.Time) && now.Sub(last.Time) < a.Cfg.Verify.Interval {
 		return nil
 	}
 	s, err := db.State()
@@ -92,7 +92,7 @@ func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
 	a.Status(fmt.Sprintf("verifying slot %s", s.Slot))
 	start := time.Now()
 	files, manifest, err := a.slotProblems(s, func(r io.Reader) io.Reader {
-		return &paced{ctx: ctx, r: r, rate: int64(a.cfg.Verify.Rate), start: time.Now()}
+		return &paced{ctx: ctx, r: r, rate: int64(a.Cfg.Verify.Rate), start: time.Now()}
 	})
 	if err != nil {
 		return err
@@ -105,13 +105,13 @@ func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
 		rec.Problems = append(rec.Problems, manifest)
 	}
 	if len(rec.Problems) == 0 {
-		a.log.Info("verified the active slot", "slot", s.Slot, "generation", s.N, "apps", len(s.Apps), "duration", rec.Duration.Round(time.Millisecond))
+		a.Log.Info("verified the active slot", "slot", s.Slot, "generation", s.N, "apps", len(s.Apps), "duration", rec.Duration.Round(time.Millisecond))
 		return db.RecordVerify(rec)
 	}
-	a.log.Error("verify: the active slot differs from the database", "slot", s.Slot, "generation", s.N, "problems", strings.Join(rec.Problems, "; "))
+	a.Log.Error("verify: the active slot differs from the database", "slot", s.Slot, "generation", s.N, "problems", strings.Join(rec.Problems, "; "))
 	for _, app := range slices.Sorted(maps.Keys(files)) {
 		if _, ours := s.Apps[app]; !ours {
-			if err := a.slots.RemoveStray(s.Slot, app); err != nil {
+			if err := a.Slots.RemoveStray(s.Slot, app); err != nil {
 				return err
 			}
 			rec.Repaired = append(rec.Repaired, app+": not in the database, removed from the slot")
@@ -124,7 +124,7 @@ func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
 		rec.Repaired = append(rec.Repaired, app+": no longer claimed; the next check fetches it again")
 	}
 	if manifest != "" {
-		if err := a.slots.WriteManifest(s.Slot, &installer.Manifest{Generation: s.N, Apps: s.Apps}); err != nil {
+		if err := a.Slots.WriteManifest(s.Slot, &installer.Manifest{Generation: s.N, Apps: s.Apps}); err != nil {
 			return err
 		}
 		rec.Repaired = append(rec.Repaired, "manifest rewritten from the database")
@@ -134,7 +134,7 @@ func (a *Agent) reverify(ctx context.Context, db *store.DB) error {
 			return err
 		}
 	}
-	a.log.Warn("verify: repaired", "what", strings.Join(rec.Repaired, "; "))
+	a.Log.Warn("verify: repaired", "what", strings.Join(rec.Repaired, "; "))
 	return db.RecordVerify(rec)
 }
 

@@ -108,7 +108,7 @@ func TestLimitKeys(t *testing.T) {
 		if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "install.max_file_size") {
 			t.Fatalf("%s: a binary over install.max_file_size: %v", mode, err)
 		}
-		if _, err := e.agent(e.config(server)).Slots().Active(); err == nil {
+		if _, err := e.agent(e.config(server)).Slots.Active(); err == nil {
 			t.Fatalf("%s: something was installed", mode)
 		}
 		_, err = e.check(e.config(server + "install:\n  space_margin: 8000GiB\n"))

@@ -26,9 +26,9 @@ func (a *Agent) testHooks() {
 		}
 	}
 	if hook := os.Getenv("OTA_AGENT_TEST_CRASH_AFTER"); hook != "" {
-		a.hook = func(step string) {
+		a.Hook = func(step string) {
 			if step == hook {
-				a.log.Warn("test hook: exiting after step", "step", step)
+				a.Log.Warn("test hook: exiting after step", "step", step)
 				os.Exit(99)
 			}
 		}

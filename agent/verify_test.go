@@ -25,7 +25,7 @@ func TestSignedInstallTakesMD5FromStatement(t *testing.T) {
 				t.Fatalf("first check: %+v %v", res, err)
 			}
 			a := e.agent(c)
-			if a.trust.HashMD5() {
+			if a.Trust.HashMD5() {
 				t.Fatal("with trust keys the agent still hashes MD5")
 			}
 			for app, x := range res.Apps {

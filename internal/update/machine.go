@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"cmp"
@@ -73,7 +73,7 @@ const maxTransitions = 32
 // journal starts where those phases are over. The active slot is never touched before
 // Switch: any error before it leaves the old set active and the database as it was.
 type job struct {
-	a        *Agent
+	a        *Engine
 	db       *store.DB
 	rec      store.Journal
 	writes   []func(*store.DB) error // this step's records, committed with the next step
@@ -88,14 +88,14 @@ type job struct {
 
 // newJob is the one constructor of a run: for what the device has (c, nil for a run that
 // resumes or judges), from the journal record rec.
-func (a *Agent) newJob(db *store.DB, c *current, rec store.Journal) (*job, error) {
+func (a *Engine) newJob(db *store.DB, c *Current, rec store.Journal) (*job, error) {
 	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &Result{Apps: map[string]AppResult{}},
 		staging: staging{got: map[string]packaging.Digests{}},
-		osImage: osImage{parts: a.partitions(), osApp: a.osApp()}}
+		osImage: osImage{parts: a.Partitions(), osApp: a.OSApp()}}
 	if c == nil {
 		return j, nil
 	}
-	j.asking = asking{c: c, mode: a.proto.PayloadMode(db), state: c.state, installed: c.installed}
+	j.asking = asking{c: c, mode: a.Proto.PayloadMode(db), state: c.State, installed: c.Installed}
 	g, err := a.stagedGeneration(db)
 	if err != nil || g == nil {
 		return j, err
@@ -103,7 +103,7 @@ func (a *Agent) newJob(db *store.DB, c *current, rec store.Journal) (*job, error
 	// A staged generation waits: what arrives now is planned against it, and a newer one is
 	// staged over it (carrying its unchanged apps).
 	j.installed, j.from = maps.Clone(g.Apps), g.Slot
-	for app, x := range c.installed {
+	for app, x := range c.Installed {
 		if j.isOS(app) {
 			j.installed[app] = x
 		}
@@ -177,8 +177,8 @@ func (j *job) persist(rec *store.Journal) error {
 // later adds a record to write with the next step's journal.
 func (j *job) later(w func(*store.DB) error) { j.writes = append(j.writes, w) }
 
-// update is one check that may install: the machine from Ask.
-func (a *Agent) update(ctx context.Context, db *store.DB, c *current) (*Result, error) {
+// Update is one check that may install: the machine from Ask.
+func (a *Engine) Update(ctx context.Context, db *store.DB, c *Current) (*Result, error) {
 	j, err := a.newJob(db, c, store.Journal{})
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 			j.finished()
 		}
 		if err != nil && res == nil {
-			res = failed(err)
+			res = Failed(err)
 			res.Bytes = j.bytes
 		}
 	}()
@@ -223,7 +223,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 
 // asking is what the device says and what the server answered.
 type asking struct {
-	c          *current // facts, installed set, If-None-Match
+	c          *Current // facts, installed set, If-None-Match
 	mode       string   // full | metadata
 	state      *store.State
 	installed  map[string]store.App

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"errors"
@@ -45,7 +45,7 @@ func (j *job) isOS(app string) bool { return j.parts != nil && app == j.osApp }
 // hash) by the times the very same bytes (by SHA-256) arrived, so only a file the CDN really
 // serves reaches the limit. A transfer damaged on the way differs each time: it is fetched
 // again at the next check without burning the release.
-func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err error) error {
+func (a *Engine) budget(db *store.DB, item PlanItem, md5, gotSHA string, err error) error {
 	if md5 == "" {
 		return err
 	}
@@ -58,7 +58,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err erro
 	} else {
 		n, cerr = db.Attempt(md5)
 	}
-	if cerr != nil || n < a.cfg.Install.MaxAttempts {
+	if cerr != nil || n < a.Cfg.Install.MaxAttempts {
 		return err
 	}
 	reason := fmt.Sprintf("gave up after %d failed installs: %v", n, err)
@@ -67,7 +67,7 @@ func (a *Agent) budget(db *store.DB, item PlanItem, md5, gotSHA string, err erro
 	}
 	db.ForgetAttempts(md5)
 	db.ForgetReceipts(md5)
-	a.log.Error("release refused: install.max_attempts reached", "app", item.App, "version", item.Version, "attempts", n)
+	a.Log.Error("release refused: install.max_attempts reached", "app", item.App, "version", item.Version, "attempts", n)
 	return fmt.Errorf("%w; gave up after %d attempts (install.max_attempts): not fetched again until the server offers another release or ota-agent retry %s", err, n, item.App)
 }
 

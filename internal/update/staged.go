@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"cmp"
@@ -14,25 +14,25 @@ import (
 
 // stagedGeneration is the generation waiting for an install window, when the inactive slot
 // still holds it sealed (else the record is dropped).
-func (a *Agent) stagedGeneration(db *store.DB) (*store.Generation, error) {
+func (a *Engine) stagedGeneration(db *store.DB) (*store.Generation, error) {
 	g, err := db.Staged()
 	if err != nil || g == nil {
 		return nil, err
 	}
-	active, _ := a.slots.Active()
-	if m, merr := a.slots.Manifest(g.Slot); merr != nil || m.Generation != g.N || g.Slot == active {
-		a.log.Warn("dropping a staged generation its slot no longer holds", "slot", g.Slot, "generation", g.N)
+	active, _ := a.Slots.Active()
+	if m, merr := a.Slots.Manifest(g.Slot); merr != nil || m.Generation != g.N || g.Slot == active {
+		a.Log.Warn("dropping a staged generation its slot no longer holds", "slot", g.Slot, "generation", g.N)
 		return nil, db.SetStaged(nil)
 	}
 	return g, nil
 }
 
-// applyStaged switches a staged generation: from its install window (the daemon and check
+// ApplyStaged switches a staged generation: from its install window (the daemon and check
 // call it first), or now with force (`ota-agent apply`). It returns nil, nil when there is
 // nothing staged or the window is closed.
-func (a *Agent) applyStaged(ctx context.Context, db *store.DB, force bool) (*Result, error) {
+func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*Result, error) {
 	g, err := a.stagedGeneration(db)
-	if err != nil || g == nil || !force && !a.cfg.InWindow(a.now(db).Local()) {
+	if err != nil || g == nil || !force && !a.Cfg.InWindow(a.now(db).Local()) {
 		return nil, err
 	}
 	state, err := db.State()
@@ -43,7 +43,7 @@ func (a *Agent) applyStaged(ctx context.Context, db *store.DB, force bool) (*Res
 	for app, x := range g.Apps {
 		res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
 	}
-	a.log.Info("applying the staged generation", "slot", g.Slot, "generation", g.N, "forced", force)
+	a.Log.Info("applying the staged generation", "slot", g.Slot, "generation", g.N, "forced", force)
 	j, err := a.newJob(db, nil, store.Journal{Next: g, Apply: true})
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func (j *job) applyPins(ctx context.Context) error {
 	if j.mode != protocol.ModeFull {
 		members = nil
 	}
-	pr, err := j.a.proto.ResolvePins(ctx, j.c.facts, j.c.inm, j.installed, j.details, members)
+	pr, err := j.a.Proto.ResolvePins(ctx, j.c.Facts, j.c.INM, j.installed, j.details, members)
 	if err != nil {
 		return err
 	}
@@ -37,19 +37,19 @@ func (j *job) applyPins(ctx context.Context) error {
 				return fmt.Errorf("hash %s: %w", m, err)
 			}
 		}
-		pr.Shadowed[d.MD5] = store.Shadow{App: app, Version: strings.TrimPrefix(m, app+"_"), Pin: j.c.facts[app]}
+		pr.Shadowed[d.MD5] = store.Shadow{App: app, Version: strings.TrimPrefix(m, app+"_"), Pin: j.c.Facts[app]}
 		if err := j.st.Remove(delivery.Incoming(m)); err != nil {
 			return err
 		}
 		delete(j.got, m)
 	}
-	return j.a.proto.KeepShadows(j.db, j.c.facts, pr.Shadowed)
+	return j.a.Proto.KeepShadows(j.db, j.c.Facts, pr.Shadowed)
 }
 
 // facts are the device facts the request said (computed again for an offline install).
 func (j *job) facts() protocol.Facts {
 	if j.c != nil {
-		return j.c.facts
+		return j.c.Facts
 	}
 	f, _ := j.a.deviceFacts()
 	return f

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -11,23 +11,23 @@ import (
 )
 
 // runHook runs a configured hook (hooks.Run) with the configured timeout.
-func (a *Agent) runHook(ctx context.Context, name, command string, env []string) error {
-	return hooks.Run(ctx, a.log, a.cfg.Hooks.Timeout, name, command, env)
+func (a *Engine) runHook(ctx context.Context, name, command string, env []string) error {
+	return hooks.Run(ctx, a.Log, a.Cfg.Hooks.Timeout, name, command, env)
 }
 
 // hookEnv describes a generation to a hook: OTA_SLOT, OTA_SLOT_DIR, OTA_GENERATION,
 // OTA_ACTIVE_SLOT (before the switch), OTA_STATE_DIR and OTA_APP_<NAME>=<version>.
-func (a *Agent) hookEnv(g *store.Generation, active string) []string {
+func (a *Engine) hookEnv(g *store.Generation, active string) []string {
 	env := []string{
 		"OTA_SLOT=" + g.Slot,
-		"OTA_SLOT_DIR=" + a.slots.Path(g.Slot),
-		"OTA_STAGING_DIR=" + a.slots.Path(g.Slot) + ".tmp",
+		"OTA_SLOT_DIR=" + a.Slots.Path(g.Slot),
+		"OTA_STAGING_DIR=" + a.Slots.Path(g.Slot) + ".tmp",
 		fmt.Sprintf("OTA_GENERATION=%d", g.N),
-		"OTA_STATE_DIR=" + a.slots.Dir,
-		"OTA_CURRENT=" + a.slots.Current(),
+		"OTA_STATE_DIR=" + a.Slots.Dir,
+		"OTA_CURRENT=" + a.Slots.Current(),
 	}
 	if active != "" {
-		env = append(env, "OTA_ACTIVE_SLOT="+active, "OTA_ACTIVE_DIR="+a.slots.Path(active))
+		env = append(env, "OTA_ACTIVE_SLOT="+active, "OTA_ACTIVE_DIR="+a.Slots.Path(active))
 	}
 	apps := make([]string, 0, len(g.Apps))
 	for app := range g.Apps {

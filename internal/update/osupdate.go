@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -18,38 +18,38 @@ import (
 // After the reboot the new system confirms itself (health hook, mark-good) or the bootloader
 // falls back and the release is refused (docs/bootloader.md).
 
-// partitions is nil with the default directory backend.
-func (a *Agent) partitions() *installer.Partitions {
-	o := a.cfg.Slots.OS
+// Partitions is nil with the default directory backend.
+func (a *Engine) Partitions() *installer.Partitions {
+	o := a.Cfg.Slots.OS
 	if o.Backend != "partition" {
 		return nil
 	}
 	p := &installer.Partitions{Devices: map[string]string{}}
 	for s, d := range o.Devices {
-		p.Devices[s] = a.cfg.Path(d)
+		p.Devices[s] = a.Cfg.Path(d)
 	}
 	if o.Bootloader == "grub" {
-		p.Env = installer.GrubEnv{File: a.cfg.Path(o.Grubenv)}
+		p.Env = installer.GrubEnv{File: a.Cfg.Path(o.Grubenv)}
 	} else {
-		p.Env = installer.UBootEnv{Config: a.cfg.Path(o.FwEnvConfig)}
+		p.Env = installer.UBootEnv{Config: a.Cfg.Path(o.FwEnvConfig)}
 	}
 	return p
 }
 
-// osApp is the app that is the OS image, when it lives on partitions.
-func (a *Agent) osApp() string {
-	if a.partitions() == nil {
+// OSApp is the app that is the OS image, when it lives on partitions.
+func (a *Engine) OSApp() string {
+	if a.Partitions() == nil {
 		return ""
 	}
-	arch, err := a.cfg.CPUArch()
+	arch, err := a.Cfg.CPUArch()
 	if err != nil {
 		return ""
 	}
 	return "os_" + arch
 }
 
-func (a *Agent) bootID() string {
-	raw, err := os.ReadFile(a.cfg.Path(a.cfg.Slots.OS.BootIDFile))
+func (a *Engine) bootID() string {
+	raw, err := os.ReadFile(a.Cfg.Path(a.Cfg.Slots.OS.BootIDFile))
 	if err != nil {
 		return ""
 	}
@@ -58,7 +58,7 @@ func (a *Agent) bootID() string {
 
 // osInstalled is what the partitions hold, as installed apps: the committed image and the
 // one on trial (so the server does not send it again while the device waits for a reboot).
-func (a *Agent) osInstalled(db *store.DB) (map[string]store.App, []string, error) {
+func (a *Engine) osInstalled(db *store.DB) (map[string]store.App, []string, error) {
 	o, err := db.OS()
 	if err != nil || o == nil {
 		return nil, nil, err
@@ -134,14 +134,14 @@ func (j *job) setEnv(context.Context) (State, error) {
 		return "", err
 	}
 	j.res.OSSlot = o.Try
-	a.log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
+	a.Log.Info("OS image written; the bootloader will try it at the next boot", "app", o.App, "version", o.Release.Version, "slot", o.Try, "bytes", o.Release.Size)
 	return Reboot, j.st.Remove(delivery.Incoming(j.osItem.Member()))
 }
 
 // reboot: the OS image waits for its reboot (run now when slots.os.reboot says how); the
 // directory slots follow.
 func (j *job) reboot(ctx context.Context) (State, error) {
-	if cmd := j.a.cfg.Slots.OS.Reboot; cmd != "" {
+	if cmd := j.a.Cfg.Slots.OS.Reboot; cmd != "" {
 		if err := j.a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + j.os.Try}); err != nil {
 			return "", err
 		}
@@ -153,8 +153,8 @@ func (j *job) reboot(ctx context.Context) (State, error) {
 
 // settleOSEnv settles an OS image whose environment write a crash interrupted: it landed
 // (the image waits for its reboot) or it did not (the image is forgotten).
-func (a *Agent) settleOSEnv(db *store.DB) error {
-	p := a.partitions()
+func (a *Engine) settleOSEnv(db *store.DB) error {
+	p := a.Partitions()
 	if p == nil {
 		return nil
 	}
@@ -170,15 +170,15 @@ func (a *Agent) settleOSEnv(db *store.DB) error {
 		o.EnvSet = true // the environment write landed before the crash
 		return db.SetOS(o)
 	}
-	a.log.Info("discarding an OS install interrupted before the bootloader was told", "slot", o.Try)
+	a.Log.Info("discarding an OS install interrupted before the bootloader was told", "slot", o.Try)
 	o.Try, o.Release = "", store.App{}
 	return db.SetOS(o)
 }
 
 // rebootedOS is the OS record and the slot booted when an image set to try has seen a
 // reboot since (nil: none, or not rebooted yet).
-func (a *Agent) rebootedOS(db *store.DB) (*store.OSState, string, error) {
-	p := a.partitions()
+func (a *Engine) rebootedOS(db *store.DB) (*store.OSState, string, error) {
+	p := a.Partitions()
 	if p == nil {
 		return nil, "", nil
 	}
@@ -198,7 +198,7 @@ func (a *Agent) rebootedOS(db *store.DB) (*store.OSState, string, error) {
 
 // awaitingReboot: an OS image set to try and booted since runs its trial (the machine from
 // OSTrial). Not rebooted yet: it waits.
-func (a *Agent) awaitingReboot(ctx context.Context, db *store.DB) error {
+func (a *Engine) awaitingReboot(ctx context.Context, db *store.DB) error {
 	o, booted, err := a.rebootedOS(db)
 	if err != nil || o == nil || booted != o.Try {
 		return err
@@ -212,14 +212,14 @@ func (a *Agent) awaitingReboot(ctx context.Context, db *store.DB) error {
 
 // fellBack: an OS image set to try, but the device booted the old slot since: the
 // bootloader fell back, and the image is refused.
-func (a *Agent) fellBack(db *store.DB) error {
+func (a *Engine) fellBack(db *store.DB) error {
 	o, booted, err := a.rebootedOS(db)
 	if err != nil || o == nil || booted == o.Try {
 		return err
 	}
-	p := a.partitions()
+	p := a.Partitions()
 	reason := fmt.Sprintf("the bootloader fell back to slot %s instead of booting slot %s", booted, o.Try)
-	a.log.Warn("OS update failed", "app", o.App, "version", o.Release.Version, "reason", reason)
+	a.Log.Warn("OS update failed", "app", o.App, "version", o.Release.Version, "reason", reason)
 	if err := a.refuseApps(db, map[string]store.App{o.App: o.Release}, nil, reason); err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (j *job) osTrial(ctx context.Context) (State, error) {
 	if s, _ := db.State(); s != nil {
 		apps = s.Apps // the apps' units run on the new OS too
 	}
-	err = a.health.Judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
+	err = a.Health.Judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})
 	if err == nil {
 		return OSCommit, nil
 	}
@@ -261,8 +261,8 @@ func (j *job) osTrial(ctx context.Context) (State, error) {
 	if err := db.SetOS(o); err != nil {
 		return "", err
 	}
-	a.log.Error("new OS failed its health check; the next boot returns to the committed slot", "slot", o.Committed)
-	if cmd := a.cfg.Slots.OS.Reboot; cmd != "" {
+	a.Log.Error("new OS failed its health check; the next boot returns to the committed slot", "slot", o.Committed)
+	if cmd := a.Cfg.Slots.OS.Reboot; cmd != "" {
 		return Idle, a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + o.Committed})
 	}
 	return "", fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
@@ -278,8 +278,8 @@ func (j *job) osCommit(context.Context) (State, error) {
 }
 
 // MarkGood commits the OS slot the device booted into after an update (`ota-agent mark-good`).
-func (a *Agent) MarkGood(db *store.DB) error {
-	p := a.partitions()
+func (a *Engine) MarkGood(db *store.DB) error {
+	p := a.Partitions()
 	if p == nil {
 		return fmt.Errorf("%w: mark-good needs slots.os.backend: partition", ErrConfig)
 	}
@@ -303,7 +303,7 @@ func (a *Agent) MarkGood(db *store.DB) error {
 	return a.markGood(db, p, o)
 }
 
-func (a *Agent) markGood(db *store.DB, p *installer.Partitions, o *store.OSState) error {
+func (a *Engine) markGood(db *store.DB, p *installer.Partitions, o *store.OSState) error {
 	if err := p.MarkGood(); err != nil {
 		return err
 	}
@@ -312,7 +312,7 @@ func (a *Agent) markGood(db *store.DB, p *installer.Partitions, o *store.OSState
 	if err := db.SetOS(o); err != nil {
 		return err
 	}
-	a.log.Info("OS committed", "app", o.App, "version", o.Current.Version, "slot", o.Committed)
+	a.Log.Info("OS committed", "app", o.App, "version", o.Current.Version, "slot", o.Committed)
 	return nil
 }
 
@@ -327,8 +327,8 @@ type OSStatus struct {
 }
 
 // OSStatus reads the bootloader environment and the record.
-func (a *Agent) OSStatus(db *store.DB) *OSStatus {
-	p := a.partitions()
+func (a *Engine) OSStatus(db *store.DB) *OSStatus {
+	p := a.Partitions()
 	if p == nil {
 		return nil
 	}
@@ -357,8 +357,8 @@ func (a *Agent) OSStatus(db *store.DB) *OSStatus {
 }
 
 // VerifyOS re-reads the committed OS partition against the record (`ota-agent verify`).
-func (a *Agent) VerifyOS(db *store.DB) (string, error) {
-	p := a.partitions()
+func (a *Engine) VerifyOS(db *store.DB) (string, error) {
+	p := a.Partitions()
 	if p == nil {
 		return "", nil
 	}

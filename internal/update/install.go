@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -14,15 +14,15 @@ import (
 
 // ask: the canonical request; a 304 ends the run.
 func (j *job) ask(ctx context.Context) (State, error) {
-	j.a.Status("checking " + j.a.cfg.Server.URL)
-	ans, mode, err := j.a.proto.FetchAnswer(ctx, j.db, j.c.facts, j.c.inm, j.mode, false)
+	j.a.Status("checking " + j.a.Cfg.Server.URL)
+	ans, mode, err := j.a.Proto.FetchAnswer(ctx, j.db, j.c.Facts, j.c.INM, j.mode, false)
 	if err != nil {
 		return "", err
 	}
 	j.mode = mode
 	if ans.Status == http.StatusNotModified {
 		ans.Resp.Body.Close()
-		j.res = upToDate(j.state)
+		j.res = UpToDate(j.state)
 		return Idle, nil
 	}
 	j.resp = ans.Resp
@@ -31,7 +31,7 @@ func (j *job) ask(ctx context.Context) (State, error) {
 
 // receive takes the answer into a fresh staging directory: the payload, or the downloads.
 func (j *job) receive(ctx context.Context) (State, error) {
-	active, err := j.a.slots.Active()
+	active, err := j.a.Slots.Active()
 	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
 		return "", err
 	}
@@ -43,7 +43,7 @@ func (j *job) receive(ctx context.Context) (State, error) {
 	if active != "" {
 		target = installer.Other(active)
 	}
-	if j.st, err = j.a.slots.Stage(target); err != nil {
+	if j.st, err = j.a.Slots.Stage(target); err != nil {
 		return "", err
 	}
 	return Verify, j.receiveAnswer(ctx, j.resp)
@@ -74,7 +74,7 @@ func (j *job) seal(ctx context.Context) (State, error) {
 		return Idle, nil
 	}
 	next := j.rec.Next
-	if err := j.a.runHook(ctx, "pre_install", j.a.cfg.Hooks.PreInstall, j.a.hookEnv(next, j.active)); err != nil {
+	if err := j.a.runHook(ctx, "pre_install", j.a.Cfg.Hooks.PreInstall, j.a.hookEnv(next, j.active)); err != nil {
 		return "", fmt.Errorf("hooks.pre_install refused the install: %w", err)
 	}
 	if err := j.st.Seal(installer.Manifest{Generation: next.N, Apps: next.Apps}); err != nil {
@@ -96,11 +96,11 @@ func (j *job) park(context.Context) (State, error) {
 // outside a window the run ends here and the generation stays staged.
 func (j *job) awaitWindow(context.Context) (State, error) {
 	next := j.rec.Next
-	if !j.rec.Apply && !j.a.cfg.InWindow(j.a.now(j.db).Local()) {
+	if !j.rec.Apply && !j.a.Cfg.InWindow(j.a.now(j.db).Local()) {
 		j.res.Result, j.done = ResultStaged, true
-		at := j.a.cfg.NextWindow(j.a.now(j.db).Local())
+		at := j.a.Cfg.NextWindow(j.a.now(j.db).Local())
 		j.res.StagedUntil = &at
-		j.a.log.Info("staged: the new slot waits for the next install window", "slot", next.Slot, "generation", next.N, "window", at.Format("Mon 15:04"))
+		j.a.Log.Info("staged: the new slot waits for the next install window", "slot", next.Slot, "generation", next.N, "window", at.Format("Mon 15:04"))
 		j.a.Status(fmt.Sprintf("staged slot %s, installs at %s (or ota-agent apply)", next.Slot, at.Format("Mon 15:04")))
 		return Idle, nil
 	}
@@ -111,7 +111,7 @@ func (j *job) awaitWindow(context.Context) (State, error) {
 
 // switchSlot points `current` at the slot of the journal's generation.
 func (j *job) switchSlot(context.Context) (State, error) {
-	return Record, j.a.slots.Switch(j.rec.Next.Slot)
+	return Record, j.a.Slots.Switch(j.rec.Next.Slot)
 }
 
 // record makes the switched-to generation the active one, with the record before it as its
@@ -126,10 +126,10 @@ func (j *job) record(context.Context) (State, error) {
 		return j.recordRollback(prev)
 	}
 	s := j.a.newState(prev, j.rec.Next)
-	j.rec.Judge, j.rec.Restart = s.Status == store.StatusTrial, j.a.health.UnitsOf(appsOf(prev), s.Apps)
+	j.rec.Judge, j.rec.Restart = s.Status == store.StatusTrial, j.a.Health.UnitsOf(appsOf(prev), s.Apps)
 	j.later(func(db *store.DB) error { return db.SetState(s) })
 	j.done, j.res.Switched = true, true
-	j.a.log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)
+	j.a.Log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)
 	if prev != nil && len(prev.Damaged) > 0 {
 		j.later(func(db *store.DB) error { j.a.repaired(db, prev, j.rec.Next); return nil })
 	}

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -26,13 +26,13 @@ import (
 //   - record, restart-units, commit, roll-back, os-trial, os-commit: resumed;
 //   - nothing in progress: an OS image set to try and booted since is judged (os-trial),
 //     or refused when the bootloader fell back.
-func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
+func (a *Engine) Recover(ctx context.Context, db *store.DB) error {
 	rec, err := db.Journal()
 	if err != nil {
 		return err
 	}
 	if err := a.reconcile(db, rec); err != nil {
-		return fmt.Errorf("recover %s: %w", a.slots.Dir, err)
+		return fmt.Errorf("recover %s: %w", a.Slots.Dir, err)
 	}
 	if rec, err = db.Journal(); err != nil || rec == nil { // healing may have dropped it
 		if err == nil {
@@ -40,14 +40,14 @@ func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
 		}
 		return err
 	}
-	a.log.Warn("recovering from an update interrupted at step "+rec.Step, "step", rec.Step, "since", rec.Since)
+	a.Log.Warn("recovering from an update interrupted at step "+rec.Step, "step", rec.Step, "since", rec.Since)
 	from := State(rec.Step)
 	switch from {
 	case Receive, Verify, Compose, WriteOS, Seal:
-		a.log.Info("discarding an update interrupted before its slot was sealed", "step", rec.Step)
+		a.Log.Info("discarding an update interrupted before its slot was sealed", "step", rec.Step)
 		return db.SetJournal(nil)
 	case SetEnv, Reboot:
-		a.log.Info("the OS image waits for its reboot; the rest of that update is discarded", "step", rec.Step)
+		a.Log.Info("the OS image waits for its reboot; the rest of that update is discarded", "step", rec.Step)
 		if err := a.settleOSEnv(db); err != nil {
 			return err
 		}
@@ -58,7 +58,7 @@ func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
 		}
 	case Trial:
 		rec.Trials++
-		if rec.Trials < a.cfg.Hooks.MaxTrials {
+		if rec.Trials < a.Cfg.Hooks.MaxTrials {
 			return db.SetJournal(rec) // counted; Resume runs the trial again
 		}
 		from, rec.Reason = RollBack, fmt.Sprintf("restarted %d time(s) while on trial", rec.Trials)
@@ -66,7 +66,7 @@ func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
 		return nil // Resume runs it
 	case Record, RollBack, OSCommit:
 	default:
-		a.log.Error("the journal names no step this agent knows; discarding it", "step", rec.Step)
+		a.Log.Error("the journal names no step this agent knows; discarding it", "step", rec.Step)
 		return db.SetJournal(nil)
 	}
 	j, err := a.newJob(db, nil, *rec)
@@ -80,7 +80,7 @@ func (a *Agent) Recover(ctx context.Context, db *store.DB) error {
 // Resume runs what Recover left for check and run: an interrupted update at a step that
 // waits on the device's services (the units to restart, the trial, the commit's hook), or
 // the trial of an OS image booted since it was set to try.
-func (a *Agent) Resume(ctx context.Context, db *store.DB) error {
+func (a *Engine) Resume(ctx context.Context, db *store.DB) error {
 	rec, err := db.Journal()
 	if err != nil {
 		return err
@@ -101,21 +101,21 @@ func (a *Agent) Resume(ctx context.Context, db *store.DB) error {
 // resumeSealed is where a journal naming a sealed generation resumes: Record when the
 // switch to it landed, the journal's own step while its slot still holds it, else nowhere
 // (Idle).
-func (a *Agent) resumeSealed(rec *store.Journal) (State, error) {
+func (a *Engine) resumeSealed(rec *store.Journal) (State, error) {
 	if rec.Next == nil {
 		return Idle, nil
 	}
-	active, err := a.slots.Active()
+	active, err := a.Slots.Active()
 	if err != nil && !errors.Is(err, installer.ErrNoSlot) {
 		return Idle, err
 	}
-	m, merr := a.slots.Manifest(rec.Next.Slot)
+	m, merr := a.Slots.Manifest(rec.Next.Slot)
 	switch {
 	case merr != nil || m.Generation != rec.Next.N:
-		a.log.Info("discarding an update whose slot no longer holds it", "slot", rec.Next.Slot, "generation", rec.Next.N)
+		a.Log.Info("discarding an update whose slot no longer holds it", "slot", rec.Next.Slot, "generation", rec.Next.N)
 		return Idle, nil
 	case active == rec.Next.Slot:
-		a.log.Info("finishing an interrupted switch", "slot", active, "generation", rec.Next.N, "rollback", rec.Next.Rollback)
+		a.Log.Info("finishing an interrupted switch", "slot", active, "generation", rec.Next.N, "rollback", rec.Next.Rollback)
 		return Record, nil
 	}
 	return State(rec.Step), nil
@@ -125,25 +125,25 @@ func (a *Agent) resumeSealed(rec *store.Journal) (State, error) {
 // link and the slot manifests are the truth; bbolt is the index, and the journal says which
 // generation is on its way in (a switch that landed before its record is the journal's to
 // record, not a disagreement). Every step is idempotent.
-func (a *Agent) reconcile(db *store.DB, rec *store.Journal) error {
-	if err := a.slots.Cleanup(); err != nil {
+func (a *Engine) reconcile(db *store.DB, rec *store.Journal) error {
+	if err := a.Slots.Cleanup(); err != nil {
 		return err
 	}
 	state, err := db.State()
 	if err != nil {
 		return err
 	}
-	active, err := a.slots.Active()
+	active, err := a.Slots.Active()
 	if errors.Is(err, installer.ErrNoSlot) {
 		if state != nil {
-			a.log.Warn("no current slot link: forgetting the recorded generation", "state_dir", a.slots.Dir)
+			a.Log.Warn("no current slot link: forgetting the recorded generation", "state_dir", a.Slots.Dir)
 			return db.SetState(nil)
 		}
 		return nil
 	}
 	var m *installer.Manifest
 	if err == nil {
-		m, err = a.slots.Manifest(active)
+		m, err = a.Slots.Manifest(active)
 	}
 	if err != nil {
 		if active, m, err = a.heal(db, state, active, err); err != nil || m == nil {
@@ -155,9 +155,9 @@ func (a *Agent) reconcile(db *store.DB, rec *store.Journal) error {
 		return nil // switched, not yet recorded: the journal records it
 	}
 	if state == nil || state.Slot != active || state.N != m.Generation {
-		a.log.Warn("database disagrees with the slots; rebuilding from slot manifests", "slot", active, "generation", m.Generation)
-		s := manifestState(active, m, a.now(db))
-		if om, err := a.slots.Manifest(installer.Other(active)); err == nil {
+		a.Log.Warn("database disagrees with the slots; rebuilding from slot manifests", "slot", active, "generation", m.Generation)
+		s := ManifestState(active, m, a.now(db))
+		if om, err := a.Slots.Manifest(installer.Other(active)); err == nil {
 			s.Previous = &store.Reference{N: om.Generation, Slot: installer.Other(active)}
 		}
 		return errors.Join(db.SetState(s), dropJournalOf(db, rec))
@@ -175,9 +175,9 @@ func dropJournalOf(db *store.DB, rec *store.Journal) error {
 
 // newState is the record of a generation just switched to: on trial when it is to be
 // judged.
-func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
+func (a *Engine) newState(prev *store.State, g *store.Generation) *store.State {
 	s := &store.State{Generation: *g, Status: store.StatusCommitted, Since: a.Now()}
-	if a.health.Gated() {
+	if a.Health.Gated() {
 		s.Status = store.StatusTrial
 	}
 	if prev != nil {
@@ -187,7 +187,7 @@ func (a *Agent) newState(prev *store.State, g *store.Generation) *store.State {
 }
 
 // Rollback switches back to the previous generation by hand; what it leaves is refused.
-func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error {
+func (a *Engine) Rollback(ctx context.Context, db *store.DB, reason string) error {
 	j, err := a.newJob(db, nil, store.Journal{Reason: reason, ByHand: true})
 	if err != nil {
 		return err
@@ -201,17 +201,17 @@ func (a *Agent) Rollback(ctx context.Context, db *store.DB, reason string) error
 // it); the other slot is whole (`current` is switched to it); else nothing is active and
 // the next check installs afresh. It returns the slot now active and its manifest (nil
 // when none is).
-func (a *Agent) heal(db *store.DB, state *store.State, active string, damage error) (string, *installer.Manifest, error) {
+func (a *Engine) heal(db *store.DB, state *store.State, active string, damage error) (string, *installer.Manifest, error) {
 	if err := db.SetJournal(nil); err != nil { // what it names is not what the slots hold
 		return "", nil, err
 	}
 	if active != "" && state != nil && state.Slot == active {
-		if err := a.slots.Verify(active, state.Apps); err == nil {
+		if err := a.Slots.Verify(active, state.Apps); err == nil {
 			m := &installer.Manifest{Generation: state.N, Apps: state.Apps}
-			if err := a.slots.WriteManifest(active, m); err != nil {
+			if err := a.Slots.WriteManifest(active, m); err != nil {
 				return "", nil, err
 			}
-			a.log.Error("healed: rewrote the active slot's manifest from the database (its files match it)", "slot", active, "generation", state.N, "damage", damage)
+			a.Log.Error("healed: rewrote the active slot's manifest from the database (its files match it)", "slot", active, "generation", state.N, "damage", damage)
 			return active, m, nil
 		}
 	}
@@ -219,8 +219,8 @@ func (a *Agent) heal(db *store.DB, state *store.State, active string, damage err
 	var best string
 	var bm *installer.Manifest
 	for _, s := range []string{installer.SlotA, installer.SlotB} {
-		m, err := a.slots.Manifest(s)
-		if err != nil || a.slots.Verify(s, m.Apps) != nil {
+		m, err := a.Slots.Manifest(s)
+		if err != nil || a.Slots.Verify(s, m.Apps) != nil {
 			continue
 		}
 		named := state != nil && state.Slot == s && state.N == m.Generation
@@ -230,29 +230,29 @@ func (a *Agent) heal(db *store.DB, state *store.State, active string, damage err
 	}
 	if bm != nil {
 		if best != active {
-			if err := a.slots.Switch(best); err != nil {
+			if err := a.Slots.Switch(best); err != nil {
 				return "", nil, err
 			}
 		}
-		a.log.Error("healed: the active slot was unusable; switched to the whole slot", "slot", best, "generation", bm.Generation, "damage", damage)
+		a.Log.Error("healed: the active slot was unusable; switched to the whole slot", "slot", best, "generation", bm.Generation, "damage", damage)
 		return best, bm, nil
 	}
-	if err := a.slots.Unlink(); err != nil {
+	if err := a.Slots.Unlink(); err != nil {
 		return "", nil, err
 	}
-	a.log.Error("healed: no slot is whole; nothing is active and the next check installs afresh", "damage", damage)
+	a.Log.Error("healed: no slot is whole; nothing is active and the next check installs afresh", "damage", damage)
 	return "", nil, db.SetState(nil)
 }
 
 // repaired records that apps found damaged on disk came back in generation next.
-func (a *Agent) repaired(db *store.DB, prev *store.State, next *store.Generation) {
+func (a *Engine) repaired(db *store.DB, prev *store.State, next *store.Generation) {
 	rec, _ := db.LastVerify()
 	if rec == nil {
 		rec = &store.VerifyRecord{}
 	}
 	for app := range prev.Damaged {
 		if x, ok := next.Apps[app]; ok {
-			a.log.Warn("repaired: fetched again an app found damaged on disk", "app", app, "version", x.Version, "generation", next.N)
+			a.Log.Warn("repaired: fetched again an app found damaged on disk", "app", app, "version", x.Version, "generation", next.N)
 			rec.Repaired = append(rec.Repaired, fmt.Sprintf("%s: fetched again (%s) in generation %d", app, x.Version, next.N))
 		}
 	}
@@ -264,10 +264,10 @@ func (a *Agent) repaired(db *store.DB, prev *store.State, next *store.Generation
 // change keeps its refusals, or a release still offered would be fetched again). Here, not
 // only when the run finishes: a restart during the trial (a power cut) commits it from
 // another run.
-func (a *Agent) forgetRefusals(db *store.DB, s *store.State) {
+func (a *Engine) forgetRefusals(db *store.DB, s *store.State) {
 	var before map[string]store.App
 	if s.Previous != nil {
-		m, err := a.slots.Manifest(s.Previous.Slot)
+		m, err := a.Slots.Manifest(s.Previous.Slot)
 		if err != nil || m.Generation != s.Previous.N {
 			return
 		}
@@ -282,7 +282,7 @@ func (a *Agent) forgetRefusals(db *store.DB, s *store.State) {
 
 // refuseApps refuses every app of apps whose MD5 keep does not also hold, keeping the reason
 // of an earlier refusal of the same MD5.
-func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason string) error {
+func (a *Engine) refuseApps(db *store.DB, apps, keep map[string]store.App, reason string) error {
 	for app, x := range apps {
 		if old, ok := keep[app]; ok && old.MD5 == x.MD5 {
 			continue
@@ -298,17 +298,17 @@ func (a *Agent) refuseApps(db *store.DB, apps, keep map[string]store.App, reason
 }
 
 // rollbackToNothing undoes a first install: the device had no generation before it.
-func (a *Agent) rollbackToNothing(db *store.DB, s *store.State, reason string) error {
+func (a *Engine) rollbackToNothing(db *store.DB, s *store.State, reason string) error {
 	if err := a.refuseApps(db, s.Apps, nil, reason); err != nil { // first, as rollback does
 		return err
 	}
-	if err := a.slots.Unlink(); err != nil {
+	if err := a.Slots.Unlink(); err != nil {
 		return err
 	}
 	if err := db.SetState(nil); err != nil {
 		return err
 	}
 	db.Count(func(c *store.Counters) { c.Rollbacks++ })
-	a.log.Warn("rolled back the first install: nothing is installed now", "from_generation", s.N, "reason", reason)
+	a.Log.Warn("rolled back the first install: nothing is installed now", "from_generation", s.N, "reason", reason)
 	return nil
 }

@@ -1,16 +1,20 @@
-package agent
+package update
 
 import (
 	"context"
 	"go/ast"
 	"go/parser"
 	gotoken "go/token"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ota-agent/ota-agent/internal/config"
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/store"
-	"github.com/ota-agent/ota-agent/testserver"
 )
 
 // Every state has a handler (but Idle, where a run ends), and docs/design.md lists exactly
@@ -25,7 +29,7 @@ func TestStateTableMatchesDesign(t *testing.T) {
 	if len(table) != len(States())-1 {
 		t.Errorf("the table has %d handlers for %d states", len(table), len(States()))
 	}
-	raw, err := os.ReadFile("../docs/design.md")
+	raw, err := os.ReadFile("../../docs/design.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,13 +55,12 @@ func TestStateTableMatchesDesign(t *testing.T) {
 
 // A handler that would loop is stopped by the transition cap, with the state named.
 func TestTransitionCap(t *testing.T) {
-	e := newEnv(t, testserver.Options{})
-	a := e.agent(e.config(""))
-	db, err := a.OpenDB()
+	db, err := store.OpenTemp()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	a := &Engine{Cfg: &config.Config{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: trust.NewClock(time.Now, time.Time{}), Status: func(string) {}}
 	j, err := a.newJob(db, nil, store.Journal{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 func (j *job) restartUnits(ctx context.Context) (State, error) {
 	units := j.rec.Restart
 	j.a.Status("restarting " + strings.Join(units, " "))
-	err := j.a.health.Restart(ctx, units)
+	err := j.a.Health.Restart(ctx, units)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return "", ctx.Err()
@@ -26,9 +26,9 @@ func (j *job) restartUnits(ctx context.Context) (State, error) {
 		j.rec.Reason = "health check failed: " + err.Error()
 		return RollBack, nil
 	case err != nil:
-		j.a.log.Error("units not restarted after the rollback", "units", strings.Join(units, " "), "error", err)
+		j.a.Log.Error("units not restarted after the rollback", "units", strings.Join(units, " "), "error", err)
 	default:
-		j.a.log.Info("restarted units", "units", strings.Join(units, " "))
+		j.a.Log.Info("restarted units", "units", strings.Join(units, " "))
 	}
 	j.rec.Restart = nil
 	if j.rec.Judge {
@@ -44,7 +44,7 @@ func (j *job) trial(ctx context.Context) (State, error) {
 		return "", errors.Join(err, errors.New("a trial with no generation recorded"))
 	}
 	j.a.Status(fmt.Sprintf("health check of slot %s", s.Slot))
-	if err := j.a.health.Judge(ctx, s.Apps, j.a.hookEnv(&s.Generation, "")); err != nil {
+	if err := j.a.Health.Judge(ctx, s.Apps, j.a.hookEnv(&s.Generation, "")); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err() // stopped: the next start counts a trial
 		}
@@ -57,7 +57,7 @@ func (j *job) trial(ctx context.Context) (State, error) {
 		return db.SetState(s)
 	})
 	j.rec.Judge, j.rec.Trials = false, 0
-	j.a.log.Info("committed", "slot", s.Slot, "generation", s.N)
+	j.a.Log.Info("committed", "slot", s.Slot, "generation", s.N)
 	return Commit, nil
 }
 
@@ -67,8 +67,8 @@ func (j *job) commit(ctx context.Context) (State, error) {
 	if err != nil || s == nil {
 		return Idle, err
 	}
-	if err := j.a.runHook(ctx, "post_commit", j.a.cfg.Hooks.PostCommit, j.a.hookEnv(&s.Generation, "")); err != nil {
-		j.a.log.Warn("hooks.post_commit failed (the generation stays committed)", "error", err)
+	if err := j.a.runHook(ctx, "post_commit", j.a.Cfg.Hooks.PostCommit, j.a.hookEnv(&s.Generation, "")); err != nil {
+		j.a.Log.Warn("hooks.post_commit failed (the generation stays committed)", "error", err)
 	}
 	return Idle, nil
 }
@@ -88,7 +88,7 @@ func (j *job) rollBack(context.Context) (State, error) {
 	if s.Previous == nil {
 		return Idle, j.a.rollbackToNothing(j.db, s, j.rec.Reason)
 	}
-	m, err := j.a.slots.Manifest(s.Previous.Slot)
+	m, err := j.a.Slots.Manifest(s.Previous.Slot)
 	if err != nil || m.Generation != s.Previous.N {
 		return "", fmt.Errorf("cannot roll back: slot %s no longer holds generation %d", s.Previous.Slot, s.Previous.N)
 	}
@@ -109,7 +109,7 @@ func (j *job) recordRollback(abandoned *store.State) (State, error) {
 	if abandoned != nil {
 		s.Previous = &store.Reference{N: abandoned.N, Slot: abandoned.Slot}
 	}
-	j.rec.Restart = j.a.health.UnitsOf(appsOf(abandoned), back.Apps)
+	j.rec.Restart = j.a.Health.UnitsOf(appsOf(abandoned), back.Apps)
 	byHand := j.rec.ByHand
 	j.later(func(db *store.DB) error {
 		if byHand { // wanted again: a refusal of what it holds ends (a rollback of a rollback)
@@ -122,7 +122,7 @@ func (j *job) recordRollback(abandoned *store.State) (State, error) {
 		db.Count(func(c *store.Counters) { c.Rollbacks++ })
 		return db.SetState(s)
 	})
-	j.a.log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", appsGen(abandoned), "reason", j.rec.Reason)
+	j.a.Log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", appsGen(abandoned), "reason", j.rec.Reason)
 	if len(j.rec.Restart) > 0 {
 		return RestartUnits, nil
 	}

@@ -1,4 +1,4 @@
-package agent
+package update
 
 import (
 	"cmp"
@@ -36,7 +36,7 @@ func (j *job) receiveAnswer(ctx context.Context, resp *http.Response) error {
 	if err := j.settleAnswer(ctx); err != nil {
 		return err
 	}
-	rules, err := j.a.rules(j.db, j.state)
+	rules, err := j.a.Rules(j.db, j.state)
 	if err != nil {
 		return err
 	}
@@ -96,8 +96,8 @@ func (j *job) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error {
 // fetcher is the run's delivery.Fetcher: it builds from what the plan is made against.
 func (j *job) fetcher() *delivery.Fetcher {
 	a := j.a
-	return delivery.New(delivery.Options{Cfg: a.cfg, Log: a.log, HTTP: a.http, Slots: a.slots, DB: j.db, Proto: a.proto,
-		HashMD5: a.trust.HashMD5(), Keyed: len(a.keys) > 0, Status: func(s string) { a.Status(s) }, Step: a.step,
+	return delivery.New(delivery.Options{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, DB: j.db, Proto: a.Proto,
+		HashMD5: a.Trust.HashMD5(), Keyed: len(a.Keys) > 0, Status: func(s string) { a.Status(s) }, Step: a.step,
 		Parts: j.parts, OSApp: j.osApp, From: j.from, Installed: j.installed})
 }
 
@@ -120,7 +120,7 @@ func (j *job) settleAnswer(ctx context.Context) error {
 // rules, now with the real digests: the server's claims were only a first sieve).
 func (j *job) verifyAll(ctx context.Context) error {
 	j.a.Status("verifying")
-	rules, err := j.a.rules(j.db, j.state)
+	rules, err := j.a.Rules(j.db, j.state)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			have = &h
 		}
 		e := j.details.Entries[item.App]
-		rec, err := j.a.trust.Verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
+		rec, err := j.a.Trust.Verify(ctx, j.db, j.facts(), item.App, e, j.got[item.Member()], have)
 		if errors.Is(err, trust.ErrNeedMD5) {
 			rec, err = j.verifyRehashed(ctx, item, e, have)
 		}
@@ -143,7 +143,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			return j.a.budget(j.db, item, cmp.Or(e.MD5, j.got[item.Member()].MD5), j.got[item.Member()].SHA256, err)
 		}
 		if why := rules.Hold(item.App, rec.MD5, j.installed); j.plan.Held(item.App, why, have != nil) {
-			j.a.log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
+			j.a.Log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
 			if err := j.st.Remove(delivery.Incoming(item.Member())); err != nil {
 				return err
 			}
@@ -155,7 +155,7 @@ func (j *job) verifyAll(ctx context.Context) error {
 			via = Delivery{Path: DeliveryPayload, Size: rec.Size}
 		}
 		j.res.Apps[item.App] = AppResult{Version: rec.Version, MD5: rec.MD5, SHA256: rec.SHA256, Serial: rec.Serial, Changed: true, Delivery: via}
-		j.a.log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
+		j.a.Log.Info("verified", "app", item.App, "version", rec.Version, "bytes", rec.Size, "signed", rec.Signed, "serial", rec.Serial)
 		if j.isOS(item.App) {
 			j.osItem, j.osRec = &item, rec // goes to a partition, not into the directory slot
 			continue
@@ -183,13 +183,13 @@ func (j *job) composeApps() error {
 		j.rec.Next.Apps[app] = x
 	}
 	for _, app := range j.plan.Unlisted {
-		j.a.log.Warn("kept: not in the server's answer, and an unsigned answer removes nothing (trust.allow_unsigned_removals)", "app", app, "version", j.installed[app].Version)
+		j.a.Log.Warn("kept: not in the server's answer, and an unsigned answer removes nothing (trust.allow_unsigned_removals)", "app", app, "version", j.installed[app].Version)
 	}
 	for _, app := range j.plan.Remove {
 		if j.isOS(app) {
 			continue
 		}
-		j.a.log.Warn("removing: no longer offered", "app", app, "version", j.installed[app].Version)
+		j.a.Log.Warn("removing: no longer offered", "app", app, "version", j.installed[app].Version)
 		j.res.Removed = append(j.res.Removed, app)
 		j.dirChange = true
 	}
@@ -209,5 +209,5 @@ func (j *job) verifyRehashed(ctx context.Context, item PlanItem, e packaging.Ent
 		return store.App{}, fmt.Errorf("hash %s: %w", item.Member(), err)
 	}
 	j.got[item.Member()] = d
-	return j.a.trust.Verify(ctx, j.db, j.facts(), item.App, e, d, have)
+	return j.a.Trust.Verify(ctx, j.db, j.facts(), item.App, e, d, have)
 }
