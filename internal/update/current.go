@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -29,7 +30,7 @@ func (a *Engine) Current(db *store.DB) (*Current, error) {
 			c.Installed[app] = x
 		}
 	}
-	osApps, trying, err := a.osInstalled(db)
+	osApps, trying, err := osimage.Installed(db)
 	if err != nil {
 		return nil, err
 	}
