@@ -50,8 +50,8 @@ func TestStagedUntilTheWindowOpens(t *testing.T) {
 	// 02:30: the daemon's check applies it.
 	clock = time.Date(2026, 12, 1, 2, 30, 0, 0, time.Local)
 	a = agentAt()
-	if out := a.runOnce(context.Background()); out.err != nil {
-		t.Fatal(out.err)
+	if out := a.runOnce(context.Background()); out.Err != nil {
+		t.Fatal(out.Err)
 	}
 	rep, _ = a.ReadReport()
 	if rep.Staged != nil || rep.Status != "committed" || rep.Apps["scoreboard"].Version != "5.0.0" {
