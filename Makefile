@@ -74,7 +74,7 @@ test-native: bin/testsum
 	fi
 
 # The packages that run on the device, tested under QEMU user mode too.
-DEVICE_PKGS := ./packaging/... ./store/... ./installer/... ./agent/... ./internal/config/... ./internal/hooks/... ./internal/health/... ./internal/trust/... ./internal/protocol/... ./internal/delivery/... ./internal/update/... ./internal/osimage/... ./internal/daemon/... ./internal/metrics/...
+DEVICE_PKGS := ./packaging/... ./store/... ./installer/... ./agent/... ./internal/config/... ./internal/hooks/... ./internal/health/... ./internal/trust/... ./internal/protocol/... ./internal/delivery/... ./internal/assemble/... ./internal/update/... ./internal/osimage/... ./internal/daemon/... ./internal/metrics/...
 
 test-qemu: bin/testsum
 	@if command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null; then \

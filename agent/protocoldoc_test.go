@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,5 +46,29 @@ func TestProtocolCitationsResolve(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("found %d citations; the grep is broken", n)
+	}
+}
+
+// Every source file the documents name ("internal/update/machine.go") is in the repository.
+func TestDocumentedFilesExist(t *testing.T) {
+	files := []string{"../README.md"}
+	docs, _ := filepath.Glob("../docs/*.md")
+	files = append(files, docs...)
+	path := regexp.MustCompile(`\b(?:agent|internal/[a-z]+|store|installer|packaging|testserver|cmd/[a-z-]+)/[a-z_]+\.go\b`)
+	n := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range path.FindAllString(string(raw), -1) {
+			n++
+			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+				t.Errorf("%s names %s, which the repository lacks", f, p)
+			}
+		}
+	}
+	if n < 5 {
+		t.Fatalf("found %d file names in the documents; the pattern is broken", n)
 	}
 }

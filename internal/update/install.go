@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/installer"
@@ -15,14 +16,14 @@ import (
 // ask: the canonical request; a 304 ends the run.
 func (j *job) ask(ctx context.Context) (State, error) {
 	j.a.Status("checking " + j.a.Cfg.Server.URL)
-	ans, mode, err := j.a.Proto.FetchAnswer(ctx, j.db, j.c.Facts, j.c.INM, j.mode, false)
+	ans, mode, err := j.a.Proto.FetchAnswer(ctx, j.db, j.c.Facts, j.c.INM, j.Mode, false)
 	if err != nil {
 		return "", err
 	}
-	j.mode = mode
+	j.Mode = mode
 	if ans.Status == http.StatusNotModified {
 		ans.Resp.Body.Close()
-		j.res = UpToDate(j.state)
+		j.res = UpToDate(j.State)
 		return Idle, nil
 	}
 	j.resp = ans.Resp
@@ -36,28 +37,43 @@ func (j *job) receive(ctx context.Context) (State, error) {
 		return "", err
 	}
 	j.active = active
-	if j.from == "" {
-		j.from = active
+	if j.From == "" {
+		j.From = active
 	}
 	target := installer.SlotA
 	if active != "" {
 		target = installer.Other(active)
 	}
-	if j.st, err = j.a.Slots.Stage(target); err != nil {
+	if j.St, err = j.a.Slots.Stage(target); err != nil {
 		return "", err
 	}
-	return Verify, j.receiveAnswer(ctx, j.resp)
+	gen := appsGen(j.State)
+	if j.State != nil && j.State.Previous != nil {
+		gen = max(gen, j.State.Previous.N) // numbers never repeat, even after a rollback
+	}
+	if err := j.Receive(ctx, j.resp, gen+1); err != nil {
+		return "", err
+	}
+	j.rec.Next, j.made.gen = j.Next, gen+1
+	j.res.Result, j.res.Slot, j.res.Bytes = ResultUpdated, j.St.Slot(), j.Bytes
+	return Verify, nil
 }
 
-// verify checks every binary received (assemble.go).
-func (j *job) verify(ctx context.Context) (State, error) { return Compose, j.verifyAll(ctx) }
+// verify checks every binary received (assemble.Assembly.Verify).
+func (j *job) verify(ctx context.Context) (State, error) {
+	err := j.Verify(ctx)
+	maps.Copy(j.res.Apps, j.Apps)
+	return Compose, err
+}
 
 // compose carries the unchanged apps over; an OS image goes to its partition next.
 func (j *job) compose(context.Context) (State, error) {
-	if err := j.composeApps(); err != nil {
+	if err := j.Compose(); err != nil {
 		return "", err
 	}
-	if j.osItem != nil {
+	maps.Copy(j.res.Apps, j.Apps)
+	j.res.Removed, j.res.Unlisted = j.Removed, j.Unlisted
+	if j.OSItem != nil {
 		return WriteOS, nil
 	}
 	return Seal, nil
@@ -66,10 +82,10 @@ func (j *job) compose(context.Context) (State, error) {
 // seal runs the pre_install hook and seals the staging directory into the new slot; a run
 // that changes no directory slot ends here.
 func (j *job) seal(ctx context.Context) (State, error) {
-	if !j.dirChange {
+	if !j.DirChange {
 		j.res.Slot, j.done = j.active, true
-		if j.osItem == nil {
-			j.res.Result, j.res.Note = ResultUpToDate, j.plan.NothingNote()
+		if j.OSItem == nil {
+			j.res.Result, j.res.Note = ResultUpToDate, j.Plan.NothingNote()
 		}
 		return Idle, nil
 	}
@@ -77,8 +93,8 @@ func (j *job) seal(ctx context.Context) (State, error) {
 	if err := j.a.runHook(ctx, "pre_install", j.a.Cfg.Hooks.PreInstall, j.a.hookEnv(next, j.active)); err != nil {
 		return "", fmt.Errorf("hooks.pre_install refused the install: %w", err)
 	}
-	if err := j.st.Seal(installer.Manifest{Generation: next.N, Apps: next.Apps}); err != nil {
-		return "", fmt.Errorf("seal slot %s: %w", j.st.Slot(), err)
+	if err := j.St.Seal(installer.Manifest{Generation: next.N, Apps: next.Apps}); err != nil {
+		return "", fmt.Errorf("seal slot %s: %w", j.St.Slot(), err)
 	}
 	j.sealed = true
 	return Park, nil

@@ -7,8 +7,7 @@ import (
 	"maps"
 	"net/http"
 
-	"github.com/ota-agent/ota-agent/installer"
-	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/internal/assemble"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -80,32 +79,33 @@ type job struct {
 	handlers map[State]func(*job, context.Context) (State, error)
 	pause    bool // stop before a judging step (Recover)
 	res      *Result
-	asking
-	staging
-	osImage
+	c        *Current       // facts, installed set, If-None-Match (nil: resumed or judging)
+	resp     *http.Response // the server's 200 (or an offline payload)
+	active   string         // the active slot ("" before the first install)
+	os       *store.OSState // the OS image written (slots.os.backend: partition)
 	made
+	assemble.Assembly // what arrives and the generation made of it
 }
 
 // newJob is the one constructor of a run: for what the device has (c, nil for a run that
 // resumes or judges), from the journal record rec.
 func (a *Engine) newJob(db *store.DB, c *Current, rec store.Journal) (*job, error) {
-	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &Result{Apps: map[string]AppResult{}},
-		staging: staging{got: map[string]packaging.Digests{}},
-		osImage: osImage{parts: a.Partitions(), osApp: a.OSApp()}}
+	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &Result{Apps: map[string]AppResult{}}, c: c,
+		Assembly: assemble.Assembly{Env: a.env(nil), DB: db}}
 	if c == nil {
 		return j, nil
 	}
-	j.asking = asking{c: c, mode: a.Proto.PayloadMode(db), state: c.State, installed: c.Installed}
+	j.Facts, j.INM, j.Mode, j.State, j.Installed = c.Facts, c.INM, a.Proto.PayloadMode(db), c.State, c.Installed
 	g, err := a.stagedGeneration(db)
 	if err != nil || g == nil {
 		return j, err
 	}
 	// A staged generation waits: what arrives now is planned against it, and a newer one is
 	// staged over it (carrying its unchanged apps).
-	j.installed, j.from = maps.Clone(g.Apps), g.Slot
+	j.Installed, j.From = maps.Clone(g.Apps), g.Slot
 	for app, x := range c.Installed {
-		if j.isOS(app) {
-			j.installed[app] = x
+		if j.IsOS(app) {
+			j.Installed[app] = x
 		}
 	}
 	return j, nil
@@ -194,21 +194,23 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 		if j.resp != nil {
 			j.resp.Body.Close()
 		}
-		if j.st != nil && !j.sealed {
-			j.st.Abort()
+		if j.St != nil && !j.sealed {
+			j.St.Abort()
 		}
 		if j.done {
-			j.finished()
+			if ferr := j.Finished(); ferr != nil {
+				j.a.Log.Warn("could not clear the downloads and records of what was installed", "err", ferr)
+			}
 		}
 		if err != nil && res == nil {
 			res = Failed(err)
-			res.Bytes = j.bytes
+			res.Bytes = j.Bytes
 		}
 	}()
 	if err := j.run(ctx, from); err != nil {
 		return nil, err
 	}
-	if j.made.gen == 0 || !j.dirChange || j.res.Result == ResultStaged {
+	if j.made.gen == 0 || !j.DirChange || j.res.Result == ResultStaged {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
 	if cur, _ := db.State(); cur == nil || cur.N != j.made.gen {
@@ -221,42 +223,9 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 	return j.res, nil
 }
 
-// asking is what the device says and what the server answered.
-type asking struct {
-	c          *Current // facts, installed set, If-None-Match
-	mode       string   // full | metadata
-	state      *store.State
-	installed  map[string]store.App
-	resp       *http.Response // the server's 200 (or an offline payload)
-	offline    bool           // `ota-agent install`: apps not in the payload are kept
-	offlineDir string         // ... from a directory of binaries and .release files
-}
-
-// staging is what arrived and where it is being assembled.
-type staging struct {
-	active  string // "" before the first install
-	from    string // where unchanged apps are carried over from: the active slot, or a staged one
-	st      *installer.Staging
-	details *packaging.Details
-	plan    *Plan
-	got     map[string]packaging.Digests // member → digests of what arrived
-	bytes   int64                        // received so far, reported even when the install fails
-	via     map[string]Delivery          // app → how it arrived
-}
-
-// osImage is the OS image's part (slots.os.backend: partition).
-type osImage struct {
-	parts  *installer.Partitions // nil: the OS image is an app like the others
-	osApp  string
-	osItem *PlanItem
-	osRec  store.App
-	os     *store.OSState
-}
-
 // made is how the run went.
 type made struct {
-	gen       int64 // the number of the generation made (the journal's next may become a rollback's)
-	dirChange bool  // the directory slots change (else only the OS image did)
-	sealed    bool  // the staging directory became a slot
-	done      bool  // downloads and old refusals may go
+	gen    int64 // the number of the generation made (the journal's next may become a rollback's)
+	sealed bool  // the staging directory became a slot
+	done   bool  // downloads and old refusals may go
 }

@@ -34,14 +34,14 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 			body.Close()
 			return err
 		}
-		j.mode, j.offline = protocol.ModeFull, true
+		j.Mode, j.Offline = protocol.ModeFull, true
 		if isDir {
-			j.offlineDir = path
+			j.OfflineDir = path
 		}
 		j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
 		a.Log.Info("installing offline", "from", path)
 		res, err = j.finish(ctx, Receive)
-		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.bytes}
+		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.Bytes}
 		if res != nil {
 			rec.Result = res.Result
 		}
@@ -57,7 +57,7 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 	return res, err
 }
 
-// offlinePayload opens a .tar.gz; a directory is read by receiveDir instead.
+// offlinePayload opens a .tar.gz; a directory is read by delivery.Fetcher.ReceiveDir instead.
 func offlinePayload(path string) (io.ReadCloser, int64, bool, error) {
 	fi, err := os.Stat(path)
 	if err != nil {

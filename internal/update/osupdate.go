@@ -36,12 +36,12 @@ func (a *Engine) OSApp() string {
 // writeOS puts the verified image (staged as a file) on the partition that is not booted,
 // fsync'd and read back; nothing points at it yet.
 func (j *job) writeOS(context.Context) (State, error) {
-	f, err := j.st.Open(delivery.Incoming(j.osItem.Member()))
+	f, err := j.St.Open(delivery.Incoming(j.OSItem.Member()))
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	j.os, err = j.a.OS().Write(j.db, f, j.osRec, j.a.Status)
+	j.os, err = j.a.OS().Write(j.db, f, j.OSRec, j.a.Status)
 	return SetEnv, err
 }
 
@@ -52,7 +52,7 @@ func (j *job) setEnv(context.Context) (State, error) {
 		return "", err
 	}
 	j.res.OSSlot = j.os.Try
-	return Reboot, j.st.Remove(delivery.Incoming(j.osItem.Member()))
+	return Reboot, j.St.Remove(delivery.Incoming(j.OSItem.Member()))
 }
 
 // reboot: the OS image waits for its reboot (run now when slots.os.reboot says how); the

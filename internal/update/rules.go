@@ -1,21 +1,19 @@
 package update
 
 import (
+	"github.com/ota-agent/ota-agent/internal/assemble"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// Rules are the plan rules of this agent (protocol.Rules): with trust keys an unsigned
-// answer removes nothing unless trust.allow_unsigned_removals; the database's refusals and
-// damage.
+// Rules are the plan rules of this agent (assemble.Env.Rules).
 func (a *Engine) Rules(db *store.DB, state *store.State) (protocol.Rules, error) {
-	r := protocol.Rules{RemoveUnlisted: len(a.Keys) == 0 || a.Cfg.Trust.AllowUnsignedRemovals}
-	var err error
-	if r.Refused, err = db.Refusals(); err != nil {
-		return r, err
-	}
-	if state != nil {
-		r.Damaged = state.Damaged
-	}
-	return r, nil
+	return a.env(nil).Rules(db, state)
+}
+
+// env is what an assembly of this engine works with, for a request that said facts.
+func (a *Engine) env(facts protocol.Facts) assemble.Env {
+	return assemble.Env{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, Proto: a.Proto, Trust: a.Trust,
+		Keyed: len(a.Keys) > 0, Status: func(s string) { a.Status(s) }, Step: a.step, Now: a.Clock.Now, Facts: facts,
+		Parts: a.Partitions(), OSApp: a.OSApp()}
 }

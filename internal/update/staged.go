@@ -48,7 +48,7 @@ func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*Re
 	if err != nil {
 		return nil, err
 	}
-	j.state, j.res, j.dirChange = state, res, true
+	j.State, j.res, j.DirChange = state, res, true
 	if err := j.run(ctx, AwaitWindow); err != nil {
 		return nil, err
 	}
