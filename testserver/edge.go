@@ -146,30 +146,30 @@ func (s *Server) serveEdge(w http.ResponseWriter, r *http.Request, raw [][2]stri
 // 5xx. A broken origin stream returns nil and aborts the viewer's connection.
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request, raw [][2]string, stale *cacheEntry) *cacheEntry {
 	rep := s.serveOrigin(s.originRequest(r, raw))
-	defer rep.body.Close()
-	if rep.status >= 500 && stale != nil {
+	defer rep.Body.Close()
+	if rep.Status >= 500 && stale != nil {
 		s.serveEntry(w, r, stale, "RefreshHit")
 		return stale
 	}
-	if s.opts.Origin == OriginLambda && rep.size > maxLambdaBody {
+	if s.opts.Origin == OriginLambda && rep.Size > maxLambdaBody {
 		s.edgeError(w, 502, "The Lambda function returned a response body larger than 1 MB.")
 		return nil
 	}
 	now := s.now()
-	ent := &cacheEntry{status: rep.status, header: rep.header, body: &spool{dir: s.edge.dir}, stored: now}
-	if ttl, ok := cacheTTL(rep.status, rep.get("Cache-Control")); ok {
+	ent := &cacheEntry{status: rep.Status, header: rep.Header, body: &spool{dir: s.edge.dir}, stored: now}
+	if ttl, ok := cacheTTL(rep.Status, rep.Get("Cache-Control")); ok {
 		ent.expires = now.Add(ttl)
 	}
-	hdr := s.edgeHeaders(w, rep.header, rep.status, "Miss")
-	if rep.size >= 0 {
-		hdr.Set("Content-Length", itoa(rep.size))
+	hdr := s.edgeHeaders(w, rep.Header, rep.Status, "Miss")
+	if rep.Size >= 0 {
+		hdr.Set("Content-Length", itoa(rep.Size))
 	}
-	w.WriteHeader(rep.status)
+	w.WriteHeader(rep.Status)
 	var client io.Writer = w
 	if r.Method == http.MethodHead {
 		client = io.Discard
 	}
-	n, err := io.Copy(ent.body, io.TeeReader(rep.body, &lenient{w: client}))
+	n, err := io.Copy(ent.body, io.TeeReader(rep.Body, &lenient{w: client}))
 	s.stats.add(func(st *Stats) { st.OriginBytes += n })
 	if cerr := ent.body.finish(); err == nil {
 		err = cerr

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ota-agent/ota-agent/testserver/reference"
 )
 
 // Faults are the knobs of a hostile network and a failing service. They apply to requests
@@ -94,7 +96,7 @@ func failWith(w http.ResponseWriter, f Faults) {
 	}
 	msg := http.StatusText(f.FailStatus)
 	if f.HTMLErrors {
-		w.Header().Set("Content-Type", htmlType)
+		w.Header().Set("Content-Type", reference.HTMLType)
 		w.WriteHeader(f.FailStatus)
 		fmt.Fprintf(w, "<!doctype html>\n<html lang=en>\n<title>%d %s</title>\n<h1>%s</h1>\n", f.FailStatus, msg, msg)
 		return

@@ -3,6 +3,7 @@ package testserver
 import (
 	"bytes"
 	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +23,7 @@ func (s *Server) serveFirmware(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.verifier != nil {
-		if code, msg := s.verifier.check(r, s.now()); code != "" {
+		if code, msg := s.verifier.Check(r, s.now()); code != "" {
 			xmlError(w, 403, code, msg)
 			return
 		}
@@ -138,4 +139,9 @@ func xmlError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(status)
 	w.Write([]byte(body))
+}
+
+func md5hex(b []byte) string {
+	h := md5.Sum(b)
+	return hex.EncodeToString(h[:])
 }

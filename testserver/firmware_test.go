@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ota-agent/ota-agent/testserver/cloudfront"
 )
 
 func httpGet(t *testing.T, u string, hdrs ...string) (*http.Response, []byte) {
@@ -76,7 +77,7 @@ func TestSignedURLs(t *testing.T) {
 	}
 	// A custom policy with a wildcard resource and SHA256.
 	policy := fmt.Sprintf(`{"Statement":[{"Resource":"%s/firmware/*","Condition":{"DateLessThan":{"AWS:EpochTime":%d}}}]}`, base, clk.now().Add(time.Hour).Unix())
-	custom := u + "?Policy=" + cfB64.Replace(base64.StdEncoding.EncodeToString([]byte(policy))) +
+	custom := u + "?Policy=" + cloudfront.Encode([]byte(policy)) +
 		"&Signature=" + sign(t, key, policy, true) + "&Key-Pair-Id=K2JCJMDEHXQW5F&Hash-Algorithm=SHA256"
 	if r, b := httpGet(t, custom); r.StatusCode != 200 {
 		t.Fatalf("custom policy: %d %s", r.StatusCode, b)
@@ -128,7 +129,7 @@ func sign(t *testing.T, k *rsa.PrivateKey, policy string, sha256 bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfB64.Replace(base64.StdEncoding.EncodeToString(sig))
+	return cloudfront.Encode(sig)
 }
 
 func TestDownloadFieldIsSigned(t *testing.T) {

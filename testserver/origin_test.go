@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/testserver/reference"
 )
 
 func members(t *testing.T, body []byte) ([]string, *packaging.Details) {
@@ -107,7 +108,7 @@ func TestProtocolQuirks(t *testing.T) {
 					t.Fatalf("304 with body %q / headers %v", body, resp.Header)
 				}
 			case c.status == 500 || (c.status == 404 && c.path == "/nope"):
-				if ct != htmlType {
+				if ct != reference.HTMLType {
 					t.Fatalf("content type %q, want HTML", ct)
 				}
 			case ct == "application/x-gzip":
@@ -185,25 +186,6 @@ func TestSetRowRollsOut(t *testing.T) {
 	_, body = rawGet(t, base, "GET", "/package?cpuArch=armv8&attrGamer=prod&payloadType=metadataOnly", nil)
 	if strings.Contains(string(body), "scoreboard") {
 		t.Fatalf("deleted row served: %s", body)
-	}
-}
-
-func TestParseQuery(t *testing.T) {
-	got, err := parseQuery("a=1&B=x+y&b=2&c=&d&A=3&e=%41%zz&f=%FF", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []param{{"a", "3"}, {"b", "2"}, {"e", "a%zz"}, {"f", "\ufffd"}}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
-	}
-	if _, err := parseQuery("a=%C3%A9", true); err != errAppCrash {
-		t.Fatalf("AppRunner mode accepted non-ASCII: %v", err)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ota-agent/ota-agent/testserver/cloudfront"
 )
 
 // Origin kinds of the reference deployment.
@@ -41,7 +43,7 @@ type Server struct {
 	edge     *edge
 	stats    statsBox
 	faults   faultBox
-	verifier *urlVerifier
+	verifier *cloudfront.Verifier
 	clockMu  sync.Mutex
 	clock    func() time.Time
 	ownSpool bool
@@ -77,7 +79,7 @@ func New(cat *Catalog, opts Options) (*Server, error) {
 	}
 	s.edge = newEdge(s.opts.SpoolDir)
 	if len(opts.SignedURLKeys) > 0 {
-		s.verifier = &urlVerifier{keys: opts.SignedURLKeys}
+		s.verifier = &cloudfront.Verifier{Keys: opts.SignedURLKeys}
 	}
 	if opts.URLSigner != nil && opts.URLSigner.Now == nil {
 		opts.URLSigner.Now = s.now
@@ -214,29 +216,21 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := s.serveOrigin(s.originRequest(r, raw))
-	defer rep.body.Close()
-	for _, h := range rep.header {
+	defer rep.Body.Close()
+	for _, h := range rep.Header {
 		w.Header()[h[0]] = append(w.Header()[h[0]], h[1])
 	}
-	if rep.size >= 0 {
-		w.Header().Set("Content-Length", itoa(rep.size))
+	if rep.Size >= 0 {
+		w.Header().Set("Content-Length", itoa(rep.Size))
 	}
-	w.WriteHeader(rep.status)
+	w.WriteHeader(rep.Status)
 	if r.Method != http.MethodHead {
-		n, err := ioCopy(w, rep.body)
+		n, err := ioCopy(w, rep.Body)
 		s.stats.add(func(st *Stats) { st.OriginBytes += n })
 		if err != nil {
 			panic(http.ErrAbortHandler)
 		}
 	}
-}
-
-func (s *Server) originRequest(r *http.Request, raw [][2]string) *originRequest {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return &originRequest{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, headers: raw, base: scheme + "://" + r.Host}
 }
 
 // Serve accepts connections on l until ctx ends, recording each request's header names in

@@ -1,15 +1,16 @@
-package testserver
+// Package cloudfront is CloudFront's signed URLs, as the fake firmware CDN enforces them with
+// trusted key groups and a publisher's backend makes them: canned and custom policies,
+// RSA-SHA1 signatures, CloudFront's URL-safe base64.
+package cloudfront
 
 import (
 	"crypto"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -40,19 +41,20 @@ func cannedPolicy(resource string, expires int64) string {
 	return fmt.Sprintf(`{"Statement":[{"Resource":"%s","Condition":{"DateLessThan":{"AWS:EpochTime":%d}}}]}`, resource, expires)
 }
 
-// urlVerifier enforces CloudFront signed URLs (seeds 003/004) with trusted key groups.
-type urlVerifier struct {
-	keys map[string]*rsa.PublicKey // Key-Pair-Id → key
+// Verifier enforces CloudFront signed URLs with trusted key groups.
+type Verifier struct {
+	Keys map[string]*rsa.PublicKey // Key-Pair-Id → key
 }
 
-// check returns an error code and message for a request that must be refused.
-func (v *urlVerifier) check(r *http.Request, now time.Time) (string, string) {
+// Check returns CloudFront's error code and message for a request that must be refused
+// ("", "" for one that may pass).
+func (v *Verifier) Check(r *http.Request, now time.Time) (string, string) {
 	q := r.URL.Query()
 	kp := q.Get("Key-Pair-Id")
 	if kp == "" {
 		return "MissingKey", "Missing Key-Pair-Id query parameter or cookie value"
 	}
-	pub := v.keys[kp]
+	pub := v.Keys[kp]
 	if pub == nil {
 		return "InvalidKey", "Unknown Key"
 	}
@@ -126,10 +128,13 @@ func wildcardMatch(pattern, s string) bool {
 	return ok
 }
 
-// URLSigner makes signed URLs, as the publisher's backend would: canned policies (the exact
+// Encode is CloudFront's URL-safe base64 of b.
+func Encode(b []byte) string { return cfB64.Replace(base64.StdEncoding.EncodeToString(b)) }
+
+// Signer makes signed URLs, as the publisher's backend would: canned policies (the exact
 // object), or with Prefix custom policies for the object and what is published beside it
 // (its patches: `<url>*`).
-type URLSigner struct {
+type Signer struct {
 	KeyPairID string
 	Key       *rsa.PrivateKey
 	TTL       time.Duration
@@ -138,12 +143,12 @@ type URLSigner struct {
 }
 
 // Sign returns rawURL with Expires (or Policy), Signature and Key-Pair-Id.
-func (s *URLSigner) Sign(rawURL string) string {
+func (s *Signer) Sign(rawURL string) string {
 	exp := s.Now().Add(s.TTL).Unix()
 	policy, param := cannedPolicy(rawURL, exp), "Expires="+strconv.FormatInt(exp, 10)
 	if s.Prefix {
 		policy = cannedPolicy(rawURL+"*", exp)
-		param = "Policy=" + cfB64.Replace(base64.StdEncoding.EncodeToString([]byte(policy)))
+		param = "Policy=" + Encode([]byte(policy))
 	}
 	h := sha1.Sum([]byte(policy))
 	sig, _ := rsa.SignPKCS1v15(rand.Reader, s.Key, crypto.SHA1, h[:])
@@ -151,7 +156,7 @@ func (s *URLSigner) Sign(rawURL string) string {
 	if strings.Contains(rawURL, "?") {
 		sep = "&"
 	}
-	return rawURL + sep + param + "&Signature=" + cfB64.Replace(base64.StdEncoding.EncodeToString(sig)) + "&Key-Pair-Id=" + url.QueryEscape(s.KeyPairID)
+	return rawURL + sep + param + "&Signature=" + Encode(sig) + "&Key-Pair-Id=" + url.QueryEscape(s.KeyPairID)
 }
 
 // ParseRSAPublicKeyPEM reads a PKIX RSA public key (CloudFront public keys).
@@ -163,9 +168,4 @@ func ParseRSAPublicKeyPEM(data []byte) (*rsa.PublicKey, error) {
 func ParseRSAPrivateKeyPEM(data []byte) (*rsa.PrivateKey, error) {
 	pkcs1 := func(b []byte) (any, error) { return x509.ParsePKCS1PrivateKey(b) }
 	return packaging.DecodeKey[*rsa.PrivateKey](data, "", "RSA", "a PKCS#1 or PKCS#8 private key", pkcs1, x509.ParsePKCS8PrivateKey)
-}
-
-func md5hex(b []byte) string {
-	h := md5.Sum(b)
-	return hex.EncodeToString(h[:])
 }

@@ -1,4 +1,4 @@
-package testserver
+package reference
 
 import (
 	"strings"
@@ -30,4 +30,23 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("selection %+v from %q", sel, raw)
 		}
 	})
+}
+
+func TestParseQuery(t *testing.T) {
+	got, err := parseQuery("a=1&B=x+y&b=2&c=&d&A=3&e=%41%zz&f=%FF", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []param{{"a", "3"}, {"b", "2"}, {"e", "a%zz"}, {"f", "\ufffd"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	if _, err := parseQuery("a=%C3%A9", true); err != errAppCrash {
+		t.Fatalf("AppRunner mode accepted non-ASCII: %v", err)
+	}
 }

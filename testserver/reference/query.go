@@ -1,9 +1,11 @@
-package testserver
+package reference
 
 import (
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ota-agent/ota-agent/internal/catalog"
 )
 
 // errAppCrash stands for an exception inside the reference application (HTML 500).
@@ -185,7 +187,7 @@ func isIdentifier(s string) bool {
 }
 
 // matches is the WHERE clause.
-func (s *selection) matches(r *Row) bool {
+func (s *selection) matches(r *catalog.Row) bool {
 	if r.App == "os_"+s.cpuArch && r.Env == s.os {
 		return true
 	}
