@@ -88,8 +88,22 @@ type Agent struct {
 	tidy bool // the state directory was opened for writing (and tidied)
 }
 
+// Option changes how New builds an agent (tests only).
+type Option func(*options)
+
+type options struct{ loopbackHTTP bool }
+
+// LoopbackHTTP makes the agent follow plain http to loopback where https is required (a
+// redirect, a download URL), as a test build (-tags otatest) does: for tests that run the
+// agent in-process against the test server. cmd/ota-agent never passes it.
+func LoopbackHTTP() Option { return func(o *options) { o.loopbackHTTP = true } }
+
 // New checks what the configuration names (trust keys, CA file) and builds the client.
-func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+func New(cfg *Config, log *slog.Logger, opts ...Option) (*Agent, error) {
+	o := options{loopbackHTTP: testBuild}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	a := &Agent{Engine: &update.Engine{Cfg: cfg, Log: log, Slots: installer.Slots{Dir: cfg.Path(cfg.StateDir)}, Status: func(string) {}, Now: time.Now}}
 	a.Clock = trust.NewClock(func() time.Time { return a.Now() }, buildFloor())
 	a.Health = health.Checker{Cfg: cfg, Log: log, Status: func(s string) { a.Status(s) }}
@@ -118,12 +132,13 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
 		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.Clock.Now, Learn: a.Clock.Raise, RedirectHosts: cfg.Hosts(),
 		Limit: limiter(cfg, a.Clock.Now), MinRate: int64(cfg.Server.MinRate),
+		UserAgent: "ota-agent/" + Version, LoopbackHTTP: o.loopbackHTTP,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.HTTP = c
-	a.Proto = &protocol.Client{Cfg: cfg, HTTP: c, Log: log}
+	a.Proto = &protocol.Client{Cfg: cfg, HTTP: c, Log: log, LoopbackHTTP: o.loopbackHTTP}
 	a.Trust = &trust.Verifier{Keys: a.Keys, Cfg: cfg, HTTP: c, Log: log, Clock: a.Clock, FirmwareURL: a.Proto.FirmwareURL}
 	a.testHooks()
 	return a, nil

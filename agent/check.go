@@ -207,7 +207,7 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 		if err := db.RaiseTimeFloor(a.Clock.Floor()); err != nil {
 			return err
 		}
-		db.Count(func(c *store.Counters) { // unreadable counters are left as they are; the record is kept
+		cerr := db.Count(func(c *store.Counters) {
 			c.Checks++
 			c.DownloadedBytes += res.Bytes
 			c.DeltaSavedBytes += saved
@@ -218,6 +218,9 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 				c.Updates++
 			}
 		})
+		if cerr != nil { // unreadable counters are left as they are; the record is kept
+			a.Log.Warn("counters not updated", "err", cerr)
+		}
 		return nil
 	})
 	if rerr != nil && err == nil {

@@ -160,8 +160,7 @@ func (a *Agent) Retry(ctx context.Context, app string) (string, error) {
 		if err := db.Unrefuse(md5s...); err != nil {
 			return err
 		}
-		db.ForgetAttempts(md5s...)
-		return db.ForgetReceipts(md5s...)
+		return errors.Join(db.ForgetAttempts(md5s...), db.ForgetReceipts(md5s...))
 	})
 	slices.Sort(out)
 	return strings.Join(append(out, "the next check may install it again"), "\n"), err

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/internal/testenv"
-	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/store"
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -61,7 +60,7 @@ func (e *env) config(extra string) *Config {
 
 func (e *env) agent(c *Config) *Agent {
 	e.t.Helper()
-	a, err := New(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(c, slog.New(slog.NewTextHandler(io.Discard, nil)), LoopbackHTTP())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -199,6 +198,3 @@ func fileMD5(t testing.TB, path string) string {
 	h := md5.Sum(b)
 	return hex.EncodeToString(h[:])
 }
-
-// The package's tests reach the test server over plain http on loopback, as a test build does.
-func init() { transport.LoopbackHTTP = true }

@@ -5,8 +5,6 @@ package agent
 import (
 	"os"
 	"time"
-
-	"github.com/ota-agent/ota-agent/internal/transport"
 )
 
 // Built with -tags otatest (the binary the tests run): OTA_AGENT_TEST_CRASH_AFTER names a
@@ -16,7 +14,8 @@ import (
 // test server) is followed like https. A release build has neither (testbuild_release.go).
 // OTA_AGENT_TEST_NOW sets the agent's clock.
 
-func init() { transport.LoopbackHTTP = true }
+// testBuild: this build follows plain http to loopback (the test server).
+const testBuild = true
 
 func (a *Agent) testHooks() {
 	if now := os.Getenv("OTA_AGENT_TEST_NOW"); now != "" { // an injected clock (RFC 3339), running from there

@@ -25,5 +25,3 @@ var Version = "dev"
 
 // maxErrorBody bounds what is read of an error answer.
 const maxErrorBody = transport.MaxErrorBody
-
-func init() { transport.UserAgent = "ota-agent/" + Version }

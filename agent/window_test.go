@@ -18,7 +18,7 @@ func TestStagedUntilTheWindowOpens(t *testing.T) {
 	cfg := e.config("install:\n  windows: [\"02:00-03:00\"]\n")
 	clock := time.Date(2026, 11, 30, 12, 0, 0, 0, time.Local)
 	agentAt := func() *Agent {
-		a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), LoopbackHTTP())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 )
 
 // Boot environment variables shared with the bootloader script (docs/bootloader.md).
@@ -129,7 +131,7 @@ func syncStorage(path string) error {
 			return fmt.Errorf("sync %s: %w", filepath.Dir(path), err)
 		}
 		defer dir.Close()
-		return syncDir(dir, ".")
+		return atomicfile.SyncDir(dir, ".")
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
@@ -132,27 +133,14 @@ func (l Slots) WriteManifest(s string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	dir := "slots/" + s
-	tmp := dir + "/" + ManifestName + ".tmp"
-	f, err := l.root.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
+	err = atomicfile.WriteIn(l.root, "slots/"+s+"/"+ManifestName, 0o644, func(w io.Writer) error {
+		_, err := w.Write(raw)
 		return err
-	}
-	_, err = f.Write(raw)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = l.root.Rename(tmp, dir+"/"+ManifestName)
-	}
+	})
 	if err != nil {
-		l.root.Remove(tmp)
-		return fmt.Errorf("write slot %s manifest: %w", s, err)
+		return fmt.Errorf("slot %s manifest: %w", s, err)
 	}
-	return l.SyncDir(dir)
+	return nil
 }
 
 // RemoveStray removes a file the slot's manifest does not list (found by re-verification)

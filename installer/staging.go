@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/packaging"
 )
 
@@ -196,17 +196,12 @@ func (st *Staging) Seal(m Manifest) error {
 	if err != nil {
 		return err
 	}
-	if _, err := st.WriteFile(ManifestName+".tmp", strings.NewReader(string(raw))); err != nil {
+	err = atomicfile.WriteIn(st.root, ManifestName, 0o644, func(w io.Writer) error {
+		_, err := w.Write(raw)
 		return err
-	}
-	if err := st.synced(); err != nil {
-		return err
-	}
-	if err := st.root.Rename(ManifestName+".tmp", ManifestName); err != nil {
-		return err
-	}
-	if err := syncDir(st.root, "."); err != nil {
-		return err
+	})
+	if err != nil {
+		return fmt.Errorf("seal slot %s: %w", st.slot, err)
 	}
 	st.root.Close()
 	final := "slots/" + st.slot
@@ -224,16 +219,4 @@ func (st *Staging) Abort() {
 	st.syncs.Wait()
 	st.root.Close()
 	st.l.root.RemoveAll(st.name)
-}
-
-func syncDir(root *os.Root, name string) error {
-	d, err := root.Open(name)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", filepath.Join(root.Name(), name), err)
-	}
-	return nil
 }

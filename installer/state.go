@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 )
 
 // Opening the state directory: one os.Root for every file operation under it, and a tidy-up
@@ -190,5 +192,5 @@ func (l Slots) SyncDir(name string) error {
 	if l.root == nil {
 		return errNotOpen
 	}
-	return syncDir(l.root, name)
+	return atomicfile.SyncDir(l.root, name)
 }

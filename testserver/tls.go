@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 )
 
 // TestCA is a certificate authority made for one test run: it issues the server's
@@ -111,7 +113,7 @@ func GenerateTLS(dir string, hosts []string) (*TestCA, tls.Certificate, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, tls.Certificate{}, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o644); err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("write ca.pem: %w", err)
 	}
 	return ca, cert, nil

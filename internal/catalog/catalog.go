@@ -195,14 +195,14 @@ func (c *Catalog) sampleDeltas(seed uint64) error {
 			change, _ := os.ReadFile(mid)
 			os.Remove(mid)
 			copy(nw[len(nw)/2:], change)
-			if err := os.WriteFile(filepath.Join(c.dir, beta.File), nw, 0o644); err != nil {
+			if err := atomicfile.Write(filepath.Join(c.dir, beta.File), nw, 0o644); err != nil {
 				return err
 			}
 			patch, err := packaging.MakePatch(old, nw)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(c.dir, beta.File+packaging.PatchSuffix(packaging.SHA256Hex(old))), patch, 0o644); err != nil {
+			if err := atomicfile.Write(filepath.Join(c.dir, beta.File+packaging.PatchSuffix(packaging.SHA256Hex(old))), patch, 0o644); err != nil {
 				return err
 			}
 			idx, err := packaging.ChunkFile(bytes.NewReader(nw))
@@ -210,7 +210,7 @@ func (c *Catalog) sampleDeltas(seed uint64) error {
 				return err
 			}
 			raw, _ := json.Marshal(idx)
-			if err := os.WriteFile(filepath.Join(c.dir, beta.File+packaging.ChunkSuffix), raw, 0o644); err != nil {
+			if err := atomicfile.Write(filepath.Join(c.dir, beta.File+packaging.ChunkSuffix), raw, 0o644); err != nil {
 				return err
 			}
 		}
@@ -219,22 +219,11 @@ func (c *Catalog) sampleDeltas(seed uint64) error {
 }
 
 func writeRandom(path string, size int64, seed uint64) error {
-	f, err := os.Create(path)
-	if err != nil {
+	return atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
+		rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24), byte(seed >> 32)})
+		_, err := io.CopyN(w, rng, size)
 		return err
-	}
-	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24), byte(seed >> 32)})
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		n := min(left, int64(len(buf)))
-		rng.Read(buf[:n])
-		if _, err := f.Write(buf[:n]); err != nil {
-			f.Close()
-			return err
-		}
-		left -= n
-	}
-	return f.Close()
+	})
 }
 
 // Select is what the reference application selects for a device: the OS row of its cpuArch

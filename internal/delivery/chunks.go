@@ -117,7 +117,9 @@ func (a *Fetcher) localChunks(sha string, local io.ReaderAt, size int64) (*packa
 		return nil, err
 	}
 	if raw, err := json.Marshal(fresh); err == nil {
-		a.db.SetChunkList(sha, raw)
+		if err := a.db.SetChunkList(sha, raw); err != nil {
+			a.log.Warn("could not keep the chunk list of an installed file (it is computed again next time)", "err", err)
+		}
 	}
 	return fresh, nil
 }

@@ -181,7 +181,9 @@ func (a *Fetcher) dropDownload(member string) {
 	if root, err := a.slots.Root(); err == nil {
 		root.Remove("downloads/" + member)
 	}
-	a.db.SetProgress(member, nil)
+	if err := a.db.SetProgress(member, nil); err != nil {
+		a.log.Warn("could not forget the resume record of a download", "member", member, "err", err)
+	}
 }
 
 func strongETag(t string) bool {
@@ -267,7 +269,7 @@ func (a *Fetcher) grab(ctx context.Context, root *os.Root, member, label, src st
 		}
 		return nil
 	}
-	c := &grab.Client{HTTPClient: sum.client(a.http, offset), UserAgent: transport.UserAgent, BufferSize: 256 << 10}
+	c := &grab.Client{HTTPClient: sum.client(a.http, offset), BufferSize: 256 << 10} // no UserAgent: the client's transport sets the agent's
 	resp := c.Do(req)
 	a.watchProgress(label, resp)
 	err = resp.Err()

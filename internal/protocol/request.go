@@ -46,6 +46,9 @@ type Client struct {
 	Cfg  *config.Config
 	HTTP *http.Client
 	Log  *slog.Logger
+	// LoopbackHTTP follows a plain-http download URL to a loopback host (test builds and
+	// in-process tests only).
+	LoopbackHTTP bool
 }
 
 // Answer is the endpoint's reply: 200 (body open), 304, or 405.
@@ -202,7 +205,7 @@ func (a *Client) FirmwareURL(app string, e packaging.Entry, suffix string) (stri
 		// The field is not signed: only https (http to loopback, for tests) is followed, so a
 		// hostile answer cannot make the device fetch from its local network in the clear.
 		u, err := url.Parse(e.Download)
-		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && transport.IsLoopback(u.Hostname())) && u.Host != "" {
+		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && a.LoopbackHTTP && transport.IsLoopback(u.Hostname())) && u.Host != "" {
 			return e.Download, nil
 		}
 		a.Log.Warn("ignoring a download URL that is not https", "app", app, "url", transport.Redact(e.Download))

@@ -7,10 +7,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/testserver"
 )
@@ -58,7 +58,7 @@ func Keys(dir string) (privPEM []byte, pubPath string, err error) {
 		return nil, "", err
 	}
 	pubPath = filepath.Join(dir, "release.pub.pem")
-	return priv, pubPath, os.WriteFile(pubPath, pub, 0o644)
+	return priv, pubPath, atomicfile.Write(pubPath, pub, 0o644)
 }
 
 // World is the sample catalog (protocol.md 1.1) signed with a fresh key, served on loopback.

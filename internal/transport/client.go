@@ -22,9 +22,6 @@ import (
 	"github.com/ota-agent/ota-agent/internal/fault"
 )
 
-// UserAgent is sent on every request that has none (the agent sets it at start).
-var UserAgent = "ota-agent/dev"
-
 // Network limits (design.md, Transport and time).
 const (
 	stallTimeout   = 45 * time.Second
@@ -51,6 +48,10 @@ type ClientOptions struct {
 	RedirectHosts []string         // hosts a redirect may lead to, besides the original one
 	Limit         *Limiter         // caps the bytes per second of all bodies together (nil: none)
 	MinRate       int64            // bytes per second a body must average over 2 minutes (0: 1 KiB/s)
+	UserAgent     string           // sent on every request that has none ("" : ota-agent)
+	// LoopbackHTTP lets plain http to a loopback host through where https is required (a
+	// redirect): test builds and in-process tests only, never a release build.
+	LoopbackHTTP bool
 }
 
 // NewHTTPClient returns the one HTTP/1.1 client used for the endpoint and the firmware CDN:
@@ -90,12 +91,13 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 		MaxIdleConnsPerHost:    2,
 	}
 	return &http.Client{
-		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn, limit: o.Limit, minRate: cmp.Or(o.MinRate, minRateBytes)},
+		Transport: &stallTransport{next: tr, stall: stall, proxy: proxy, now: now, learn: o.Learn, limit: o.Limit, minRate: cmp.Or(o.MinRate, minRateBytes),
+			userAgent: cmp.Or(o.UserAgent, "ota-agent")},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
 				return fmt.Errorf("more than %d redirects", maxRedirects)
 			}
-			if req.URL.Scheme != "https" && !IsLoopback(req.URL.Hostname()) {
+			if req.URL.Scheme != "https" && !(o.LoopbackHTTP && IsLoopback(req.URL.Hostname())) {
 				return fmt.Errorf("refusing redirect to %s: not https", req.URL.Redacted())
 			}
 			if req.URL.Host != via[0].URL.Host && !slices.Contains(o.RedirectHosts, req.URL.Host) {
@@ -106,15 +108,8 @@ func NewHTTPClient(o ClientOptions) (*http.Client, error) {
 	}, nil
 }
 
-// LoopbackHTTP lets plain http to a loopback host through where https is required: set by
-// test builds (-tags otatest) and tests, never in a release build.
-var LoopbackHTTP bool
-
-// IsLoopback reports a loopback host that may be reached in the clear (test builds only).
+// IsLoopback reports a loopback host (localhost or a loopback address).
 func IsLoopback(host string) bool {
-	if !LoopbackHTTP {
-		return false
-	}
 	if host == "localhost" {
 		return true
 	}
@@ -135,13 +130,14 @@ type stallTransport struct {
 	learn func(time.Time)
 	limit *Limiter
 	// minRate is the floor a body must average over minRateWindow (slow retrieval).
-	minRate int64
+	minRate   int64
+	userAgent string
 }
 
 func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
-		req.Header.Set("User-Agent", UserAgent)
+		req.Header.Set("User-Agent", t.userAgent)
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))

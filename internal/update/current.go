@@ -44,7 +44,11 @@ func (a *Engine) Current(db *store.DB) (*Current, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g, _ := db.Staged(); g != nil {
+	g, err := db.Staged()
+	if err != nil {
+		return nil, err
+	}
+	if g != nil {
 		for _, x := range g.Apps {
 			trying = append(trying, x.MD5) // staged: waiting for its window
 		}

@@ -147,7 +147,7 @@ func (j *job) record(context.Context) (State, error) {
 	j.done, j.res.Switched = true, true
 	j.a.Log.Info("switched", "slot", s.Slot, "generation", s.N, "status", s.Status)
 	if prev != nil && len(prev.Damaged) > 0 {
-		j.later(func(db *store.DB) error { j.a.repaired(db, prev, j.rec.Next); return nil })
+		j.later(func(db *store.DB) error { return j.a.repaired(db, prev, j.rec.Next) })
 	}
 	switch {
 	case len(j.rec.Restart) > 0:
@@ -155,7 +155,7 @@ func (j *job) record(context.Context) (State, error) {
 	case j.rec.Judge:
 		return Trial, nil
 	}
-	j.later(func(db *store.DB) error { j.a.forgetRefusals(db, s); return nil })
+	j.later(func(db *store.DB) error { return j.a.forgetRefusals(db, s) })
 	return Commit, nil
 }
 

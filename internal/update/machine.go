@@ -147,7 +147,9 @@ func (j *job) run(ctx context.Context, from State) error {
 		if err != nil {
 			j.writes = nil
 			if journalled && ctx.Err() == nil && !durable[s] {
-				j.db.SetJournal(nil) // failed, not interrupted, before anything durable
+				if jerr := j.db.SetJournal(nil); jerr != nil { // failed, not interrupted, before anything durable
+					j.a.Log.Warn("could not clear the journal of a failed run (the next start discards it)", "step", s, "err", jerr)
+				}
 			}
 			return err
 		}
@@ -213,7 +215,11 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 	if j.made.gen == 0 || !j.DirChange || j.res.Result == ResultStaged {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
-	if cur, _ := db.State(); cur == nil || cur.N != j.made.gen {
+	cur, err := db.State()
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || cur.N != j.made.gen {
 		j.res.Result, j.res.Slot, j.res.Switched = ResultFailed, "", false
 		if cur != nil {
 			j.res.Slot = cur.Slot

@@ -48,7 +48,9 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 		if err != nil {
 			rec.Error = "offline install of " + path + ": " + err.Error()
 		}
-		db.RecordCheck(rec)
+		if rerr := db.RecordCheck(rec); rerr != nil {
+			a.Log.Warn("could not record the offline install in the database", "err", rerr)
+		}
 		return err
 	}()
 	if res == nil && err != nil {

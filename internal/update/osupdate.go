@@ -122,8 +122,12 @@ func (j *job) osTrial(ctx context.Context) (State, error) {
 	if err != nil || o == nil || o.Try == "" {
 		return Idle, err
 	}
+	s, err := db.State()
+	if err != nil {
+		return "", err
+	}
 	var apps map[string]store.App
-	if s, _ := db.State(); s != nil {
+	if s != nil {
 		apps = s.Apps // the apps' units run on the new OS too
 	}
 	err = a.Health.Judge(ctx, apps, []string{"OTA_OS_SLOT=" + o.Try})

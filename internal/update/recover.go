@@ -245,8 +245,11 @@ func (a *Engine) heal(db *store.DB, state *store.State, active string, damage er
 }
 
 // repaired records that apps found damaged on disk came back in generation next.
-func (a *Engine) repaired(db *store.DB, prev *store.State, next *store.Generation) {
-	rec, _ := db.LastVerify()
+func (a *Engine) repaired(db *store.DB, prev *store.State, next *store.Generation) error {
+	rec, err := db.LastVerify()
+	if err != nil {
+		return err
+	}
 	if rec == nil {
 		rec = &store.VerifyRecord{}
 	}
@@ -256,7 +259,7 @@ func (a *Engine) repaired(db *store.DB, prev *store.State, next *store.Generatio
 			rec.Repaired = append(rec.Repaired, fmt.Sprintf("%s: fetched again (%s) in generation %d", app, x.Version, next.N))
 		}
 	}
-	db.RecordVerify(*rec)
+	return db.RecordVerify(*rec)
 }
 
 // forgetRefusals: once a generation is committed, earlier refusals of other releases of the
@@ -264,20 +267,23 @@ func (a *Engine) repaired(db *store.DB, prev *store.State, next *store.Generatio
 // change keeps its refusals, or a release still offered would be fetched again). Here, not
 // only when the run finishes: a restart during the trial (a power cut) commits it from
 // another run.
-func (a *Engine) forgetRefusals(db *store.DB, s *store.State) {
+func (a *Engine) forgetRefusals(db *store.DB, s *store.State) error {
 	var before map[string]store.App
 	if s.Previous != nil {
 		m, err := a.Slots.Manifest(s.Previous.Slot)
 		if err != nil || m.Generation != s.Previous.N {
-			return
+			return nil // the slot before was replaced: which apps changed is not known
 		}
 		before = m.Apps
 	}
 	for app, x := range s.Apps {
 		if before[app].MD5 != x.MD5 {
-			db.ForgetRefusals(app, x.MD5)
+			if err := db.ForgetRefusals(app, x.MD5); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
 }
 
 // refuseApps refuses every app of apps whose MD5 keep does not also hold, keeping the reason
@@ -287,7 +293,11 @@ func (a *Engine) refuseApps(db *store.DB, apps, keep map[string]store.App, reaso
 		if old, ok := keep[app]; ok && old.MD5 == x.MD5 {
 			continue
 		}
-		if r, _ := db.Refused(x.MD5); r != nil {
+		r, err := db.Refused(x.MD5)
+		if err != nil {
+			return err
+		}
+		if r != nil {
 			continue
 		}
 		if err := db.Refuse(x.MD5, store.Refusal{App: app, Version: x.Version, Reason: reason, Time: a.now(db)}); err != nil {
@@ -308,7 +318,9 @@ func (a *Engine) rollbackToNothing(db *store.DB, s *store.State, reason string) 
 	if err := db.SetState(nil); err != nil {
 		return err
 	}
-	db.Count(func(c *store.Counters) { c.Rollbacks++ })
+	if err := db.Count(func(c *store.Counters) { c.Rollbacks++ }); err != nil {
+		return err
+	}
 	a.Log.Warn("rolled back the first install: nothing is installed now", "from_generation", s.N, "reason", reason)
 	return nil
 }

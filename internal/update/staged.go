@@ -52,7 +52,11 @@ func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*Re
 	if err := j.run(ctx, AwaitWindow); err != nil {
 		return nil, err
 	}
-	if cur, _ := db.State(); cur == nil || cur.N != g.N {
+	cur, err := db.State()
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || cur.N != g.N {
 		return res, fmt.Errorf("%w (%s)", ErrRolledBack, cmp.Or(j.rec.Reason, "health check failed"))
 	}
 	res.Switched = true

@@ -53,7 +53,9 @@ func (j *job) trial(ctx context.Context) (State, error) {
 	}
 	s.Status = store.StatusCommitted
 	j.later(func(db *store.DB) error {
-		j.a.forgetRefusals(db, s)
+		if err := j.a.forgetRefusals(db, s); err != nil {
+			return err
+		}
 		return db.SetState(s)
 	})
 	j.rec.Judge, j.rec.Trials = false, 0
@@ -119,7 +121,9 @@ func (j *job) recordRollback(abandoned *store.State) (State, error) {
 				}
 			}
 		}
-		db.Count(func(c *store.Counters) { c.Rollbacks++ })
+		if err := db.Count(func(c *store.Counters) { c.Rollbacks++ }); err != nil {
+			return err
+		}
 		return db.SetState(s)
 	})
 	j.a.Log.Warn("rolled back", "slot", back.Slot, "generation", back.N, "from_generation", appsGen(abandoned), "reason", j.rec.Reason)
