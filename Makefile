@@ -109,6 +109,7 @@ fuzz:
 	@for f in FuzzDecodeDetails FuzzPayloadReader FuzzParseReleaseFile; do \
 	  $(GO) test ./packaging -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
 	$(GO) test ./testserver/reference -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime 20s
+	$(GO) test ./internal/dbus -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime 20s
 
 install: $(if $(filter bin/ota-agent,$(INSTALL_BIN)),build)
 	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/ota-agent

@@ -3,6 +3,7 @@ package dbus
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestAgainstDBusDaemon(t *testing.T) {
 	if l, ok := names[0].([]any); !ok || len(l) < 2 || l[0] != "org.freedesktop.DBus" {
 		t.Fatalf("ListNames = %#v", names)
 	}
-	if has := call("NameHasOwner", "org.freedesktop.DBus"); has[0] != uint32(1) {
+	if has := call("NameHasOwner", "org.freedesktop.DBus"); has[0] != true {
 		t.Fatalf("NameHasOwner = %v", has)
 	}
 	if u := call("GetConnectionUnixUser", names[0].([]any)[1].(string)); len(u) != 1 {
@@ -82,11 +83,11 @@ func TestDecodeBodyBounds(t *testing.T) {
 		{[]byte{1, 'q'}, "(s"},
 		{nil, "u"},
 	} {
-		if _, err := decodeBody(c.body, c.sig); err == nil {
+		if _, err := decodeBody(c.body, c.sig, binary.LittleEndian); err == nil {
 			t.Errorf("%q %x: no error", c.sig, c.body)
 		}
 	}
-	v, err := decodeBody([]byte{3, 0, 0, 0, 'a', 'b', 'c', 0, 7, 0, 0, 0}, "su")
+	v, err := decodeBody([]byte{3, 0, 0, 0, 'a', 'b', 'c', 0, 7, 0, 0, 0}, "su", binary.LittleEndian)
 	if err != nil || v[0] != "abc" || v[1] != uint32(7) {
 		t.Fatalf("su = %v %v", v, err)
 	}

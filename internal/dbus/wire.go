@@ -5,15 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // The reading half of the wire format: values of a body or a header field, by signature.
 
-// decodeBody reads the values of a body with signature sig (little- or big-endian bodies
-// are both read little-endian: systemd and dbus-daemon send little-endian to a
-// little-endian caller, which is what ARM and x86 Linux are).
-func decodeBody(body []byte, sig string) ([]any, error) {
-	d := &dec{b: body, order: binary.LittleEndian}
+// decodeBody reads the values of a body with signature sig, in the message's byte order.
+// The Go types: y byte, b bool, n int16, q uint16, i int32, u uint32, x int64, t uint64,
+// d float64, s o g string, ay []byte, other arrays and structs []any, v the value it holds.
+// A unix fd (h) or a type this does not know is an error, never a guess.
+func decodeBody(body []byte, sig string, order binary.ByteOrder) ([]any, error) {
+	d := &dec{b: body, order: order}
 	var out []any
 	for sig != "" {
 		one, rest, err := nextType(sig)
@@ -37,7 +39,10 @@ func nextType(sig string) (string, string, error) {
 	switch sig[0] {
 	case 'a':
 		t, rest, err := nextType(sig[1:])
-		return "a" + t, rest, err
+		if err != nil {
+			return "", "", fmt.Errorf("D-Bus: bad signature %q", sig)
+		}
+		return "a" + t, rest, nil
 	case '(', '{':
 		closer := map[byte]byte{'(': ')', '{': '}'}[sig[0]]
 		depth := 0
@@ -115,6 +120,9 @@ func (d *dec) str(lenSize int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if p[n] != 0 || bytes.IndexByte(p[:n], 0) >= 0 {
+		return "", errors.New("D-Bus: a string is not nul-terminated, or holds a nul")
+	}
 	return string(p[:n]), nil
 }
 
@@ -123,7 +131,11 @@ func (d *dec) variant() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.value(sig)
+	one, rest, err := nextType(sig)
+	if err != nil || rest != "" {
+		return nil, fmt.Errorf("D-Bus: a variant's signature %q is not one complete type", sig)
+	}
+	return d.value(one)
 }
 
 // value reads one value of the complete type t.
@@ -135,30 +147,47 @@ func (d *dec) value(t string) (any, error) {
 	switch t[0] {
 	case 'y':
 		return d.byte()
-	case 'b', 'u', 'i':
+	case 'b':
+		v, err := d.u32()
+		if err == nil && v > 1 {
+			err = fmt.Errorf("D-Bus: boolean %d is neither 0 nor 1", v)
+		}
+		return v == 1, err
+	case 'u':
 		return d.u32()
+	case 'i':
+		v, err := d.u32()
+		return int32(v), err
 	case 'n', 'q':
 		d.align(2)
 		p, err := d.take(2)
 		if err != nil {
 			return nil, err
 		}
-		return uint32(d.order.Uint16(p)), nil
+		if t[0] == 'n' {
+			return int16(d.order.Uint16(p)), nil
+		}
+		return d.order.Uint16(p), nil
 	case 'x', 't', 'd':
 		d.align(8)
 		p, err := d.take(8)
 		if err != nil {
 			return nil, err
 		}
-		return d.order.Uint64(p), nil
+		v := d.order.Uint64(p)
+		switch t[0] {
+		case 'x':
+			return int64(v), nil
+		case 'd':
+			return math.Float64frombits(v), nil
+		}
+		return v, nil
 	case 's', 'o':
 		return d.str(4)
 	case 'g':
 		return d.str(1)
 	case 'v':
 		return d.variant()
-	case 'h':
-		return d.u32()
 	case 'a':
 		return d.array(t[1:])
 	case '(', '{':

@@ -126,7 +126,11 @@ func (s *systemd) restart(ctx context.Context, units []string) error {
 		if err != nil {
 			return fmt.Errorf("restart %s: %v", u, err)
 		}
-		if err := s.waitJob(ctx, job.(string)); err != nil {
+		path, ok := job.(string)
+		if !ok {
+			return fmt.Errorf("restart %s: systemd answered %T, not a job's object path", u, job)
+		}
+		if err := s.waitJob(ctx, path); err != nil {
 			return fmt.Errorf("restart %s: %v", u, err)
 		}
 		if st, err := s.state(ctx, u); err != nil {
@@ -138,12 +142,17 @@ func (s *systemd) restart(ctx context.Context, units []string) error {
 	return nil
 }
 
-// waitJob polls a job until systemd has forgotten it (it is done, whatever its result).
+// jobGone are the errors systemd answers about a job object it has forgotten.
+var jobGone = map[string]bool{"org.freedesktop.DBus.Error.UnknownObject": true, "org.freedesktop.systemd1.NoSuchJob": true}
+
+// waitJob polls a job until systemd has forgotten it (it is done, whatever its result; the
+// unit's state tells how it went). Any other error (access denied, a broken connection)
+// is an error, not "done".
 func (s *systemd) waitJob(ctx context.Context, job string) error {
 	for {
 		_, err := s.call(ctx, job, sdProps, "Get", sdDest+".Job", "State")
-		var gone *dbus.Error
-		if errors.As(err, &gone) {
+		var e *dbus.Error
+		if errors.As(err, &e) && jobGone[e.Name] {
 			return nil
 		}
 		if err != nil {
