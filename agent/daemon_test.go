@@ -28,6 +28,7 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	checks, failures := 0, 0
+	var broken error // a state that does not verify, seen by the daemon's goroutine
 	done := make(chan error, 1)
 	go func() {
 		done <- RunDaemon(ctx, DaemonOptions{
@@ -43,7 +44,11 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 					e.srv.SetFaults(faults[checks%len(faults)])
 				}
 				if err == nil && checks >= 3*len(faults) {
-					if s := verifyState(t, e.agent(cfg)); s.Apps["scoreboard"].MD5 == want.MD5 {
+					s, verr := checkState(e.agent(cfg)) // no t.Fatal off the test's goroutine
+					if verr != nil {
+						broken = verr
+						cancel()
+					} else if s.Apps["scoreboard"].MD5 == want.MD5 {
 						cancel()
 					}
 				}
@@ -53,6 +58,9 @@ func TestDaemonConvergesThroughFaults(t *testing.T) {
 	e.srv.SetFaults(faults[0])
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if broken != nil {
+		t.Fatalf("after check %d the state did not verify: %v", checks, broken)
 	}
 	s := verifyState(t, e.agent(cfg))
 	if s.Apps["scoreboard"].MD5 != want.MD5 {

@@ -171,23 +171,32 @@ func (s snapshot) equal(o snapshot) string {
 // verifyState re-hashes the active slot against the database, as `ota-agent verify` does.
 func verifyState(t testing.TB, a *Agent) *store.State {
 	t.Helper()
-	db, err := a.OpenDBReadOnly()
+	s, err := checkState(a)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// checkState is verifyState for any goroutine: it returns what is wrong instead of failing.
+func checkState(a *Agent) (*store.State, error) {
+	db, err := a.OpenDBReadOnly()
+	if err != nil {
+		return nil, err
 	}
 	defer db.Close()
 	s, err := db.State()
 	if err != nil || s == nil {
-		t.Fatalf("no state: %v", err)
+		return nil, fmt.Errorf("no state: %v", err)
 	}
 	active, err := a.Slots.Active()
 	if err != nil || active != s.Slot {
-		t.Fatalf("active slot %q, database says %q (%v)", active, s.Slot, err)
+		return nil, fmt.Errorf("active slot %q, database says %q (%v)", active, s.Slot, err)
 	}
 	if err := a.Slots.Verify(active, s.Apps); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return s
+	return s, nil
 }
 
 func fileMD5(t testing.TB, path string) string {
