@@ -17,6 +17,7 @@ import (
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/health"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/internal/update"
@@ -47,16 +48,16 @@ type (
 	Facts    = protocol.Facts
 )
 
-// What a check says (internal/update).
+// What a check says (internal/result).
 type (
 	// Result is what `check --once --json` prints.
-	Result = update.Result
+	Result = result.Result
 	// AppResult is one app of a check's answer.
-	AppResult = update.AppResult
+	AppResult = result.AppResult
 	// Delivery is how an app arrived and what it cost.
 	Delivery = store.Delivery
 	// Refusal is a release the device will not install again until the server offers another.
-	Refusal = update.Refusal
+	Refusal = store.Refusal
 	// State is a step of the update state machine.
 	State = update.State
 )
@@ -71,11 +72,11 @@ const (
 
 // Results of a check.
 const (
-	ResultUpToDate  = update.ResultUpToDate
-	ResultUpdated   = update.ResultUpdated
-	ResultFailed    = update.ResultFailed
-	ResultStaged    = update.ResultStaged
-	ResultAvailable = update.ResultAvailable
+	ResultUpToDate  = result.UpToDateResult
+	ResultUpdated   = result.Updated
+	ResultFailed    = result.FailedResult
+	ResultStaged    = result.Staged
+	ResultAvailable = result.Available
 )
 
 // RetryError carries a server's Retry-After (protocol.RetryError).

@@ -13,7 +13,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
-	"github.com/ota-agent/ota-agent/internal/update"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -22,19 +22,19 @@ import (
 // class (ErrConfig, ErrUnavailable, ErrRejected) decides the exit code.
 func (a *Agent) Check(ctx context.Context, opt CheckOptions) (*Result, error) {
 	if err := a.Cfg.RequireServer(); err != nil {
-		return update.Failed(err), err
+		return result.Failed(err), err
 	}
 	if opt.DryRun {
 		return a.dryRun(ctx, opt)
 	}
 	unlock, err := a.Lock()
 	if err != nil {
-		return update.Failed(err), err
+		return result.Failed(err), err
 	}
 	defer unlock()
 	db, err := a.openRecovered(ctx)
 	if err != nil {
-		return update.Failed(err), err
+		return result.Failed(err), err
 	}
 	defer db.Close()
 	return a.CheckWith(ctx, db, opt)
@@ -49,7 +49,7 @@ func (a *Agent) dryRun(ctx context.Context, opt CheckOptions) (*Result, error) {
 		db, err = store.OpenTemp()
 	}
 	if err != nil {
-		return update.Failed(err), err
+		return result.Failed(err), err
 	}
 	defer db.Close()
 	return a.CheckWith(ctx, db, opt)
@@ -63,7 +63,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	start := time.Now()
 	if !opt.DryRun {
 		if err := a.Resume(ctx, db); err != nil {
-			return update.Failed(err), err
+			return result.Failed(err), err
 		}
 	}
 	var res *Result
@@ -86,7 +86,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		if res != nil {
 			received = res.Bytes // what arrived before the failure still counts
 		}
-		res = update.Failed(err)
+		res = result.Failed(err)
 		res.Bytes = received
 		if s, _ := db.State(); s != nil {
 			res.Slot = s.Slot // the slot the device is on after the failure
@@ -147,7 +147,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	}
 	defer ans.Resp.Body.Close()
 	if ans.Status == http.StatusNotModified {
-		res := update.UpToDate(state)
+		res := result.UpToDate(state)
 		res.Plan = &Plan{}
 		return res, nil
 	}
@@ -172,7 +172,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	for i, item := range plan.Download {
 		plan.Download[i].Via, plan.Download[i].Patch = probe.Probe(ctx, item, d.Entries[item.App])
 	}
-	res := update.UpToDate(state)
+	res := result.UpToDate(state)
 	res.Plan = plan
 	if len(plan.Download)+len(plan.Remove) > 0 {
 		res.Result = ResultAvailable

@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 
-	"github.com/ota-agent/ota-agent/internal/update"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -17,7 +17,7 @@ func (a *Agent) InstallFrom(ctx context.Context, path string) (*Result, error) {
 		return err
 	})
 	if res == nil && err != nil {
-		res = update.Failed(err)
+		res = result.Failed(err)
 	}
 	return res, err
 }

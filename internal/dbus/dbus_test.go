@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// A real bus: dbus-daemon on a socket in a temporary directory (the agent's other peer,
-// systemd, is tested in the booted image).
-func TestAgainstDBusDaemon(t *testing.T) {
+// startBus starts a real bus, dbus-daemon, on a socket in a temporary directory (the
+// agent's other peer, systemd, is tested in the booted image).
+func startBus(t *testing.T) string {
+	t.Helper()
 	daemon, err := exec.LookPath("dbus-daemon")
 	if err != nil {
 		t.Skip("SKIPPED: dbus-daemon is not installed (apt-get install dbus-daemon)")
@@ -29,6 +30,12 @@ func TestAgainstDBusDaemon(t *testing.T) {
 	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
 		t.Fatalf("dbus-daemon did not start: %v", err)
 	}
+	return sock
+}
+
+// Calls to dbus-daemon and their answers: strings, arrays, booleans, variants, errors.
+func TestAgainstDBusDaemon(t *testing.T) {
+	sock := startBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, sock, true)

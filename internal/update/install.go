@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -23,7 +24,7 @@ func (j *job) ask(ctx context.Context) (State, error) {
 	j.Mode = mode
 	if ans.Status == http.StatusNotModified {
 		ans.Resp.Body.Close()
-		j.res = UpToDate(j.State)
+		j.res = result.UpToDate(j.State)
 		return Idle, nil
 	}
 	j.resp = ans.Resp
@@ -55,7 +56,7 @@ func (j *job) receive(ctx context.Context) (State, error) {
 		return "", err
 	}
 	j.rec.Next, j.made.gen = j.Next, gen+1
-	j.res.Result, j.res.Slot, j.res.Bytes = ResultUpdated, j.St.Slot(), j.Bytes
+	j.res.Result, j.res.Slot, j.res.Bytes = result.Updated, j.St.Slot(), j.Bytes
 	return Verify, nil
 }
 
@@ -85,7 +86,7 @@ func (j *job) seal(ctx context.Context) (State, error) {
 	if !j.DirChange {
 		j.res.Slot, j.done = j.active, true
 		if j.OSItem == nil {
-			j.res.Result, j.res.Note = ResultUpToDate, j.Plan.NothingNote()
+			j.res.Result, j.res.Note = result.UpToDateResult, j.Plan.NothingNote()
 		}
 		return Idle, nil
 	}
@@ -113,7 +114,7 @@ func (j *job) park(context.Context) (State, error) {
 func (j *job) awaitWindow(context.Context) (State, error) {
 	next := j.rec.Next
 	if !j.rec.Apply && !j.a.Cfg.InWindow(j.a.now(j.db).Local()) {
-		j.res.Result, j.done = ResultStaged, true
+		j.res.Result, j.done = result.Staged, true
 		at := j.a.Cfg.NextWindow(j.a.now(j.db).Local())
 		j.res.StagedUntil = &at
 		j.a.Log.Info("staged: the new slot waits for the next install window", "slot", next.Slot, "generation", next.N, "window", at.Format("Mon 15:04"))

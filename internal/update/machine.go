@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/internal/assemble"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -78,7 +79,7 @@ type job struct {
 	writes   []func(*store.DB) error // this step's records, committed with the next step
 	handlers map[State]func(*job, context.Context) (State, error)
 	pause    bool // stop before a judging step (Recover)
-	res      *Result
+	res      *result.Result
 	c        *Current       // facts, installed set, If-None-Match (nil: resumed or judging)
 	resp     *http.Response // the server's 200 (or an offline payload)
 	active   string         // the active slot ("" before the first install)
@@ -90,7 +91,7 @@ type job struct {
 // newJob is the one constructor of a run: for what the device has (c, nil for a run that
 // resumes or judges), from the journal record rec.
 func (a *Engine) newJob(db *store.DB, c *Current, rec store.Journal) (*job, error) {
-	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &Result{Apps: map[string]AppResult{}}, c: c,
+	j := &job{a: a, db: db, rec: rec, handlers: handlers(), res: &result.Result{Apps: map[string]result.AppResult{}}, c: c,
 		Assembly: assemble.Assembly{Env: a.env(nil), DB: db}}
 	if c == nil {
 		return j, nil
@@ -180,7 +181,7 @@ func (j *job) persist(rec *store.Journal) error {
 func (j *job) later(w func(*store.DB) error) { j.writes = append(j.writes, w) }
 
 // Update is one check that may install: the machine from Ask.
-func (a *Engine) Update(ctx context.Context, db *store.DB, c *Current) (*Result, error) {
+func (a *Engine) Update(ctx context.Context, db *store.DB, c *Current) (*result.Result, error) {
 	j, err := a.newJob(db, c, store.Journal{})
 	if err != nil {
 		return nil, err
@@ -190,7 +191,7 @@ func (a *Engine) Update(ctx context.Context, db *store.DB, c *Current) (*Result,
 
 // finish runs the machine from state from and makes the result: the active slot is never
 // touched before the switch, and everything half-made is cleaned up.
-func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
+func (j *job) finish(ctx context.Context, from State) (res *result.Result, err error) {
 	db := j.db
 	defer func() {
 		if j.resp != nil {
@@ -205,14 +206,14 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 			}
 		}
 		if err != nil && res == nil {
-			res = Failed(err)
+			res = result.Failed(err)
 			res.Bytes = j.Bytes
 		}
 	}()
 	if err := j.run(ctx, from); err != nil {
 		return nil, err
 	}
-	if j.made.gen == 0 || !j.DirChange || j.res.Result == ResultStaged {
+	if j.made.gen == 0 || !j.DirChange || j.res.Result == result.Staged {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
 	cur, err := db.State()
@@ -220,7 +221,7 @@ func (j *job) finish(ctx context.Context, from State) (res *Result, err error) {
 		return nil, err
 	}
 	if cur == nil || cur.N != j.made.gen {
-		j.res.Result, j.res.Slot, j.res.Switched = ResultFailed, "", false
+		j.res.Result, j.res.Slot, j.res.Switched = result.FailedResult, "", false
 		if cur != nil {
 			j.res.Slot = cur.Slot
 		}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -17,8 +19,8 @@ import (
 // named <app>_<version> with their .release statements, verified like a download and
 // installed through the same machine (from staging), slots, records and hooks. Apps the
 // payload does not name are kept. Nothing is asked of the server.
-func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*Result, error) {
-	var res *Result
+func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*result.Result, error) {
+	var res *result.Result
 	err := func() error {
 		body, size, isDir, err := offlinePayload(path)
 		if err != nil {
@@ -41,7 +43,7 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 		j.resp = &http.Response{StatusCode: http.StatusOK, Body: body, ContentLength: size, Header: http.Header{"Content-Encoding": {"gzip"}}}
 		a.Log.Info("installing offline", "from", path)
 		res, err = j.finish(ctx, Receive)
-		rec := store.CheckRecord{Time: a.now(db), Result: ResultFailed, Bytes: j.Bytes}
+		rec := store.CheckRecord{Time: a.now(db), Result: result.FailedResult, Bytes: j.Bytes}
 		if res != nil {
 			rec.Result = res.Result
 		}
@@ -54,7 +56,7 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 		return err
 	}()
 	if res == nil && err != nil {
-		res = Failed(err)
+		res = result.Failed(err)
 	}
 	return res, err
 }
@@ -63,7 +65,7 @@ func (a *Engine) InstallFrom(ctx context.Context, db *store.DB, path string) (*R
 func offlinePayload(path string) (io.ReadCloser, int64, bool, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("%w: offline install: %v", ErrConfig, err)
+		return nil, 0, false, fmt.Errorf("%w: offline install: %v", fault.ErrConfig, err)
 	}
 	if fi.IsDir() {
 		return io.NopCloser(strings.NewReader("")), 0, true, nil

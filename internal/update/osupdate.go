@@ -6,6 +6,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/delivery"
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -148,7 +149,7 @@ func (j *job) osTrial(ctx context.Context) (State, error) {
 	if cmd := a.Cfg.Slots.OS.Reboot; cmd != "" {
 		return Idle, a.runHook(ctx, "slots.os.reboot", cmd, []string{"OTA_OS_SLOT=" + o.Committed})
 	}
-	return "", fmt.Errorf("%w: %s; reboot to return to OS slot %s", ErrRejected, reason, o.Committed)
+	return "", fmt.Errorf("%w: %s; reboot to return to OS slot %s", fault.ErrRejected, reason, o.Committed)
 }
 
 // osCommit marks the new OS image good in the environment and the record.
@@ -164,7 +165,7 @@ func (j *job) osCommit(context.Context) (State, error) {
 func (a *Engine) MarkGood(db *store.DB) error {
 	s := a.OS()
 	if s == nil {
-		return fmt.Errorf("%w: mark-good needs slots.os.backend: partition", ErrConfig)
+		return fmt.Errorf("%w: mark-good needs slots.os.backend: partition", fault.ErrConfig)
 	}
 	return s.MarkGood(db)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -30,7 +31,7 @@ func (a *Engine) stagedGeneration(db *store.DB) (*store.Generation, error) {
 // ApplyStaged switches a staged generation: from its install window (the daemon and check
 // call it first), or now with force (`ota-agent apply`). It returns nil, nil when there is
 // nothing staged or the window is closed.
-func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*Result, error) {
+func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*result.Result, error) {
 	g, err := a.stagedGeneration(db)
 	if err != nil || g == nil || !force && !a.Cfg.InWindow(a.now(db).Local()) {
 		return nil, err
@@ -39,9 +40,9 @@ func (a *Engine) ApplyStaged(ctx context.Context, db *store.DB, force bool) (*Re
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Result: ResultUpdated, Slot: g.Slot, Apps: map[string]AppResult{}}
+	res := &result.Result{Result: result.Updated, Slot: g.Slot, Apps: map[string]result.AppResult{}}
 	for app, x := range g.Apps {
-		res.Apps[app] = AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
+		res.Apps[app] = result.AppResult{Version: x.Version, MD5: x.MD5, SHA256: x.SHA256, Serial: x.Serial}
 	}
 	a.Log.Info("applying the staged generation", "slot", g.Slot, "generation", g.N, "forced", force)
 	j, err := a.newJob(db, nil, store.Journal{Next: g, Apply: true})
