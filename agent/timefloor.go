@@ -3,8 +3,6 @@ package agent
 import (
 	"strconv"
 	"time"
-
-	"github.com/ota-agent/ota-agent/internal/transport"
 )
 
 // BuildTime (unix seconds) is stamped by the Makefile; the time floor never goes below it.
@@ -22,6 +20,3 @@ func buildFloor() time.Time {
 
 // Version is stamped by the Makefile (-X ...agent.Version=...).
 var Version = "dev"
-
-// maxErrorBody bounds what is read of an error answer.
-const maxErrorBody = transport.MaxErrorBody

@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ota-agent/ota-agent/store"
 	"github.com/ota-agent/ota-agent/testserver"
 )
 
@@ -38,14 +37,4 @@ func TestSignedInstallTakesMD5FromStatement(t *testing.T) {
 			}
 		})
 	}
-}
-
-func openTestDB(t *testing.T, a *Agent) *store.DB {
-	t.Helper()
-	db, err := a.OpenDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
