@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/testenv"
 	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -33,29 +33,14 @@ type world struct {
 
 func newWorld(t *testing.T, installed map[string][]byte, serials map[string]int64) world {
 	t.Helper()
-	state := t.TempDir()
-	os.MkdirAll(filepath.Join(state, "slots", "a"), 0o755)
+	files := map[string][]byte{}
 	apps := map[string]store.App{}
 	for app, data := range installed {
-		os.WriteFile(filepath.Join(state, "slots", "a", app), data, 0o644)
+		files[app] = data
 		d, _ := packaging.DigestReader(bytes.NewReader(data))
 		apps[app] = store.App{Version: "1.0", MD5: d.MD5, SHA256: d.SHA256, Size: d.Size, Serial: serials[app], Signed: true}
 	}
-	slots, err := installer.OpenState("", state, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { slots.Close() })
-	st, err := slots.Stage("b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Abort)
-	db, err := store.OpenTemp()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	slots, st, db := testenv.StateDir(t, files)
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	cfg := &config.Config{}
 	cfg.Trust.Threshold, cfg.Trust.MinStatementVersion, cfg.Install.MaxAttempts = 1, 1, 2

@@ -94,13 +94,18 @@ func (a *Assembly) Finished() error {
 	if a.Plan == nil {
 		return nil
 	}
-	var errs []error
-	for _, item := range a.Plan.Download {
-		if a.Mode == protocol.ModeMetadata {
-			a.fetcher().Drop(item.Member())
+	if a.Mode == protocol.ModeMetadata {
+		fetch := a.fetcher()
+		for _, item := range a.Plan.Download {
+			fetch.Drop(item.Member())
 		}
-		md5 := a.Apps[item.App].MD5
-		errs = append(errs, a.DB.ForgetRefusals(item.App, md5), a.DB.ForgetAttempts(md5), a.DB.ForgetReceipts(md5))
 	}
-	return errors.Join(errs...)
+	return a.DB.Batch(func(db *store.DB) error { // one commit for every app
+		var errs []error
+		for _, item := range a.Plan.Download {
+			md5 := a.Apps[item.App].MD5
+			errs = append(errs, db.ForgetRefusals(item.App, md5), db.ForgetAttempts(md5), db.ForgetReceipts(md5))
+		}
+		return errors.Join(errs...)
+	})
 }

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +15,8 @@ import (
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/testenv"
 	"github.com/ota-agent/ota-agent/packaging"
-	"github.com/ota-agent/ota-agent/store"
 )
 
 // cdn serves files by path; what it does not have is a 404. It counts the bytes it sends.
@@ -57,24 +55,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // fetchWorld is a state directory whose slot a holds the installed scoreboard, and a CDN.
 func fetchWorld(t *testing.T, installed []byte) (*Fetcher, *cdn, *installer.Staging, *bytes.Buffer) {
 	t.Helper()
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "slots", "a"), 0o755)
-	os.WriteFile(filepath.Join(dir, "slots", "a", "scoreboard"), installed, 0o644)
-	slots, err := installer.OpenState("", dir, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { slots.Close() })
-	st, err := slots.Stage("b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Abort)
-	db, err := store.OpenTemp()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	slots, st, db := testenv.StateDir(t, map[string][]byte{"scoreboard": installed})
 	c := &cdn{files: map[string][]byte{}}
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)
