@@ -27,6 +27,7 @@ type Row struct {
 	Version    string          `json:"version"`
 	File       string          `json:"file"`
 	DeviceAttr map[string]bool `json:"deviceAttr,omitempty"`
+	Ident      string          `json:"ident,omitempty"` // the table's free label (ota-release publish)
 	Serial     int64           `json:"serial,omitempty"`
 	Sig        string          `json:"sig,omitempty"`
 	KeyID      string          `json:"keyid,omitempty"`
