@@ -1,4 +1,5 @@
-// Command ota-release is the publisher's offline tool: make release keys, sign a catalog.
+// Command ota-release is the publisher's tool: make release keys, sign a catalog, and
+// publish it to the deployment.
 package main
 
 import (
@@ -38,19 +39,21 @@ var commands = map[string]command{
 		"appends the next version of the trusted key set to ota-keys.release, signed by a threshold of the current one (--current: the devices' trust.keys, for the first version), and prints the resulting set. Every flag that names keys may be repeated or take a comma-separated list", rotateFlags},
 	"bundle": {"bundle --catalog DIR --out FILE.tar.gz --cpu ARCH [--os CHANNEL] [--attr NAME=CHANNEL ...] [--pin APP=CHANNEL ...]",
 		"writes what the server would send that device, statements inline, for ota-agent install (offline); a pin wins over an attribute that selects another row of the same app", bundleFlags},
+	"publish": {"publish --catalog DIR --bucket BUCKET --table TABLE [--region R] [--endpoint URL] [--plan] [--prune] [--json]",
+		"makes the deployment (the S3 bucket and the DynamoDB table) hold what the signed catalog says: it compares the two (objects by size and MD5, rows attribute by attribute), prints the plan as one table, then uploads each object in one PutObject with its Content-MD5 and reads it back (binaries, then their statements, patches and chunk lists, then the trust documents), then writes the rows, then (--prune) deletes rows and then objects the catalog does not name. A run stopped anywhere is run again; a second run plans nothing. Credentials: the AWS SDK's chain (environment, AWS_PROFILE, SSO, instance or task role); docs/publishing.md lists the permissions", publishFlags},
 }
 
 // order is how usage lists the commands.
-var order = []string{"keygen", "sign", "delta", "index", "timestamp", "keys rotate", "bundle"}
+var order = []string{"keygen", "sign", "delta", "index", "timestamp", "keys rotate", "bundle", "publish"}
 
 func usage() string {
 	var b strings.Builder
-	b.WriteString("ota-release: the publisher's offline tool (keys, signed catalogs, deltas, bundles).\n\nusage:\n")
+	b.WriteString("ota-release: the publisher's tool (keys, signed catalogs, deltas, bundles, publishing).\n\nusage:\n")
 	for _, name := range order {
 		fmt.Fprintf(&b, "  ota-release %s\n", commands[name].usage)
 	}
 	b.WriteString("\nota-release COMMAND --help says what a command does and lists its flags.\n")
-	b.WriteString("exit codes: 0 ok, 1 failed, 2 usage error\n")
+	b.WriteString("exit codes: 0 ok, 1 failed, 2 usage error, 3 publish --plan: the deployment differs from the catalog\n")
 	return b.String()
 }
 
@@ -64,6 +67,9 @@ func main() {
 	case errors.Is(err, errUsage):
 		fmt.Fprintln(os.Stderr, "ota-release:", err)
 		os.Exit(2)
+	case errors.Is(err, errPending):
+		fmt.Fprintln(os.Stderr, "ota-release:", err)
+		os.Exit(3)
 	default:
 		fmt.Fprintln(os.Stderr, "ota-release:", err)
 		os.Exit(1)

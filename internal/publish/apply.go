@@ -16,11 +16,14 @@ type Result struct {
 // errStopped: the test build's fault hook ended a run after a step.
 var errStopped = errors.New("stopped by the test's fault hook")
 
+// Progress hears of each step when it is done.
+type Progress func(done int, s Step)
+
 // Apply runs the plan's steps in their order (objects, each read back; the trust
 // documents; the rows; deletions of rows, then objects), stopping at the first error: what
 // ran is complete, and a run again converges from there. stopAfter > 0 (tests) ends the
 // run after that many steps.
-func (d *Deployment) Apply(ctx context.Context, p *Plan, stopAfter int) (*Result, error) {
+func (d *Deployment) Apply(ctx context.Context, p *Plan, stopAfter int, progress Progress) (*Result, error) {
 	res := &Result{Plan: p}
 	for i, s := range p.Steps {
 		if err := ctx.Err(); err != nil {
@@ -44,6 +47,9 @@ func (d *Deployment) Apply(ctx context.Context, p *Plan, stopAfter int) (*Result
 			return res, fmt.Errorf("step %d (%s %s %s): %w; the steps before it are done, nothing after it: run publish again to converge", i+1, s.Action, s.Kind, s.Name, err)
 		}
 		res.Done++
+		if progress != nil {
+			progress(res.Done, s)
+		}
 		if stopAfter > 0 && res.Done == stopAfter {
 			return res, errStopped
 		}

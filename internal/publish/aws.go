@@ -75,12 +75,9 @@ func Open(ctx context.Context, t Target) (*Deployment, error) {
 	return d, nil
 }
 
-// Check says whether the bucket and the table exist, and that the table has the reference's
-// key schema (app, env).
-func (d *Deployment) Check(ctx context.Context) error {
-	if _, err := d.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.Bucket}); err != nil {
-		return d.explain(err, "bucket "+d.Bucket)
-	}
+// CheckTable says whether the table exists with the reference's key schema (app, env). (The
+// bucket's listing says whether it exists: no s3:HeadBucket in the policy.)
+func (d *Deployment) CheckTable(ctx context.Context) error {
 	out, err := d.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &d.Table})
 	if err != nil {
 		return d.explain(err, "table "+d.Table)
@@ -112,7 +109,7 @@ func (d *Deployment) explain(err error, what string) error {
 		where = " at " + d.Endpoint
 	}
 	switch {
-	case code == "NoSuchBucket" || strings.HasPrefix(what, "bucket") && status == http.StatusNotFound:
+	case code == "NoSuchBucket":
 		return fmt.Errorf("%s: no such bucket%s: create it (the stack's AppBinaries) or correct --bucket", what, where)
 	case code == "ResourceNotFoundException":
 		return fmt.Errorf("%s: no such table%s: create it (the stack's AppVersionsTable) or correct --table", what, where)
@@ -148,7 +145,7 @@ func (d *Deployment) Objects(ctx context.Context) (map[string]Stored, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, d.explain(err, "list bucket "+d.Bucket)
+			return nil, d.explain(err, "bucket "+d.Bucket+" (listing it)")
 		}
 		for _, o := range page.Contents {
 			out[aws.ToString(o.Key)] = Stored{Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`)}

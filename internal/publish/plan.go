@@ -63,11 +63,11 @@ type Current struct {
 
 // Read reads the bucket's listing and the table.
 func (d *Deployment) Read(ctx context.Context) (*Current, error) {
-	if err := d.Check(ctx); err != nil {
-		return nil, err
-	}
 	objs, err := d.Objects(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.CheckTable(ctx); err != nil {
 		return nil, err
 	}
 	items, err := d.Items(ctx)

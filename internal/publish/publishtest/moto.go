@@ -6,9 +6,12 @@ package publishtest
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,4 +137,55 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// User makes an IAM user with the inline policy (JSON) and returns its access key. Call it
+// before EnforceIAM: moto takes the setup unauthenticated.
+func User(t testing.TB, endpoint, name, policy string) (id, secret string) {
+	t.Helper()
+	iam(t, endpoint, url.Values{"Action": {"CreateUser"}, "UserName": {name}})
+	iam(t, endpoint, url.Values{"Action": {"PutUserPolicy"}, "UserName": {name}, "PolicyName": {"publish"}, "PolicyDocument": {policy}})
+	body := iam(t, endpoint, url.Values{"Action": {"CreateAccessKey"}, "UserName": {name}})
+	var out struct {
+		Key struct {
+			ID     string `xml:"AccessKeyId"`
+			Secret string `xml:"SecretAccessKey"`
+		} `xml:"CreateAccessKeyResult>AccessKey"`
+	}
+	if err := xml.Unmarshal(body, &out); err != nil || out.Key.ID == "" {
+		t.Fatalf("CreateAccessKey: %v\n%s", err, body)
+	}
+	return out.Key.ID, out.Key.Secret
+}
+
+// iam is one call of moto's IAM query API (unsigned: authentication is not enforced yet).
+func iam(t testing.TB, endpoint string, v url.Values) []byte {
+	t.Helper()
+	v.Set("Version", "2010-05-08")
+	req, _ := http.NewRequest(http.MethodPost, endpoint+"/", strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261205/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("IAM %s: %s\n%s", v.Get("Action"), resp.Status, body)
+	}
+	return body
+}
+
+// EnforceIAM makes moto check every request's signature and its IAM permissions from now on.
+func EnforceIAM(t testing.TB, endpoint string) {
+	t.Helper()
+	resp, err := http.Post(endpoint+"/moto-api/reset-auth", "text/plain", strings.NewReader("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reset-auth: %s", resp.Status)
+	}
 }
