@@ -34,6 +34,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	tools.Range(func(_, v any) bool {
+		if b := v.(*builtTool); b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
+		return true
+	})
 	os.Exit(code)
 }
 

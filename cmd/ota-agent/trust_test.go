@@ -181,32 +181,40 @@ func TestTimestampRefused(t *testing.T) {
 	}
 }
 
-var releaseTool struct {
+// tools are the project's other commands, each built once for these tests.
+var tools sync.Map // name → *builtTool
+
+type builtTool struct {
 	once sync.Once
 	path string
 	err  error
+	out  []byte
+}
+
+// tool is the path of the command cmd/<name>, built on first use.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	v, _ := tools.LoadOrStore(name, &builtTool{})
+	b := v.(*builtTool)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", name+"-bin-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		b.out, b.err = exec.Command("go", "build", "-o", b.path, "../"+name).CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("build %s: %v\n%s", name, b.err, b.out)
+	}
+	return b.path
 }
 
 // otaRelease runs the ota-release command (built once).
 func otaRelease(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	releaseTool.once.Do(func() {
-		dir, err := os.MkdirTemp("", "ota-release-bin-")
-		if err != nil {
-			releaseTool.err = err
-			return
-		}
-		releaseTool.path = filepath.Join(dir, "ota-release")
-		out, err := exec.Command("go", "build", "-o", releaseTool.path, "../ota-release").CombinedOutput()
-		if err != nil {
-			releaseTool.err = err
-			t.Logf("%s", out)
-		}
-	})
-	if releaseTool.err != nil {
-		t.Fatal(releaseTool.err)
-	}
-	out, err := exec.Command(releaseTool.path, args...).CombinedOutput()
+	out, err := exec.Command(tool(t, "ota-release"), args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/publish"
 	"github.com/ota-agent/ota-agent/testserver"
 	"github.com/spf13/pflag"
 )
@@ -27,15 +28,16 @@ Lambda@Edge origin, firmware CDN) on loopback, for tests and demos.
 
 usage:
   ota-testserver sample --out DIR [--size BYTES] [--seed N] [--sign-key KEY.pem]
-  ota-testserver serve --listen 127.0.0.1:PORT --catalog DIR [--origin apprunner|lambda]
+  ota-testserver serve --listen 127.0.0.1:PORT (--catalog DIR | --aws-bucket B --aws-table T
+                       [--aws-endpoint URL] [--aws-region R]) [--origin apprunner|lambda]
                        [--no-edge] [--reference-only] [--signed-urls ID=rsa-public.pem]
                        [--url-signing-key ID=rsa-private.pem] [--url-ttl 1h] [fault flags]
                        [--tls (--tls-dir DIR | --cert C --key K) [--client-ca CA.pem] [--http2]]
 
 ota-testserver COMMAND --help lists that command's flags (the fault flags among serve's).
-serve: SIGHUP re-reads DIR/catalog.json and flushes the edge cache (as an operator's
-CloudFront invalidation after publishing would); without it the edge keeps answers up to
-100 s (max-age, clamped).
+serve: SIGHUP re-reads DIR/catalog.json (or the bucket and the table) and flushes the edge
+cache (as an operator's CloudFront invalidation after publishing would); without it the edge
+keeps answers up to 100 s (max-age, clamped).
 exit codes: 0 ok, 1 failed, 2 usage error
 `
 
@@ -143,19 +145,30 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	clientCA := fs.String("client-ca", "", "require client certificates issued by this CA (PEM)")
 	http2 := fs.Bool("http2", false, "offer HTTP/2 over TLS (header names arrive lower-case)")
 	hosts := fs.String("hosts", "127.0.0.1,localhost", "names in a generated server certificate")
+	var aws awsFlags
+	aws.register(fs)
 	f, flipAt := faultFlags(fs)
-	if err := parse(fs, args, "serve --listen 127.0.0.1:PORT --catalog DIR [flags]",
-		"serves the catalog in DIR as the edge, the origin and the firmware CDN, on loopback only; SIGHUP reloads the catalog and flushes the edge", stdout); err != nil {
+	if err := parse(fs, args, "serve --listen 127.0.0.1:PORT (--catalog DIR | --aws-bucket B --aws-table T [--aws-endpoint URL]) [flags]",
+		"serves the catalog in DIR, or the deployment in an S3 bucket and a DynamoDB table, as the edge, the origin and the firmware CDN, on loopback only; SIGHUP reloads the catalog (reads the deployment again) and flushes the edge", stdout); err != nil {
 		return helped(err)
 	}
-	if *catDir == "" {
-		return fmt.Errorf("%w: serve: --catalog DIR is required", errUsage)
+	if (*catDir == "") == !aws.set() {
+		return fmt.Errorf("%w: serve: --catalog DIR or --aws-bucket and --aws-table is required (one of them)", errUsage)
 	}
 	if *flipAt >= 0 {
 		f.Flip, f.FlipAt = true, *flipAt
 	}
 	if err := loopbackOnly(*listen); err != nil {
 		return err
+	}
+	var mirror *publish.Mirror
+	if aws.set() {
+		m, dir, cleanup, err := aws.mirror(ctx, stdout)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		mirror, *catDir = m, dir
 	}
 	cat, err := testserver.LoadCatalog(*catDir)
 	if err != nil {
@@ -191,7 +204,18 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "endpoint  %s/package (origin %s, edge %v)\nfirmware  %s/firmware/  (bucket %s)\nstats     %s/_stats\n",
 		base, *origin, !*noEdge, base, cat.Bucket, base)
-	defer reloadOnHUP(srv)()
+	var sync func() error
+	if mirror != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go aws.follow(ctx, mirror, srv)
+		sync = func() error {
+			_, skipped, err := mirror.Sync(ctx)
+			warnSkipped(skipped)
+			return err
+		}
+	}
+	defer reloadOnHUP(srv, sync)()
 	return srv.Serve(ctx, l)
 }
 
@@ -222,12 +246,19 @@ func helped(err error) error {
 	return err
 }
 
-// reloadOnHUP re-reads the catalog on every SIGHUP until the returned stop is called.
-func reloadOnHUP(srv *testserver.Server) (stop func()) {
+// reloadOnHUP re-reads the catalog on every SIGHUP (after sync, when given, copied the
+// deployment again) until the returned stop is called.
+func reloadOnHUP(srv *testserver.Server, sync func() error) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
+			if sync != nil {
+				if err := sync(); err != nil {
+					fmt.Fprintln(os.Stderr, "ota-testserver: reading the deployment failed, the old catalog stays:", err)
+					continue
+				}
+			}
 			if err := srv.Reload(); err != nil {
 				fmt.Fprintln(os.Stderr, "ota-testserver: reload failed, the old catalog stays:", err)
 			} else {

@@ -126,6 +126,7 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 	if err := fetch.Clean(a.Plan); err != nil {
 		return err
 	}
+	a.statementsFirst(ctx)
 	if err := fetch.CheckSpace(a.Plan, a.Details.Entries); err != nil {
 		return err
 	}
@@ -142,6 +143,31 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 		a.Got[item.Member()] = d
 	}
 	return nil
+}
+
+// statementsFirst: with trust keys, a binary whose entry carries no signed statement (an
+// unmodified reference server names only its version and url) has its `.release` fetched
+// from the firmware CDN before the binary rather than after it (the same one request), and
+// the statement's fields become the entry's: the download then knows its exact size and
+// SHA-256, so a patch or a chunk index can be tried, and Verify checks the signatures of
+// this statement as if it had come inline. A statement that cannot be had now, or names
+// another release, is left to Verify, which fetches it again and refuses with the reason.
+func (a *Assembly) statementsFirst(ctx context.Context) {
+	if !a.Keyed {
+		return
+	}
+	for _, item := range a.Plan.Download {
+		e := a.Details.Entries[item.App]
+		if len(e.Signatures()) > 0 {
+			continue
+		}
+		rf, err := a.Trust.FetchRelease(ctx, item.App, e)
+		if err != nil || rf.App != item.App || rf.Version != e.LatestVersion || e.MD5 != "" && rf.MD5 != e.MD5 {
+			continue
+		}
+		e.MD5, e.SHA256, e.Size, e.Serial, e.Sig, e.KeyID, e.Class, e.Sigs = rf.MD5, rf.SHA256, rf.Size, rf.Serial, rf.Sig, rf.KeyID, rf.Class, rf.Sigs
+		a.Details.Set(item.App, e)
+	}
 }
 
 // fetcher is the assembly's delivery.Fetcher: it builds from what the plan is made against.

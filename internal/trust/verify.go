@@ -40,7 +40,7 @@ func (a *Verifier) Verify(ctx context.Context, db *store.DB, facts map[string]st
 	}
 	st, sigs := e.Statement(app), e.Signatures()
 	if len(sigs) == 0 {
-		rf, err := a.fetchRelease(ctx, app, e)
+		rf, err := a.FetchRelease(ctx, app, e)
 		if err != nil {
 			return reject("no inline signature and no published statement: %v", err)
 		}
@@ -119,8 +119,8 @@ func Matches(size int64, sha, md5 string, got packaging.Digests) string {
 	return ""
 }
 
-// fetchRelease gets `<app>_<version>.release` from the firmware CDN (at most 64 KiB).
-func (a *Verifier) fetchRelease(ctx context.Context, app string, e packaging.Entry) (*packaging.ReleaseFile, error) {
+// FetchRelease gets `<app>_<version>.release` from the firmware CDN (at most 64 KiB).
+func (a *Verifier) FetchRelease(ctx context.Context, app string, e packaging.Entry) (*packaging.ReleaseFile, error) {
 	u, err := a.FirmwareURL(app, e, ".release")
 	if err != nil {
 		return nil, err
