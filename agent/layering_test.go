@@ -52,3 +52,27 @@ func TestImportGraphMatchesDesign(t *testing.T) {
 		t.Fatalf("the import graph differs from docs/design.md:\n%s\nwant\n%s", got, strings.Join(wantLines, "\n"))
 	}
 }
+
+// The AWS SDK (ota-release publish, ota-testserver serve --aws-*) is never linked into the
+// agent: its size stays (bench size table).
+func TestAgentLinksNoAWS(t *testing.T) {
+	aws := func(cmd string) []string {
+		out, err := exec.Command("go", "list", "-deps", "-tags", "nethttpomithttp2", "../cmd/"+cmd).Output()
+		if err != nil {
+			t.Fatalf("go list -deps: %v", err)
+		}
+		var found []string
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "github.com/aws/") || strings.HasSuffix(dep, "/internal/publish") {
+				found = append(found, dep)
+			}
+		}
+		return found
+	}
+	if got := aws("ota-agent"); len(got) > 0 {
+		t.Fatalf("ota-agent links %v", got)
+	}
+	if len(aws("ota-release")) == 0 {
+		t.Fatal("the check sees no AWS package in ota-release either: it cannot tell")
+	}
+}

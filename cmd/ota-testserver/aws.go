@@ -17,6 +17,9 @@ type awsFlags struct {
 	t       publish.Target
 	refresh time.Duration
 	dir     string
+	m       *publish.Mirror
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 func (a *awsFlags) register(fs *pflag.FlagSet) {
@@ -30,64 +33,80 @@ func (a *awsFlags) register(fs *pflag.FlagSet) {
 
 func (a *awsFlags) set() bool { return a.t.Bucket != "" || a.t.Table != "" }
 
-// mirror copies the deployment into a catalog directory once; cleanup removes a temporary one.
-func (a *awsFlags) mirror(ctx context.Context, stdout io.Writer) (m *publish.Mirror, dir string, cleanup func(), err error) {
+// start copies the deployment into a catalog directory (*catDir) once and keeps a context
+// for following it; cleanup ends that and removes a temporary copy.
+func (a *awsFlags) start(ctx context.Context, stdout io.Writer, catDir *string) (cleanup func(), err error) {
 	if a.t.Bucket == "" || a.t.Table == "" {
-		return nil, "", nil, fmt.Errorf("%w: serve: --aws-bucket and --aws-table go together", errUsage)
+		return nil, fmt.Errorf("%w: serve: --aws-bucket and --aws-table go together", errUsage)
 	}
-	cleanup = func() {}
-	dir = a.dir
+	dir := a.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "ota-testserver-aws-"); err != nil {
-			return nil, "", nil, err
+			return nil, err
 		}
-		cleanup = func() { os.RemoveAll(dir) }
+	}
+	a.ctx, a.cancel = context.WithCancel(ctx)
+	cleanup = func() {
+		a.cancel()
+		if a.dir == "" {
+			os.RemoveAll(dir)
+		}
 	}
 	d, err := publish.Open(ctx, a.t)
 	if err == nil {
 		err = d.CheckTable(ctx)
 	}
+	if err == nil {
+		a.m = &publish.Mirror{D: d, Dir: dir}
+		_, err = a.sync()
+	}
 	if err != nil {
 		cleanup()
-		return nil, "", nil, err
+		return nil, err
 	}
-	m = &publish.Mirror{D: d, Dir: dir}
-	if _, skipped, err := m.Sync(ctx); err != nil {
-		cleanup()
-		return nil, "", nil, err
-	} else {
-		warnSkipped(skipped)
-	}
+	*catDir = dir
 	fmt.Fprintf(stdout, "serving   bucket %s and table %s (read again every %s; a copy in %s)\n", a.t.Bucket, a.t.Table, a.refresh, dir)
-	return m, dir, cleanup, nil
+	return cleanup, nil
 }
 
-func warnSkipped(skipped []string) {
+// sync copies what changed, and says which rows were left out.
+func (a *awsFlags) sync() (changed bool, err error) {
+	changed, skipped, err := a.m.Sync(a.ctx)
 	for _, k := range skipped {
 		fmt.Fprintf(os.Stderr, "ota-testserver: row %s names an object the bucket lacks: left out\n", k)
 	}
+	return changed, err
 }
 
-// follow reads the deployment again every refresh until ctx ends: a changed table or bucket
-// reloads the catalog; the edge keeps what it cached until it expires, as CloudFront does.
-func (a *awsFlags) follow(ctx context.Context, m *publish.Mirror, srv *testserver.Server) {
-	t := time.NewTicker(a.refresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, skipped, err := m.Sync(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			fmt.Fprintln(os.Stderr, "ota-testserver: reading the deployment failed, the old catalog stays:", err)
-		case changed:
-			warnSkipped(skipped)
-			if err := srv.Reload(); err != nil {
-				fmt.Fprintln(os.Stderr, "ota-testserver: reload failed, the old catalog stays:", err)
+// follow reads the deployment again every refresh (nil without one): a changed table or
+// bucket reloads the catalog; the edge keeps what it cached until it expires, as CloudFront
+// does. It returns what SIGHUP runs before its reload.
+func (a *awsFlags) follow(srv *testserver.Server) func() error {
+	if a.m == nil {
+		return nil
+	}
+	go func() {
+		t := time.NewTicker(a.refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-t.C:
+			}
+			changed, err := a.sync()
+			switch {
+			case err != nil && a.ctx.Err() == nil:
+				fmt.Fprintln(os.Stderr, "ota-testserver: reading the deployment failed, the old catalog stays:", err)
+			case changed:
+				if err := srv.Reload(); err != nil {
+					fmt.Fprintln(os.Stderr, "ota-testserver: reload failed, the old catalog stays:", err)
+				}
 			}
 		}
+	}()
+	return func() error {
+		_, err := a.sync()
+		return err
 	}
 }

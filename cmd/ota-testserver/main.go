@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ota-agent/ota-agent/internal/publish"
 	"github.com/ota-agent/ota-agent/testserver"
 	"github.com/spf13/pflag"
 )
@@ -161,14 +160,12 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := loopbackOnly(*listen); err != nil {
 		return err
 	}
-	var mirror *publish.Mirror
 	if aws.set() {
-		m, dir, cleanup, err := aws.mirror(ctx, stdout)
+		cleanup, err := aws.start(ctx, stdout, catDir)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		mirror, *catDir = m, dir
 	}
 	cat, err := testserver.LoadCatalog(*catDir)
 	if err != nil {
@@ -204,18 +201,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "endpoint  %s/package (origin %s, edge %v)\nfirmware  %s/firmware/  (bucket %s)\nstats     %s/_stats\n",
 		base, *origin, !*noEdge, base, cat.Bucket, base)
-	var sync func() error
-	if mirror != nil {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go aws.follow(ctx, mirror, srv)
-		sync = func() error {
-			_, skipped, err := mirror.Sync(ctx)
-			warnSkipped(skipped)
-			return err
-		}
-	}
-	defer reloadOnHUP(srv, sync)()
+	defer reloadOnHUP(srv, aws.follow(srv))()
 	return srv.Serve(ctx, l)
 }
 

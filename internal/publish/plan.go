@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -84,40 +85,14 @@ func (d *Deployment) Read(ctx context.Context) (*Current, error) {
 func MakePlan(want *Desired, have *Current, t Target, prune bool) (*Plan, error) {
 	p := &Plan{Bucket: t.Bucket, Table: t.Table}
 	live := map[string]Item{}
-	var signed string
 	for _, it := range have.Items {
 		live[it.Key()] = it
-		if it.Signed() && signed == "" {
-			signed = it.Key()
-		}
 	}
-	if signed != "" {
-		for _, it := range want.Items {
-			if !it.Signed() {
-				return nil, fmt.Errorf("row %s of the catalog is unsigned, but the deployment's rows are signed (%s): devices with trust keys would refuse it; sign the catalog (ota-release sign --key KEY.pem --catalog DIR) first", it.Key(), signed)
-			}
-		}
+	if err := signedStays(want, have); err != nil {
+		return nil, err
 	}
-	named := map[string]string{} // binary key → md5 named by a live row
-	for _, it := range have.Items {
-		named[it.Object()] = it.MD5
-	}
-	wanted := map[string]bool{}
-	for _, f := range want.Files {
-		wanted[f.Key] = true
-		s, ok := have.Objects[f.Key]
-		switch {
-		case ok && s.Size == f.Size && s.MD5() == f.MD5:
-			p.Unchanged.Objects++
-			continue
-		case ok && f.Kind == KindBinary && named[f.Key] != "" && named[f.Key] != f.MD5:
-			return nil, fmt.Errorf("%s: the catalog's bytes (md5 %s) differ from the object a live row names (md5 %s): a published version's bytes never change (devices would fetch bytes their row does not vouch for); publish them as a new version", f.Key, f.MD5, named[f.Key])
-		}
-		st := Step{Action: Upload, Kind: kindName(f.Kind), Name: f.Key, Size: f.Size, MD5: f.MD5, file: f}
-		if ok {
-			st.Action, st.WasMD5 = Replace, s.ETag
-		}
-		p.Steps = append(p.Steps, st)
+	if err := p.objects(want, have); err != nil {
+		return nil, err
 	}
 	inCatalog := map[string]bool{}
 	for _, it := range want.Items {
@@ -140,7 +115,54 @@ func MakePlan(want *Desired, have *Current, t Target, prune bool) (*Plan, error)
 		}
 		p.Steps = append(p.Steps, Step{Action: Modify, Kind: "row", Name: it.Key(), Changes: ch, item: it})
 	}
-	// Deletions last: rows before the objects they may name.
+	p.deletions(want, have, inCatalog, prune)
+	return p, nil
+}
+
+// signedStays refuses an unsigned row where the deployment's rows are signed.
+func signedStays(want *Desired, have *Current) error {
+	for _, old := range have.Items {
+		if !old.Signed() {
+			continue
+		}
+		for _, it := range want.Items {
+			if !it.Signed() {
+				return fmt.Errorf("row %s of the catalog is unsigned, but the deployment's rows are signed (%s): devices with trust keys would refuse it; sign the catalog (ota-release sign --key KEY.pem --catalog DIR) first", it.Key(), old.Key())
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// objects plans the uploads: what the bucket lacks or holds other bytes of. New bytes under
+// the key of a binary a live row names are refused.
+func (p *Plan) objects(want *Desired, have *Current) error {
+	named := map[string]string{} // binary key → md5 named by a live row
+	for _, it := range have.Items {
+		named[it.Object()] = it.MD5
+	}
+	for _, f := range want.Files {
+		s, ok := have.Objects[f.Key]
+		switch {
+		case ok && s.Size == f.Size && s.MD5() == f.MD5:
+			p.Unchanged.Objects++
+			continue
+		case ok && f.Kind == KindBinary && named[f.Key] != "" && named[f.Key] != f.MD5:
+			return fmt.Errorf("%s: the catalog's bytes (md5 %s) differ from the object a live row names (md5 %s): a published version's bytes never change (devices would fetch bytes their row does not vouch for); publish them as a new version", f.Key, f.MD5, named[f.Key])
+		}
+		st := Step{Action: Upload, Kind: kindName(f.Kind), Name: f.Key, Size: f.Size, MD5: f.MD5, file: f}
+		if ok {
+			st.Action, st.WasMD5 = Replace, s.ETag
+		}
+		p.Steps = append(p.Steps, st)
+	}
+	return nil
+}
+
+// deletions plans (with prune) or lists what the catalog does not name: rows before the
+// objects they may name.
+func (p *Plan) deletions(want *Desired, have *Current, inCatalog map[string]bool, prune bool) {
 	for _, it := range have.Items {
 		if inCatalog[it.Key()] {
 			continue
@@ -151,14 +173,11 @@ func MakePlan(want *Desired, have *Current, t Target, prune bool) (*Plan, error)
 		}
 		p.Steps = append(p.Steps, Step{Action: Delete, Kind: "row", Name: it.Key(), item: it})
 	}
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range have.Objects {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	for _, k := range keys {
+	wanted := map[string]bool{}
+	for _, f := range want.Files {
+		wanted[f.Key] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(have.Objects)) {
 		if wanted[k] {
 			continue
 		}
@@ -169,7 +188,6 @@ func MakePlan(want *Desired, have *Current, t Target, prune bool) (*Plan, error)
 		p.Steps = append(p.Steps, Step{Action: Delete, Kind: "object", Name: k, Size: have.Objects[k].Size, WasMD5: have.Objects[k].ETag})
 	}
 	slices.Sort(p.Extra.Rows)
-	return p, nil
 }
 
 func kindName(k int) string {
