@@ -76,7 +76,7 @@ func publishFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 				fmt.Fprintf(stdout, "done %d/%d: %s %s %s\n", done, len(p.Steps), s.Action, s.Kind, s.Name)
 			}
 		}
-		res, err := d.Apply(ctx, p, 0, progress)
+		res, err := d.Apply(ctx, p, progress)
 		if *asJSON {
 			printJSON(stdout, res)
 		}

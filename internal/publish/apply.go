@@ -21,9 +21,14 @@ type Progress func(done int, s Step)
 
 // Apply runs the plan's steps in their order (objects, each read back; the trust
 // documents; the rows; deletions of rows, then objects), stopping at the first error: what
-// ran is complete, and a run again converges from there. stopAfter > 0 (tests) ends the
-// run after that many steps.
-func (d *Deployment) Apply(ctx context.Context, p *Plan, stopAfter int, progress Progress) (*Result, error) {
+// ran is complete, and a run again converges from there.
+func (d *Deployment) Apply(ctx context.Context, p *Plan, progress Progress) (*Result, error) {
+	return d.apply(ctx, p, 0, progress)
+}
+
+// apply is Apply; stopAfter > 0 (the tests' fault hook, unreachable from the commands) ends
+// the run after that many steps.
+func (d *Deployment) apply(ctx context.Context, p *Plan, stopAfter int, progress Progress) (*Result, error) {
 	res := &Result{Plan: p}
 	for i, s := range p.Steps {
 		if err := ctx.Err(); err != nil {

@@ -93,7 +93,7 @@ func plan(d *Deployment, c *catalog.Catalog, prune bool) (*Plan, error) {
 // publish runs the whole plan.
 func (w *world) publish(d *Deployment, prune bool) *Result {
 	w.t.Helper()
-	res, err := d.Apply(context.Background(), w.plan(d, prune), 0, nil)
+	res, err := d.apply(context.Background(), w.plan(d, prune), 0, nil)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestPublishEmptyDeploymentThenNothing(t *testing.T) {
 	if !slices.Equal(kinds, []string{"binary", "side", "trust", "row"}) {
 		t.Fatalf("order of kinds %v\n%s", kinds, strings.Join(names(p), "\n"))
 	}
-	res, err := d.Apply(context.Background(), p, 0, nil)
+	res, err := d.apply(context.Background(), p, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,11 +275,11 @@ func TestPublishStoppedAfterEveryStepConverges(t *testing.T) {
 	for stop := 1; stop <= steps; stop++ {
 		d := w.deployment()
 		// The deployment as the first release left it.
-		if _, err := d.Apply(context.Background(), mustPlanFrom(t, first, d), 0, nil); err != nil {
+		if _, err := d.apply(context.Background(), mustPlanFrom(t, first, d), 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		safe(t, d, "before")
-		_, err := d.Apply(context.Background(), w.plan(d, true), stop, nil)
+		_, err := d.apply(context.Background(), w.plan(d, true), stop, nil)
 		if !errors.Is(err, errStopped) {
 			t.Fatalf("stop after %d: %v", stop, err)
 		}
