@@ -143,6 +143,9 @@ func (p *Plan) objects(want *Desired, have *Current) error {
 		named[it.Object()] = it.MD5
 	}
 	for _, f := range want.Files {
+		if f.Size > MaxObject {
+			return fmt.Errorf("%s (%s) is %d bytes: one PutObject takes at most %d, and a multipart upload's ETag is not the MD5 devices send; nothing was uploaded", f.Key, f.Path, f.Size, int64(MaxObject))
+		}
 		s, ok := have.Objects[f.Key]
 		switch {
 		case ok && s.Size == f.Size && s.MD5() == f.MD5:

@@ -341,3 +341,36 @@ func readAll(t *testing.T, r io.ReadCloser) []byte {
 	}
 	return raw
 }
+
+// Refused before anything is uploaded: new bytes under a version a live row names, and an
+// object larger than one PutObject takes.
+func TestPublishRefusesBeforeUploading(t *testing.T) {
+	w := newWorld(t)
+	d := w.deployment()
+	w.publish(d, false)
+	c := w.catalog()
+	var r catalog.Row
+	for _, x := range c.Rows {
+		if x.App == "modemFW" {
+			r = x
+		}
+	}
+	if err := os.WriteFile(r.Path(), []byte("the same version, other bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.catalog().SignRows(w.priv); err != nil {
+		t.Fatal(err)
+	}
+	_, err := plan(d, w.catalog(), false)
+	if err == nil || !strings.Contains(err.Error(), "modemFW_1.0: the catalog's bytes") || !strings.Contains(err.Error(), "publish them as a new version") {
+		t.Fatalf("new bytes under a live version: %v", err)
+	}
+	have, err := d.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := &Desired{Files: []File{{Key: "os_armv8_9.0.0", Path: "/images/os", Size: MaxObject + 1, MD5: strings.Repeat("0", 32)}}}
+	if _, err := MakePlan(huge, have, d.Target, false); err == nil || !strings.Contains(err.Error(), "one PutObject takes at most 5368709120") {
+		t.Fatalf("an object over 5 GiB: %v", err)
+	}
+}
