@@ -1,7 +1,8 @@
 # ota-agent: see README.md. Every target runs from a fresh clone with only Go installed
 # (QEMU targets say so and skip when qemu-user-static is missing).
 GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version ota-agent version prints and the packages carry (dist/debian/version.sh).
+VERSION  ?= $(shell ./dist/debian/version.sh)
 BUILDTIME ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X github.com/ota-agent/ota-agent/agent.Version=$(VERSION) -X github.com/ota-agent/ota-agent/agent.BuildTime=$(BUILDTIME)
 CMDS     := ota-agent ota-testserver ota-release
@@ -20,7 +21,7 @@ export CGO_ENABLED := 0
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build cross test test-native test-qemu test-system demo bench bench-peers install sizes fuzz lint clean
+.PHONY: all build cross deb test test-native test-qemu test-system demo bench bench-peers install sizes fuzz lint clean
 
 all: build
 
@@ -38,6 +39,17 @@ cross:
 	  export GOOS=$$os GOARCH=$$arch GOARM=$$( [ "$$arm" = "-" ] || echo $$arm ); \
 	  $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$os-$$suffix/ ./cmd/ota-testserver ./cmd/ota-release; \
 	  $(GO) build -trimpath -tags '$(AGENT_TAGS)' -gcflags '$(AGENT_GCFLAGS)' -ldflags '$(LDFLAGS)' -o bin/$$os-$$suffix/ ./cmd/ota-agent; \
+	done
+
+# Debian packages (reproducible: the same source gives the same bytes) into $(DEB_OUT):
+# ota-agent and ota-agent-tools for each of $(DEB_ARCHS) (Debian's names).
+DEB_OUT   ?= bin/deb
+DEB_ARCHS := armhf arm64 amd64
+deb: build cross
+	@for a in $(DEB_ARCHS); do \
+	  case $$a in armhf) d=linux-armv7;; *) d=linux-$$a;; esac; \
+	  $(GO) run ./internal/deb/mkdeb --arch $$a --version '$(VERSION)' --time '$(BUILDTIME)' \
+	    --bin bin/$$d --host-bin bin --out '$(DEB_OUT)' || exit 1; \
 	done
 
 sizes: cross
