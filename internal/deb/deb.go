@@ -91,7 +91,9 @@ func (p *Package) data(files []File) ([]byte, int64, error) {
 	for i := range files {
 		entries = append(entries, entry{name: "." + files[i].Path, f: &files[i]})
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(strings.TrimSuffix(a.name, "/"), strings.TrimSuffix(b.name, "/")) })
+	slices.SortFunc(entries, func(a, b entry) int {
+		return strings.Compare(strings.TrimSuffix(a.name, "/"), strings.TrimSuffix(b.name, "/"))
+	})
 	var size int64
 	body, err := tarGz(func(tw *tar.Writer) error {
 		if err := tw.WriteHeader(p.header("./", tar.TypeDir, 0o755, 0)); err != nil {

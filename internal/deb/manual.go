@@ -121,7 +121,9 @@ func (c *Command) Man(sec, title, version string, when time.Time, extra string) 
 	return b.String()
 }
 
-func roffLine(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\e`), "-", `\-`) }
+func roffLine(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\e`), "-", `\-`)
+}
 
 // ConfigMan is ota-agent.yaml(5): every key of the configuration (config.Keys, with its
 // default), its meaning from the README's table, and the annotated example.

@@ -83,7 +83,9 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
 		"bookworm", root, hostMirror(t))
 	previous, current := buildAmd64(t, "0.0~previous"), buildAmd64(t, "0.0+1.gcurrent")
-	dpkg := func(args ...string) string { return runIn(t, ".", "dpkg", append([]string{"--root=" + root}, args...)...) }
+	dpkg := func(args ...string) string {
+		return runIn(t, ".", "dpkg", append([]string{"--root=" + root}, args...)...)
+	}
 	chroot := func(args ...string) string { return runIn(t, ".", "chroot", append([]string{root}, args...)...) }
 
 	dpkg("-i", previous)
