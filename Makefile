@@ -102,7 +102,7 @@ test-qemu: bin/testsum
 # Boots A/B arm64 images under qemu-system with U-Boot and systemd (root; installs its Debian
 # packages; builds the rootfs once per dist/image/mkrootfs.sh into .system-build/).
 # POWER_CUTS=N chains more power cuts (default 10); serial logs stay in .system-build/run-*/.
-test-system: build cross
+test-system: deb
 	@./systemtest/run.sh
 
 demo:

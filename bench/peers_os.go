@@ -92,7 +92,7 @@ func (b *bench) osImageRun() (*testenv.PeerOSReport, error) {
 	if err := os.MkdirAll(build, 0o755); err != nil {
 		return nil, err
 	}
-	for _, c := range [][]string{{"./dist/image/host-deps.sh"}, {"make", "-s", "cross"}} {
+	for _, c := range [][]string{{"./dist/image/host-deps.sh"}, {"make", "-s", "deb"}} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("%s: %v\n%s", strings.Join(c, " "), err, tail(string(out), 2000))
 		}

@@ -111,8 +111,9 @@ func run(name string, args ...string) error {
 	return nil
 }
 
-// buildImage assembles the board's disk with dist/image/mkdisk.sh: the image builders' path.
-func (r *rig) buildImage(rootfs, agentBin, pubKey string) error {
+// buildImage assembles the board's disk with dist/image/mkdisk.sh, the agent installed from
+// its package pkg: the image builders' path.
+func (r *rig) buildImage(rootfs, pkg, pubKey string) error {
 	start := time.Now()
 	ov := filepath.Join(r.work, "overlay")
 	os.RemoveAll(ov)
@@ -150,7 +151,7 @@ func (r *rig) buildImage(rootfs, agentBin, pubKey string) error {
 	os.WriteFile(cfg, []byte(strings.Replace(deviceConfig, "BOOTLOADER", r.vm.loader, 1)), 0o644)
 	out := filepath.Join(r.work, "image")
 	if err := run(filepath.Join(r.repo, "dist/image/mkdisk.sh"), "--rootfs", rootfs, "--arch", r.arch,
-		"--agent", agentBin, "--config", cfg, "--key", pubKey, "--overlay", ov, "--out", out,
+		"--deb", pkg, "--config", cfg, "--key", pubKey, "--overlay", ov, "--out", out,
 		// The state directory stages an OS image before the partition write: room for one.
 		"--data-size", "1024", "--bootloader", r.vm.loader); err != nil {
 		return err
@@ -183,4 +184,53 @@ func (r *rig) extract(name string) (string, error) {
 	out := filepath.Join(r.work, name+".img")
 	err := run("dd", "if="+r.vm.disk, "of="+out, "bs=1M", "skip="+strconv.Itoa(p[0]), "count="+strconv.Itoa(p[1]), "status=none")
 	return out, err
+}
+
+// version is this build's version (make deb named its packages with it).
+func (r *rig) version() string {
+	out, err := exec.Command(filepath.Join(r.repo, "dist/debian/version.sh")).Output()
+	if err != nil {
+		r.t.Fatalf("dist/debian/version.sh: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// debArch is the board's Debian architecture.
+func (r *rig) debArch() string { return r.arch }
+
+// currentDeb is this build's ota-agent package for the board (make test-system runs make deb).
+func (r *rig) currentDeb() string {
+	p := filepath.Join(r.repo, "bin/deb", fmt.Sprintf("ota-agent_%s_%s.deb", r.version(), r.debArch()))
+	if _, err := os.Stat(p); err != nil {
+		r.t.Fatalf("no package of this build: %v (make deb writes it; make test-system runs it)", err)
+	}
+	return p
+}
+
+// previousVersion is the version the previous build's package carries here: the same source
+// relinked with a lower version, so that dpkg -i of this build's is an upgrade.
+const previousVersion = "0.0~previous"
+
+// previousDeb builds the ota-agent package for the board at previousVersion.
+func (r *rig) previousDeb() string {
+	dir := filepath.Join(r.work, "previous")
+	os.MkdirAll(dir, 0o755)
+	goarch, goarm := "arm64", ""
+	if r.arch == "armhf" {
+		goarch, goarm = "arm", "7"
+	}
+	ld := "-s -w -X main.version=" + previousVersion + " -X github.com/ota-agent/ota-agent/agent.Version=" + previousVersion
+	b := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", ld, "-o", dir+"/", "./cmd/ota-agent")
+	b.Dir = r.repo
+	b.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
+	if out, err := b.CombinedOutput(); err != nil {
+		r.t.Fatalf("build the previous agent: %v\n%s", err, out)
+	}
+	m := exec.Command("go", "run", "./internal/deb/mkdeb", "--only", "ota-agent", "--arch", r.debArch(), "--version", previousVersion,
+		"--time", "1796400000", "--bin", dir, "--host-bin", filepath.Join(r.repo, "bin"), "--out", dir)
+	m.Dir = r.repo
+	if out, err := m.CombinedOutput(); err != nil {
+		r.t.Fatalf("mkdeb the previous package: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, fmt.Sprintf("ota-agent_%s_%s.deb", previousVersion, r.debArch()))
 }

@@ -30,7 +30,7 @@ func TestPeersOS(t *testing.T) {
 		t.Skip("SKIPPED: OTA_PEERS_OS_OUT is not set (make bench-peers runs this test)")
 	}
 	r := newRigOn(t, rigSpec{rootfs: "rootfs-arm64-peers", name: "peers", arch: "arm64", loader: "uboot",
-		cpu: "armv8", agent: "bin/linux-arm64/ota-agent", extra: peersOverlay})
+		cpu: "armv8", extra: peersOverlay})
 	img, sum := r.peersImage()
 	r.peersArtifacts(img, sum)
 	if err := r.boot("peers"); err != nil {

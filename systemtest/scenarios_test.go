@@ -347,3 +347,70 @@ func (r *rig) blobMD5(app, version string) string {
 	h := md5.Sum(b)
 	return hex.EncodeToString(h[:])
 }
+
+// packageUpgrade: the board was built with the previous build's package; dpkg -i of this
+// build's package on the running board upgrades it, as an operator (or apt) would. The daemon
+// restarts on the new binary (postinst's try-restart), its state (slot, generation, apps) and
+// its configuration (the image's edit of the conffile) stay, and its next check is a 304.
+func packageUpgrade(r *rig) error {
+	before, err := r.status()
+	if err != nil {
+		return err
+	}
+	if v := r.sh("ota-agent version").Output; !strings.Contains(v, previousVersion) {
+		return fmt.Errorf("the image runs %q, not the previous build's package %s", v, previousVersion)
+	}
+	conf := r.sh("md5sum /etc/ota-agent/config.yaml").Output
+	pid := field(r.sh("systemctl show -p MainPID --value ota-agent").Output)
+	pkg := r.currentDeb()
+	if err := os.Link(pkg, filepath.Join(r.peers, "ota-agent.deb")); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	res := r.sh("ota-systest-guest fetch http://10.0.2.100:8080/peers/ota-agent.deb /root/ota-agent.deb && dpkg -i /root/ota-agent.deb 2>&1")
+	if res.RC != 0 {
+		return fmt.Errorf("dpkg -i: exit %d:\n%s", res.RC, res.Output)
+	}
+	want := r.version()
+	if v := r.sh("ota-agent version").Output; !strings.Contains(v, want) {
+		return fmt.Errorf("after dpkg -i: %q, want %s", v, want)
+	}
+	if got := r.sh("dpkg-query -W -f '${Version} ${Status}' ota-agent").Output; got != want+" install ok installed" {
+		return fmt.Errorf("dpkg-query: %q", got)
+	}
+	var show string
+	for end := time.Now().Add(3 * time.Minute); time.Now().Before(end); time.Sleep(2 * time.Second) {
+		show = r.sh("systemctl show -p MainPID -p ActiveState -p StatusText ota-agent").Output
+		if !strings.Contains(show, "MainPID="+pid+"\n") && !strings.Contains(show, "MainPID=0\n") && strings.Contains(show, "ActiveState=active") && strings.Contains(show, "StatusText=idle") {
+			break
+		}
+	}
+	if strings.Contains(show, "MainPID="+pid+"\n") || !strings.Contains(show, "ActiveState=active") {
+		return fmt.Errorf("the daemon did not restart on the new package:\n%s", show)
+	}
+	if exe := r.sh("readlink /proc/$(systemctl show -p MainPID --value ota-agent)/exe").Output; strings.Contains(exe, "(deleted)") {
+		return fmt.Errorf("the daemon still runs the replaced binary: %s", exe)
+	}
+	if got := r.sh("md5sum /etc/ota-agent/config.yaml").Output; got != conf || r.sh("ls /etc/ota-agent/config.yaml.dpkg-* 2>/dev/null").Output != "" {
+		return fmt.Errorf("the upgrade changed the configuration: %q, was %q", got, conf)
+	}
+	st, err := r.status()
+	if err != nil {
+		return err
+	}
+	if st.Slot != before.Slot || st.Generation != before.Generation || len(st.Apps) != len(before.Apps) {
+		return fmt.Errorf("the upgrade changed the state: slot %s generation %d (%d apps), was %s %d (%d)", st.Slot, st.Generation, len(st.Apps), before.Slot, before.Generation, len(before.Apps))
+	}
+	last, n := st.LastCheck.Time, r.count("/package")
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	st, err = r.settle("upgrade", 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(last) })
+	if err != nil {
+		return err
+	}
+	if st.LastCheck.Result != "up-to-date" || r.count("/package") != n+1 {
+		return fmt.Errorf("check after the upgrade: %s (%s)", st.LastCheck.Result, st.LastCheck.Error)
+	}
+	r.logf("  %s → %s by dpkg -i in %s; daemon restarted (%s); slot %s generation %d kept; configuration kept; next check 304",
+		previousVersion, want, since(t0), strings.Join(strings.Fields(show), " "), st.Slot, st.Generation)
+	return nil
+}

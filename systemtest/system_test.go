@@ -32,20 +32,23 @@ type scenario struct {
 }
 
 // newRig builds the board's image from the rootfs make test-system made and starts the
-// host side; it skips, saying why, when the rootfs is not there.
-func newRig(t *testing.T, arch, loader, cpu, agentBin string) *rig {
+// host side; it skips, saying why, when the rootfs is not there. The image gets this build's
+// package (make deb), or with previous the previous build's, which a scenario upgrades.
+func newRig(t *testing.T, arch, loader, cpu string, previous bool) *rig {
 	name := arch
 	if loader == "grub" {
 		name = "grub"
 	}
-	return newRigOn(t, rigSpec{rootfs: "rootfs-" + arch, name: name, arch: arch, loader: loader, cpu: cpu, agent: agentBin})
+	return newRigOn(t, rigSpec{rootfs: "rootfs-" + arch, name: name, arch: arch, loader: loader, cpu: cpu, previous: previous})
 }
 
-// rigSpec: which rootfs (under OTA_SYSTEM_BUILD) a board is built from, and what the image
-// adds to the test overlay (extra, given the rig: its work directory holds keys made for it).
+// rigSpec: which rootfs (under OTA_SYSTEM_BUILD) a board is built from, whether it gets the
+// previous build's package, and what the image adds to the test overlay (extra, given the
+// rig: its work directory holds keys made for it).
 type rigSpec struct {
-	rootfs, name, arch, loader, cpu, agent string
-	extra                                  func(r *rig) (files, links map[string]string)
+	rootfs, name, arch, loader, cpu string
+	previous                        bool
+	extra                           func(r *rig) (files, links map[string]string)
 }
 
 func newRigOn(t *testing.T, s rigSpec) *rig {
@@ -61,13 +64,19 @@ func newRigOn(t *testing.T, s rigSpec) *rig {
 	os.RemoveAll(r.work)
 	os.MkdirAll(r.work, 0o755)
 	r.vm = &vm{name: s.name, arch: s.arch, loader: s.loader, dir: r.work}
+	r.peers = filepath.Join(r.work, "www") // files the guest fetches (a package to upgrade to)
+	os.MkdirAll(r.peers, 0o755)
 	r.vm.forward = r.startServers()
 	var pub string
 	r.priv, pub = keyPair(t, r.work)
 	if s.extra != nil {
 		r.extraFiles, r.extraLinks = s.extra(r)
 	}
-	if err := r.buildImage(filepath.Join(build, s.rootfs), filepath.Join(repo, s.agent), pub); err != nil {
+	pkg := r.currentDeb()
+	if s.previous {
+		pkg = r.previousDeb()
+	}
+	if err := r.buildImage(filepath.Join(build, s.rootfs), pkg, pub); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.vm.kill)
@@ -108,10 +117,11 @@ func grubCuts(n int) int {
 
 func TestSystemARM64(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
-	r := newRig(t, "arm64", "uboot", "armv8", "bin/linux-arm64/ota-agent")
+	r := newRig(t, "arm64", "uboot", "armv8", true)
 	cuts := powerCutsWanted() - grubCuts(powerCutsWanted())
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{"package upgrade: dpkg -i of this build's package over the previous build's; the daemon restarts on it, state and configuration kept, next check 304", packageUpgrade},
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
 		{"app units: restarted on the new generation; a failing app rolls back, its unit runs the old one", appUnits},
 		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", appCuts(cuts)), func(r *rig) error { return powerCuts(r, appCuts(cuts), []string{"full", "metadata"}) }},
@@ -126,7 +136,7 @@ func TestSystemARM64(t *testing.T) {
 
 func TestSystemARMv7(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
-	r := newRig(t, "armhf", "uboot", "armv7", "bin/linux-armv7/ota-agent")
+	r := newRig(t, "armhf", "uboot", "armv7", false)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
@@ -138,7 +148,7 @@ func TestSystemARMv7(t *testing.T) {
 // grubenv on the EFI system partition.
 func TestSystemGRUB(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
-	r := newRig(t, "arm64", "grub", "armv8", "bin/linux-arm64/ota-agent")
+	r := newRig(t, "arm64", "grub", "armv8", false)
 	cuts := grubCuts(powerCutsWanted())
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},

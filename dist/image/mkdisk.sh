@@ -1,12 +1,13 @@
 #!/bin/sh
 # Step 2 of a Debian-based ota-agent device image: install the agent the image builders' way
-# (make install DESTDIR=... INSTALL_BIN=...) into a copy of a rootfs from mkrootfs.sh, then
+# into a copy of a rootfs from mkrootfs.sh (its package, `make deb`, with the rootfs's own dpkg
+# through qemu-user binfmt; or `make install DESTDIR=... INSTALL_BIN=...` with --agent), then
 # assemble an A/B disk without mounts or loop devices:
 #   p1 boot  FAT   U-Boot: boot.scr (dist/bootloader/boot.cmd) + uboot.env (its environment)
 #                  GRUB (arm64 EFI): EFI/BOOT/BOOTAA64.EFI (dist/bootloader/grub.cfg) + grubenv
 #   p2 root_a ext4 the rootfs        p3 root_b ext4 the same rootfs
 #   p4 data  ext4  /var/lib/ota-agent: the state directory outlives either root slot
-# usage: mkdisk.sh --rootfs DIR --arch arm64|armhf --agent BIN --config FILE --out DIR
+# usage: mkdisk.sh --rootfs DIR --arch arm64|armhf (--deb PKG.deb | --agent BIN) --config FILE --out DIR
 #                  [--key PUB.pem] [--overlay DIR] [--root-size MiB] [--data-size MiB]
 #                  [--bootloader uboot|grub]
 # Writes OUT/disk.img, OUT/root.img (slot A's filesystem: also what an OS release of this
@@ -14,29 +15,37 @@
 # Needs: e2fsprogs dosfstools mtools fdisk u-boot-tools (dist/image/host-deps.sh).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
-rootfs= arch= agent= config= out= key= overlay= rootmb=600 datamb=256 bootloader=uboot
+rootfs= arch= agent= deb= config= out= key= overlay= rootmb=600 datamb=256 bootloader=uboot
 while [ $# -gt 0 ]; do
   case $1 in
-    --rootfs) rootfs=$2 ;; --arch) arch=$2 ;; --agent) agent=$2 ;; --config) config=$2 ;;
+    --rootfs) rootfs=$2 ;; --arch) arch=$2 ;; --agent) agent=$2 ;; --deb) deb=$2 ;; --config) config=$2 ;;
     --out) out=$2 ;; --key) key=$2 ;; --overlay) overlay=$2 ;; --root-size) rootmb=$2 ;;
     --data-size) datamb=$2 ;; --bootloader) bootloader=$2 ;;
     *) echo "mkdisk.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift 2
 done
-for v in rootfs arch agent config out; do
+for v in rootfs arch config out; do
   eval "[ -n \"\$$v\" ]" || { echo "mkdisk.sh: --$v is required" >&2; exit 2; }
 done
+[ -n "$agent$deb" ] && [ -z "$agent" -o -z "$deb" ] || { echo "mkdisk.sh: --deb PKG.deb or --agent BIN is required (one of them)" >&2; exit 2; }
 [ -x "$rootfs/sbin/init" ] || { echo "mkdisk.sh: $rootfs is not a rootfs from mkrootfs.sh" >&2; exit 2; }
 case $arch in arm64) mkarch=arm64 ;; armhf) mkarch=arm ;; *) echo "mkdisk.sh: --arch arm64 or armhf" >&2; exit 2 ;; esac
 case $arch/$bootloader in arm64/grub|*/uboot) ;; *) echo "mkdisk.sh: --bootloader uboot, or grub on arm64" >&2; exit 2 ;; esac
-agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
+[ -z "$agent" ] || agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
 mkdir -p "$out"; out=$(cd "$out" && pwd); t=$out/tree
 rm -rf "$t" "$out/disk.img" "$out/root.img"
 cp -a "$rootfs" "$t"
 
-# The agent, its unit, config and state directory; the partition-mode drop-in.
-make -s -C "$repo" install DESTDIR="$t" INSTALL_BIN="$agent"
+# The agent, its unit, config and state directory (the package's maintainer scripts enable
+# the unit and make the state directory); the partition-mode drop-in.
+if [ -n "$deb" ]; then
+  cp "$deb" "$t/tmp/ota-agent.deb"
+  chroot "$t" dpkg -i /tmp/ota-agent.deb
+  rm -f "$t/tmp/ota-agent.deb"
+else
+  make -s -C "$repo" install DESTDIR="$t" INSTALL_BIN="$agent"
+fi
 install -m 0640 "$config" "$t/etc/ota-agent/config.yaml"
 install -D -m 0644 "$repo/dist/ota-agent.service.d/partition.conf" "$t/etc/systemd/system/ota-agent.service.d/partition.conf"
 [ -z "$key" ] || install -D -m 0644 "$key" "$t/etc/ota-agent/keys/release.pub.pem"

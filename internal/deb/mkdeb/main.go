@@ -31,18 +31,19 @@ func main() {
 	bin := flag.String("bin", "", "directory of the architecture's ota-agent, ota-release and ota-testserver")
 	hostBin := flag.String("host-bin", "", "directory of the same programs built for this machine (their --help makes the man pages)")
 	out := flag.String("out", "", "directory to write the .deb files into")
+	only := flag.String("only", "", "build only this package (ota-agent or ota-agent-tools); --bin then needs only its programs")
 	flag.Parse()
 	if *arch == "" || *version == "" || *epoch == "" || *bin == "" || *hostBin == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "mkdeb: --arch, --version, --time, --bin, --host-bin and --out are required")
 		os.Exit(2)
 	}
-	if err := build(*arch, *version, *epoch, *bin, *hostBin, *out); err != nil {
+	if err := build(*arch, *version, *epoch, *bin, *hostBin, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "mkdeb:", err)
 		os.Exit(1)
 	}
 }
 
-func build(arch, version, epoch, bin, hostBin, out string) error {
+func build(arch, version, epoch, bin, hostBin, out, only string) error {
 	secs, err := strconv.ParseInt(epoch, 10, 64)
 	if err != nil {
 		return fmt.Errorf("--time %q: %w", epoch, err)
@@ -58,11 +59,16 @@ func build(arch, version, epoch, bin, hostBin, out string) error {
 		}
 	}
 	var f files
-	for _, p := range []*deb.Package{f.agent(arch, version, when, bin, help), f.tools(arch, version, when, bin, help)} {
+	for _, make := range []func(arch, version string, when time.Time, bin string, help map[string]*deb.Command) *deb.Package{f.agent, f.tools} {
+		p := make(arch, version, when, bin, help)
+		name, _, _ := strings.Cut(p.Control[len("Package: "):], "\n")
+		if only != "" && only != name {
+			f.err = nil
+			continue
+		}
 		if f.err != nil {
 			return f.err
 		}
-		name, _, _ := strings.Cut(p.Control[len("Package: "):], "\n")
 		path := filepath.Join(out, fmt.Sprintf("%s_%s_%s.deb", name, version, arch))
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return err
