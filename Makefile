@@ -129,7 +129,7 @@ install: $(if $(filter bin/ota-agent,$(INSTALL_BIN)),build)
 	install -D -m 0640 dist/config.yaml $(DESTDIR)/etc/ota-agent/config.yaml
 	install -d -m 0755 $(DESTDIR)/etc/systemd/system/multi-user.target.wants
 	ln -sf /lib/systemd/system/ota-agent.service $(DESTDIR)/etc/systemd/system/multi-user.target.wants/ota-agent.service
-	install -d -m 0700 $(DESTDIR)/var/lib/ota-agent
+	install -d -m 0755 $(DESTDIR)/var/lib/ota-agent # the unit's StateDirectoryMode, as the package makes it
 
 clean:
 	rm -rf bin
