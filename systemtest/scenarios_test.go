@@ -401,14 +401,8 @@ func packageUpgrade(r *rig) error {
 	if st.Slot != before.Slot || st.Generation != before.Generation || len(st.Apps) != len(before.Apps) {
 		return fmt.Errorf("the upgrade changed the state: slot %s generation %d (%d apps), was %s %d (%d)", st.Slot, st.Generation, len(st.Apps), before.Slot, before.Generation, len(before.Apps))
 	}
-	last, n := st.LastCheck.Time, r.count("/package")
-	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
-	st, err = r.settle("upgrade", 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(last) })
-	if err != nil {
-		return err
-	}
-	if st.LastCheck.Result != "up-to-date" || r.count("/package") != n+1 {
-		return fmt.Errorf("check after the upgrade: %s (%s)", st.LastCheck.Result, st.LastCheck.Error)
+	if st, err = r.checkNow304("upgrade", st); err != nil {
+		return fmt.Errorf("check after the upgrade: %w", err)
 	}
 	r.logf("  %s → %s by dpkg -i in %s; daemon restarted (%s); slot %s generation %d kept; configuration kept; next check 304",
 		previousVersion, want, since(t0), strings.Join(strings.Fields(show), " "), st.Slot, st.Generation)

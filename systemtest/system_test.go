@@ -224,20 +224,29 @@ func firstBoot(r *rig) error {
 		r.install = map[string]time.Duration{"first": time.Duration(st.LastCheck.Secs * float64(time.Second))}
 	}
 	r.logf("  installed slot %s generation %d; systemd: %s", st.Slot, st.Generation, strings.Join(strings.Fields(show), " "))
-	before, n304 := st.LastCheck.Time, r.count("/package")
-	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
-	st, err = r.settle("first", 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(before) })
-	if err != nil {
-		return err
-	}
-	if st.LastCheck.Result != "up-to-date" || r.count("/package") != n304+1 {
-		return fmt.Errorf("second check: %s (%s), %d requests", st.LastCheck.Result, st.LastCheck.Error, r.count("/package")-n304)
+	if _, err := r.checkNow304("first", st); err != nil {
+		return fmt.Errorf("second check: %w", err)
 	}
 	if res := r.sh("ota-agent verify"); res.RC != 0 {
 		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
 	}
 	r.logf("  second check: up-to-date (304), verify passes")
 	return nil
+}
+
+// checkNow304 makes the daemon check now (SIGUSR1) and wants one request, answered 304: the
+// status after it is returned.
+func (r *rig) checkNow304(tag string, st *status) (*status, error) {
+	before, n := st.LastCheck.Time, r.count("/package")
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	st, err := r.settle(tag, 3*time.Minute, func(s *status) bool { return s.LastCheck != nil && s.LastCheck.Time.After(before) })
+	if err != nil {
+		return st, err
+	}
+	if st.LastCheck.Result != "up-to-date" || r.count("/package") != n+1 {
+		return st, fmt.Errorf("%s (%s), %d requests", st.LastCheck.Result, st.LastCheck.Error, r.count("/package")-n)
+	}
+	return st, nil
 }
 
 // watchdog: SIGSTOP freezes the daemon; systemd's watchdog kills and restarts it.
