@@ -193,10 +193,11 @@ func (p *Package) header(name string, typ byte, mode, size int64) *tar.Header {
 	return &tar.Header{Name: name, Typeflag: typ, Mode: mode, Size: size, ModTime: p.Time, Uname: "root", Gname: "root", Format: tar.FormatGNU}
 }
 
-// tarGz is a gzip'd tar (no name or time in the gzip header).
+// tarGz is a gzip'd tar (no name or time in the gzip header). The default level: the best
+// one takes five times as long for 0.3% fewer bytes of a Go binary.
 func tarGz(fill func(*tar.Writer) error) ([]byte, error) {
 	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	tw := tar.NewWriter(gz)
 	if err := fill(tw); err != nil {
 		return nil, err
