@@ -195,12 +195,9 @@ func (r *rig) version() string {
 	return strings.TrimSpace(string(out))
 }
 
-// debArch is the board's Debian architecture.
-func (r *rig) debArch() string { return r.arch }
-
-// currentDeb is this build's ota-agent package for the board (make test-system runs make deb).
+// currentDeb is this build's ota-agent package for the board (r.arch is Debian's name) (make test-system runs make deb).
 func (r *rig) currentDeb() string {
-	p := filepath.Join(r.repo, "bin/deb", fmt.Sprintf("ota-agent_%s_%s.deb", r.version(), r.debArch()))
+	p := filepath.Join(r.repo, "bin/deb", fmt.Sprintf("ota-agent_%s_%s.deb", r.version(), r.arch))
 	if _, err := os.Stat(p); err != nil {
 		r.t.Fatalf("no package of this build: %v (make deb writes it; make test-system runs it)", err)
 	}
@@ -226,11 +223,11 @@ func (r *rig) previousDeb() string {
 	if out, err := b.CombinedOutput(); err != nil {
 		r.t.Fatalf("build the previous agent: %v\n%s", err, out)
 	}
-	m := exec.Command("go", "run", "./internal/deb/mkdeb", "--only", "ota-agent", "--arch", r.debArch(), "--version", previousVersion,
+	m := exec.Command("go", "run", "./internal/deb/mkdeb", "--only", "ota-agent", "--arch", r.arch, "--version", previousVersion,
 		"--time", "1796400000", "--bin", dir, "--host-bin", filepath.Join(r.repo, "bin"), "--out", dir)
 	m.Dir = r.repo
 	if out, err := m.CombinedOutput(); err != nil {
 		r.t.Fatalf("mkdeb the previous package: %v\n%s", err, out)
 	}
-	return filepath.Join(dir, fmt.Sprintf("ota-agent_%s_%s.deb", previousVersion, r.debArch()))
+	return filepath.Join(dir, fmt.Sprintf("ota-agent_%s_%s.deb", previousVersion, r.arch))
 }

@@ -95,8 +95,7 @@ func flagsOf(help string) []string {
 func roff(text string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-		line = strings.ReplaceAll(line, `\`, `\e`)
-		line = strings.ReplaceAll(line, "-", `\-`)
+		line = roffLine(line)
 		if strings.HasPrefix(line, ".") || strings.HasPrefix(line, "'") {
 			line = `\&` + line
 		}

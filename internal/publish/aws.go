@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -174,9 +175,9 @@ func (d *Deployment) Put(ctx context.Context, key, path string, size int64, md5h
 		return err
 	}
 	defer f.Close()
-	sum, err := hexMD5(md5hex)
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
+	sum, err := hex.DecodeString(md5hex)
+	if err != nil || len(sum) != md5.Size {
+		return fmt.Errorf("%s: md5 %q is not 32 hex digits", key, md5hex)
 	}
 	_, err = d.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &d.Bucket, Key: &key, Body: io.NewSectionReader(f, 0, size),
 		ContentLength: aws.Int64(size), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum))})
@@ -191,21 +192,6 @@ func (d *Deployment) Put(ctx context.Context, key, path string, size int64, md5h
 		return fmt.Errorf("s3://%s/%s after its upload: %d bytes, ETag %q; want %d bytes, ETag %s (the MD5 devices send): is the bucket encrypted with SSE-KMS? The reference design needs SSE-S3 or none", d.Bucket, key, got.Size, got.ETag, size, md5hex)
 	}
 	return nil
-}
-
-func hexMD5(s string) ([]byte, error) {
-	b := make([]byte, md5.Size)
-	if len(s) != 2*md5.Size {
-		return nil, fmt.Errorf("md5 %q is not 32 hex digits", s)
-	}
-	for i := range b {
-		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return nil, fmt.Errorf("md5 %q: %w", s, err)
-		}
-		b[i] = byte(v)
-	}
-	return b, nil
 }
 
 // Get opens an object.

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
@@ -103,16 +104,9 @@ func Desire(c *catalog.Catalog, bucket string) (*Desired, error) {
 	for _, f := range files {
 		d.Files = append(d.Files, f)
 	}
-	slices.SortFunc(d.Files, func(a, b File) int { return cmpFiles(a.Kind, a.Key, b.Kind, b.Key) })
+	slices.SortFunc(d.Files, func(a, b File) int { return cmp.Or(a.Kind-b.Kind, strings.Compare(a.Key, b.Key)) })
 	slices.SortFunc(d.Items, func(a, b Item) int { return strings.Compare(a.Key(), b.Key()) })
 	return d, nil
-}
-
-func cmpFiles(ka int, a string, kb int, b string) int {
-	if ka != kb {
-		return ka - kb
-	}
-	return strings.Compare(a, b)
 }
 
 func fileOf(key, path string, raw []byte, kind int) File {

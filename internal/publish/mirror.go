@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/ota-agent/ota-agent/internal/atomicfile"
 	"github.com/ota-agent/ota-agent/internal/catalog"
@@ -38,7 +39,7 @@ func (m *Mirror) Sync(ctx context.Context) (changed bool, skipped []string, err 
 	if err != nil {
 		return false, nil, err
 	}
-	slices.SortFunc(items, func(a, b Item) int { return cmpFiles(0, a.Key(), 0, b.Key()) })
+	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key(), b.Key()) })
 	fp, _ := json.Marshal([]any{objs, items})
 	sum := sha256.Sum256(fp)
 	if string(sum[:]) == m.seen {

@@ -59,13 +59,15 @@ func build(arch, version, epoch, bin, hostBin, out, only string) error {
 		}
 	}
 	var f files
-	for _, make := range []func(arch, version string, when time.Time, bin string, help map[string]*deb.Command) *deb.Package{f.agent, f.tools} {
-		p := make(arch, version, when, bin, help)
-		name, _, _ := strings.Cut(p.Control[len("Package: "):], "\n")
-		if only != "" && only != name {
-			f.err = nil
-			continue
+	packages := []struct {
+		name string
+		make func(arch, version string, when time.Time, bin string, help map[string]*deb.Command) *deb.Package
+	}{{"ota-agent", f.agent}, {"ota-agent-tools", f.tools}}
+	for _, pkg := range packages {
+		if only != "" && only != pkg.name {
+			continue // its programs need not be in --bin
 		}
+		p, name := pkg.make(arch, version, when, bin, help), pkg.name
 		if f.err != nil {
 			return f.err
 		}
