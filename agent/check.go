@@ -168,7 +168,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	}
 	active, _ := a.Slots.Active()
 	probe := delivery.New(delivery.Options{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, DB: db, Proto: a.Proto,
-		Parts: a.Partitions(), OSApp: a.OSApp(), From: active, Installed: installed})
+		OS: a.OS(), From: active, Installed: installed})
 	for i, item := range plan.Download {
 		plan.Download[i].Via, plan.Download[i].Patch = probe.Probe(ctx, item, d.Entries[item.App])
 	}

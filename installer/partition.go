@@ -2,7 +2,6 @@ package installer
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -131,71 +130,6 @@ func (p Partitions) mounted(dev string, fi os.FileInfo) (found bool, where strin
 		}
 	}
 	return found, where, rw
-}
-
-// Write copies the image (size bytes of img, a file already verified) into slot's device,
-// fsyncs it, drops the device's cached pages and reads it back from the medium, comparing it
-// byte for byte with img, before anything points at it: a device that does not keep what it
-// was given fails the install. Comparing costs far less than hashing again (on a TCG arm64
-// board a second SHA-256 of the image was a third of the install). The booted slot's device
-// is never opened for writing.
-func (p Partitions) Write(slot, booted string, img io.ReaderAt, size int64) error {
-	if err := p.CheckTarget(slot, booted, size); err != nil {
-		return err
-	}
-	dev := p.Devices[slot]
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	n, err := io.CopyBuffer(f, io.NewSectionReader(img, 0, size), buf)
-	if err == nil && n != size {
-		err = fmt.Errorf("image is %d bytes, expected %d", n, size)
-	}
-	if err == nil {
-		err = f.Sync() // a failed fsync fails the install (no retry)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dev, err)
-	}
-	rf, err := os.Open(dev)
-	if err != nil {
-		return err
-	}
-	defer rf.Close()
-	// Written and synced, the cached pages are clean: dropped, the read comes from the medium.
-	unix.Fadvise(int(rf.Fd()), 0, size, unix.FADV_DONTNEED)
-	if err := sameBytes(rf, img, size, buf); err != nil {
-		return fmt.Errorf("read back %s: %w", dev, err)
-	}
-	return nil
-}
-
-// sameBytes compares size bytes of r with img, len(buf) at a time.
-func sameBytes(r io.Reader, img io.ReaderAt, size int64, buf []byte) error {
-	want := make([]byte, len(buf))
-	for off := int64(0); off < size; {
-		n := int(min(int64(len(buf)), size-off))
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return err
-		}
-		if _, err := img.ReadAt(want[:n], off); err != nil && !(err == io.EOF && off+int64(n) == size) {
-			return fmt.Errorf("the image: %w", err)
-		}
-		if !bytes.Equal(buf[:n], want[:n]) {
-			i := 0
-			for buf[i] == want[i] {
-				i++
-			}
-			return fmt.Errorf("byte %d differs from the image written", off+int64(i))
-		}
-		off += int64(n)
-	}
-	return nil
 }
 
 // SetTry tells the bootloader to try slot once: one atomic write of the three variables.

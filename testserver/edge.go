@@ -1,18 +1,18 @@
 package testserver
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ota-agent/ota-agent/testserver/edgecache"
 )
 
 // Edge limits of CloudFront (protocol.md 2).
@@ -20,13 +20,12 @@ const (
 	maxURLBytes     = 8192
 	maxRequestBytes = 20480
 	maxLambdaBody   = 1 << 20
-	spoolInMemory   = 4 << 20 // bigger cached bodies go to a file: bounded memory for 1 GiB payloads
 )
 
 type cacheEntry struct {
 	status  int
 	header  [][2]string
-	body    *spool
+	body    *edgecache.Spool
 	stored  time.Time
 	expires time.Time
 }
@@ -56,7 +55,7 @@ func (e *edge) flush() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, ent := range e.cache {
-		ent.body.remove()
+		ent.body.Remove()
 		delete(e.cache, k)
 	}
 }
@@ -125,12 +124,22 @@ func (s *Server) serveEdge(w http.ResponseWriter, r *http.Request, raw [][2]stri
 	e.flights[key] = f
 	e.mu.Unlock()
 	s.stats.add(func(st *Stats) { st.EdgeMisses++ })
-	stored := s.fetch(w, r, raw, ent)
+	landed := false
+	defer func() { // a fill that panicked (a broken origin stream) releases its waiters
+		if !landed {
+			e.mu.Lock()
+			delete(e.flights, key)
+			e.mu.Unlock()
+			close(f.done)
+		}
+	}()
+	stored, cut := s.fetch(w, r, raw, ent)
+	landed = true
 	e.mu.Lock()
 	delete(e.flights, key)
 	if stored != nil && stored != ent {
 		if old := e.cache[key]; old != nil {
-			old.body.remove()
+			old.body.Remove()
 		}
 		if !stored.expires.IsZero() {
 			e.cache[key] = stored
@@ -139,24 +148,28 @@ func (s *Server) serveEdge(w http.ResponseWriter, r *http.Request, raw [][2]stri
 	f.entry = stored
 	e.mu.Unlock()
 	close(f.done)
+	if cut {
+		panic(http.ErrAbortHandler) // the fault cut the viewer's connection
+	}
 }
 
 // fetch asks the origin, streams the answer to the viewer while spooling it, and returns the
 // entry (expires zero when it may not be cached). An expired entry is served instead of a
-// 5xx. A broken origin stream returns nil and aborts the viewer's connection.
-func (s *Server) fetch(w http.ResponseWriter, r *http.Request, raw [][2]string, stale *cacheEntry) *cacheEntry {
+// 5xx. A broken origin stream returns nil and aborts the viewer's connection; cut says a
+// fault cut the viewer's (the fill went on).
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request, raw [][2]string, stale *cacheEntry) (*cacheEntry, bool) {
 	rep := s.serveOrigin(s.originRequest(r, raw))
 	defer rep.Body.Close()
 	if rep.Status >= 500 && stale != nil {
 		s.serveEntry(w, r, stale, "RefreshHit")
-		return stale
+		return stale, false
 	}
 	if s.opts.Origin == OriginLambda && rep.Size > maxLambdaBody {
 		s.edgeError(w, 502, "The Lambda function returned a response body larger than 1 MB.")
-		return nil
+		return nil, false
 	}
 	now := s.now()
-	ent := &cacheEntry{status: rep.Status, header: rep.Header, body: &spool{dir: s.edge.dir}, stored: now}
+	ent := &cacheEntry{status: rep.Status, header: rep.Header, body: edgecache.NewSpool(s.edge.dir), stored: now}
 	if ttl, ok := cacheTTL(rep.Status, rep.Get("Cache-Control")); ok {
 		ent.expires = now.Add(ttl)
 	}
@@ -169,29 +182,39 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request, raw [][2]string, 
 	if r.Method == http.MethodHead {
 		client = io.Discard
 	}
-	n, err := io.Copy(ent.body, io.TeeReader(rep.Body, &lenient{w: client}))
+	viewer := &lenient{w: client}
+	n, err := io.Copy(ent.body, io.TeeReader(rep.Body, viewer))
 	s.stats.add(func(st *Stats) { st.OriginBytes += n })
-	if cerr := ent.body.finish(); err == nil {
+	if cerr := ent.body.Finish(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		ent.body.remove()
+		ent.body.Remove()
 		panic(http.ErrAbortHandler)
 	}
-	return ent
+	return ent, viewer.cut
 }
 
-// lenient keeps the cache filling when the viewer goes away.
+// lenient keeps the cache filling when the viewer goes away, or its connection is cut by
+// an injected fault (which aborts the viewer's answer with a panic: cut, the viewer's
+// connection is aborted once the fill is done).
 type lenient struct {
-	w      io.Writer
-	failed bool
+	w           io.Writer
+	failed, cut bool
 }
 
 func (l *lenient) Write(p []byte) (int, error) {
 	if !l.failed {
-		if _, err := l.w.Write(p); err != nil {
-			l.failed = true
-		}
+		func() {
+			defer func() {
+				if recover() != nil {
+					l.failed, l.cut = true, true
+				}
+			}()
+			if _, err := l.w.Write(p); err != nil {
+				l.failed = true
+			}
+		}()
 	}
 	return len(p), nil
 }
@@ -232,7 +255,7 @@ func maxAge(cc string) (int, bool) {
 
 // serveEntry answers from the cache, with a single Range honoured on the stored bytes.
 func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, ent *cacheEntry, how string) {
-	body, err := ent.body.open()
+	body, err := ent.body.Open()
 	if err != nil {
 		s.edgeError(w, 502, "The cached object is gone.")
 		return
@@ -240,7 +263,7 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, ent *cacheEn
 	defer body.Close()
 	hdr := s.edgeHeaders(w, ent.header, ent.status, how)
 	hdr.Set("Age", strconv.Itoa(int(s.now().Sub(ent.stored)/time.Second)))
-	size := ent.body.n
+	size := ent.body.Len()
 	status, start, n := ent.status, int64(0), size
 	if rg := r.Header.Get("Range"); rg != "" && ent.status == 200 {
 		a, b, ok := parseSingleRange(rg, size)
@@ -338,62 +361,3 @@ func (s *Server) edgeError(w http.ResponseWriter, status int, msg string) {
 	w.WriteHeader(status)
 	io.WriteString(w, body)
 }
-
-// spool holds a cached body: in memory while small, in a file beyond spoolInMemory.
-type spool struct {
-	dir  string
-	mem  bytes.Buffer
-	f    *os.File
-	path string
-	n    int64
-}
-
-func (sp *spool) Write(p []byte) (int, error) {
-	if sp.f == nil && sp.mem.Len()+len(p) > spoolInMemory {
-		f, err := os.CreateTemp(sp.dir, "edge-*")
-		if err != nil {
-			return 0, err
-		}
-		sp.f, sp.path = f, f.Name()
-		if _, err := f.Write(sp.mem.Bytes()); err != nil {
-			return 0, err
-		}
-		sp.mem = bytes.Buffer{}
-	}
-	sp.n += int64(len(p))
-	if sp.f != nil {
-		return sp.f.Write(p)
-	}
-	return sp.mem.Write(p)
-}
-
-func (sp *spool) finish() error {
-	if sp.f != nil {
-		err := sp.f.Close()
-		sp.f = nil
-		return err
-	}
-	return nil
-}
-
-type readerAtCloser interface {
-	io.ReaderAt
-	io.Closer
-}
-
-func (sp *spool) open() (readerAtCloser, error) {
-	if sp.path != "" {
-		return os.Open(sp.path)
-	}
-	return nopCloser{bytes.NewReader(sp.mem.Bytes())}, nil
-}
-
-func (sp *spool) remove() {
-	if sp.path != "" {
-		os.Remove(sp.path)
-	}
-}
-
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }

@@ -17,6 +17,7 @@ import (
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/internal/trust"
@@ -32,13 +33,12 @@ type Env struct {
 	Slots  installer.Slots
 	Proto  *protocol.Client
 	Trust  *trust.Verifier
-	Keyed  bool                  // trust.keys are configured
-	Status func(string)          // one line of progress a person can read
-	Step   func(string)          // crash points of the tests
-	Now    func() time.Time      // the device's time (never below the time floor)
-	Facts  protocol.Facts        // what the request said about the device
-	Parts  *installer.Partitions // the OS image's A/B partitions (nil: the OS image is an app)
-	OSApp  string                // os_<arch>
+	Keyed  bool             // trust.keys are configured
+	Status func(string)     // one line of progress a person can read
+	Step   func(string)     // crash points of the tests
+	Now    func() time.Time // the device's time (never below the time floor)
+	Facts  protocol.Facts   // what the request said about the device
+	OS     *osimage.Slots   // the OS image's A/B partitions (nil: the OS image is an app)
 }
 
 // Assembly is one new generation being made in St, from what the device has (State,
@@ -67,11 +67,12 @@ type Assembly struct {
 	Unlisted  []string                    // apps an unsigned answer did not name, kept
 	OSItem    *protocol.PlanItem          // the OS image, bound for its partition
 	OSRec     store.App
-	DirChange bool // the directory slots change (else only the OS image did)
+	OSWritten *installer.Written // ... streamed into it (delivery), read back before it is tried
+	DirChange bool               // the directory slots change (else only the OS image did)
 }
 
 // IsOS says whether app is the OS image that goes to a partition.
-func (a *Assembly) IsOS(app string) bool { return a.Parts != nil && app == a.OSApp }
+func (a *Assembly) IsOS(app string) bool { return a.OS != nil && app == a.OS.App }
 
 // Receive streams a full payload into staging, or reads a metadata answer and downloads each
 // changed binary; then the plan is known, and Next is generation gen. resp is the server's
@@ -89,6 +90,7 @@ func (a *Assembly) Receive(ctx context.Context, resp *http.Response, gen int64) 
 	} else if a.Details, err = packaging.DecodeDetails(resp.Body); err != nil {
 		err = fmt.Errorf("%w: %v", fault.ErrRejected, err)
 	}
+	a.OSWritten = fetch.OSWritten()
 	if err != nil {
 		return err
 	}
@@ -141,6 +143,9 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 			return err
 		}
 		a.Got[item.Member()] = d
+		if w := fetch.OSWritten(); w != nil {
+			a.OSWritten = w
+		}
 	}
 	return nil
 }
@@ -174,7 +179,7 @@ func (a *Assembly) statementsFirst(ctx context.Context) {
 func (a *Assembly) fetcher() *delivery.Fetcher {
 	return delivery.New(delivery.Options{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, DB: a.DB, Proto: a.Proto,
 		HashMD5: a.Trust.HashMD5(), Keyed: a.Keyed, Status: a.Status, Step: a.Step,
-		Parts: a.Parts, OSApp: a.OSApp, From: a.From, Installed: a.Installed})
+		OS: a.OS, From: a.From, Installed: a.Installed})
 }
 
 // settle makes what arrived the answer the plan is made from: pins resolved (the server's),

@@ -23,13 +23,13 @@ func (a *Assembly) applyPins(ctx context.Context) error {
 	}
 	for _, m := range pr.Drop {
 		app := pr.App[m]
-		d := a.Got[m]
+		d, version := a.Got[m], strings.TrimPrefix(m, app+"_")
 		if d.MD5 == "" {
-			if d, err = a.digest(m); err != nil {
+			if d, err = a.digest(protocol.PlanItem{App: app, Version: version}); err != nil {
 				return err
 			}
 		}
-		pr.Shadowed[d.MD5] = store.Shadow{App: app, Version: strings.TrimPrefix(m, app+"_"), Pin: a.Facts[app]}
+		pr.Shadowed[d.MD5] = store.Shadow{App: app, Version: version, Pin: a.Facts[app]}
 		if err := a.St.Remove(delivery.Incoming(m)); err != nil {
 			return err
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
@@ -107,7 +109,7 @@ func (a *Assembly) Compose() error {
 
 // verifyRehashed hashes a received file again, with MD5, and verifies it.
 func (a *Assembly) verifyRehashed(ctx context.Context, item protocol.PlanItem, e packaging.Entry, have *store.App) (store.App, error) {
-	d, err := a.digest(item.Member())
+	d, err := a.digest(item)
 	if err != nil {
 		return store.App{}, err
 	}
@@ -115,14 +117,27 @@ func (a *Assembly) verifyRehashed(ctx context.Context, item protocol.PlanItem, e
 	return a.Trust.Verify(ctx, a.DB, a.Facts, item.App, e, d, have)
 }
 
-// digest hashes a received member again (with MD5).
-func (a *Assembly) digest(member string) (packaging.Digests, error) {
-	f, err := a.St.Open(delivery.Incoming(member))
-	if err != nil {
-		return packaging.Digests{}, err
+// digest hashes a received member again (with MD5): from staging, or the OS image from its
+// partition.
+func (a *Assembly) digest(item protocol.PlanItem) (packaging.Digests, error) {
+	member := item.Member()
+	var r io.Reader
+	if w := a.OSWritten; w != nil && a.IsOS(item.App) {
+		f, err := os.Open(a.OS.Parts.Devices[w.Slot])
+		if err != nil {
+			return packaging.Digests{}, err
+		}
+		defer f.Close()
+		r = io.LimitReader(f, w.Size)
+	} else {
+		f, err := a.St.Open(delivery.Incoming(member))
+		if err != nil {
+			return packaging.Digests{}, err
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	d, err := packaging.DigestReader(f)
+	d, err := packaging.DigestReader(r)
 	if err != nil {
 		return d, fmt.Errorf("hash %s: %w", member, err)
 	}

@@ -125,6 +125,7 @@ type OSSlots struct {
 	FwEnvConfig string            `key:"fw_env_config" default:"/etc/fw_env.config"`
 	BootIDFile  string            `key:"boot_id_file" default:"/proc/sys/kernel/random/boot_id"` // changes at every boot
 	Reboot      string            `key:"reboot"`                                                 // run after an OS image is set to try ("" = by hand)
+	Checkpoint  ByteRate          `key:"checkpoint" default:"16MiB"`                             // an image streamed into its partition is flushed and its resume point recorded this often
 }
 
 // ByteRate is a rate in bytes per second, written 4MiB, 512KiB or 1000000.

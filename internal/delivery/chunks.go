@@ -71,6 +71,9 @@ func (a *Fetcher) chunked(ctx context.Context, item PlanItem, e packaging.Entry,
 	if missing := missingBytes(idx, held); missing*2 > e.Size {
 		return none, n, skip(fmt.Sprintf("most of the file changed (%d of %d bytes missing)", missing, e.Size))
 	}
+	if a.isOS(item.App) {
+		return a.chunksToOS(ctx, item, e, idx, held, local, src, n)
+	}
 	got, err := a.assemble(ctx, item, e, idx, held, local, src)
 	n += got
 	switch {
@@ -91,6 +94,35 @@ func (a *Fetcher) chunked(ctx context.Context, item PlanItem, e packaging.Entry,
 	}
 	a.log.Info("assembled from chunks", "app", item.App, "version", item.Version, "downloaded", got, "size", e.Size, "chunks", len(idx.Chunks))
 	return d, n, st.Adopt(name, incoming(item.Member()))
+}
+
+// chunksToOS writes the OS image's chunks straight into its partition (from the first one
+// again after a cut: held chunks are copies, missing runs are fetched again).
+func (a *Fetcher) chunksToOS(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string, n int64) (packaging.Digests, int64, error) {
+	var none packaging.Digests
+	s, err := a.openOS(item.Member(), e, e.Size, nil, 0)
+	if err != nil {
+		return none, n, err
+	}
+	got, err := a.writeChunks(ctx, item, e, idx, held, local, src, 0, s)
+	n += got
+	switch {
+	case errors.Is(err, errFallBack):
+		s.Abort()
+		return none, n, refused("chunked transfer refused", err)
+	case err != nil:
+		s.Abort()
+		return none, n, err
+	}
+	d, err := a.finishOS(s)
+	if err != nil {
+		return none, n, err
+	}
+	if bad := trust.Matches(e.Size, e.SHA256, e.MD5, d); bad != "" {
+		return none, n, refused("the chunked result differs from the release", errors.New(bad))
+	}
+	a.log.Info("assembled from chunks into OS slot "+a.written.Slot, "app", item.App, "version", item.Version, "downloaded", got, "size", e.Size, "chunks", len(idx.Chunks))
+	return d, n, nil
 }
 
 // missingBytes is how much of the file the index lists that the device does not hold.
@@ -128,11 +160,12 @@ func (a *Fetcher) localChunks(sha string, local io.ReaderAt, size int64) (*packa
 // booted OS partition's first have.Size bytes.
 func (a *Fetcher) localFile(app string, have installer.App) (io.ReaderAt, int64, func(), error) {
 	if a.isOS(app) {
-		env, err := a.parts.Env.Read()
+		parts := a.os.Parts
+		env, err := parts.Env.Read()
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		f, err := os.Open(a.parts.Devices[a.parts.Booted(env)])
+		f, err := os.Open(parts.Devices[parts.Booted(env)])
 		if err != nil {
 			return nil, 0, nil, err
 		}
@@ -184,13 +217,23 @@ func (a *Fetcher) assemble(ctx context.Context, item PlanItem, e packaging.Entry
 	if _, err := f.Seek(offsetOf(idx, start), io.SeekStart); err != nil {
 		return 0, err
 	}
+	fetched, err := a.writeChunks(ctx, item, e, idx, held, local, src, start, f)
+	if err != nil {
+		return fetched, err
+	}
+	return fetched, f.Sync()
+}
+
+// writeChunks writes the new file's chunks from start on into w, in order: held chunks from
+// local (re-hashed; a damaged one is fetched), missing runs with one Range request each.
+func (a *Fetcher) writeChunks(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string, start int, w io.Writer) (int64, error) {
 	var fetched int64
 	buf := make([]byte, packaging.ChunkMax)
 	for i := start; i < len(idx.Chunks); {
 		c := idx.Chunks[i]
 		if h, ok := held[c.SHA256]; ok {
 			if _, err := local.ReadAt(buf[:h.Len], h.Off); err == nil && packaging.SHA256Hex(buf[:h.Len]) == c.SHA256 {
-				if _, err := f.Write(buf[:h.Len]); err != nil {
+				if _, err := w.Write(buf[:h.Len]); err != nil {
 					return fetched, err
 				}
 				i++
@@ -203,14 +246,14 @@ func (a *Fetcher) assemble(ctx context.Context, item PlanItem, e packaging.Entry
 		for end < len(idx.Chunks) && !has(held, idx.Chunks[end]) {
 			end++
 		}
-		got, err := a.fetchChunks(ctx, src, e.MD5, idx.Chunks[i:end], f, buf)
+		got, err := a.fetchChunks(ctx, src, e.MD5, idx.Chunks[i:end], w, buf)
 		fetched += got
 		if err != nil {
 			return fetched, err
 		}
 		i = end
 	}
-	return fetched, f.Sync()
+	return fetched, nil
 }
 
 func has(held map[string]packaging.Chunk, c packaging.Chunk) bool {

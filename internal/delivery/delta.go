@@ -38,9 +38,10 @@ func (a *Fetcher) patched(ctx context.Context, item PlanItem, e packaging.Entry,
 	}
 	member := item.Member() + suffix
 	prog, _ := a.db.Progress(member)
-	if prog != nil && prog.Applying && prog.SHA256 == e.SHA256 {
+	if prog != nil && prog.Applying && prog.SHA256 == e.SHA256 && !blocks {
 		// Killed while applying it last time (a whole-file patch holds the old file and its
-		// window in memory): trying again could loop.
+		// window in memory): trying again could loop. A block patch's memory is bounded: it
+		// is applied again.
 		a.dropDownload(member)
 		return none, 0, refused("applying this patch was interrupted last time", nil)
 	}
@@ -142,7 +143,7 @@ func (a *Fetcher) applyPatch(root *os.Root, item PlanItem, member string, have i
 		}
 		pw.CloseWithError(err)
 	}()
-	d, err := st.WriteFileFor(incoming(item.Member()), pr, a.hashMD5)
+	d, err := a.put(st, item.Member(), e, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		return d, err
@@ -176,7 +177,7 @@ func (a *Fetcher) patchURL(app string, e packaging.Entry, suffix string) (string
 // blockPatch: a whole-file patch suits files the device may hold in memory; a block patch
 // (bounded memory) larger ones and the OS image on a partition.
 func (a *Fetcher) blockPatch(app string, have installer.App) bool {
-	return a.cfg.Slots.OS.Backend == "partition" && app == a.osApp || have.Size > int64(a.cfg.Delta.MaxSource)
+	return a.isOS(app) || have.Size > int64(a.cfg.Delta.MaxSource)
 }
 
 // patchSuffix names the patch from the file with SHA-256 sha: .from-<h16>.zst, or

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/config"
+	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
@@ -38,12 +39,11 @@ type Options struct {
 	Slots   installer.Slots
 	DB      *store.DB
 	Proto   *protocol.Client
-	HashMD5 bool                  // hash received bytes with MD5 too (no trust keys)
-	Keyed   bool                  // trust keys are configured: an offline binary needs its .release
-	Status  func(string)          // one line of progress a person can read
-	Step    func(string)          // crash points of the tests (patch-applying)
-	Parts   *installer.Partitions // the OS image's A/B partitions (nil: none)
-	OSApp   string                // os_<arch>
+	HashMD5 bool           // hash received bytes with MD5 too (no trust keys)
+	Keyed   bool           // trust keys are configured: an offline binary needs its .release
+	Status  func(string)   // one line of progress a person can read
+	Step    func(string)   // crash points of the tests (patch-applying)
+	OS      *osimage.Slots // the OS image's A/B partitions (nil: the OS image is an app)
 	// From is the slot unchanged apps are carried from ("" before the first install), and
 	// Installed what the plan is made against: what delta strategies build from.
 	From      string
@@ -62,8 +62,8 @@ type Fetcher struct {
 	keyed     bool
 	status    func(string)
 	step      func(string)
-	parts     *installer.Partitions
-	osApp     string
+	os        *osimage.Slots
+	written   *installer.Written // the OS image streamed into its partition
 	from      string
 	installed map[string]installer.App
 }
@@ -71,7 +71,7 @@ type Fetcher struct {
 // New makes a Fetcher.
 func New(o Options) *Fetcher {
 	f := &Fetcher{cfg: o.Cfg, log: o.Log, http: o.HTTP, slots: o.Slots, db: o.DB, proto: o.Proto, hashMD5: o.HashMD5, keyed: o.Keyed,
-		status: o.Status, step: o.Step, parts: o.Parts, osApp: o.OSApp, from: o.From, installed: o.Installed}
+		status: o.Status, step: o.Step, os: o.OS, from: o.From, installed: o.Installed}
 	if f.status == nil {
 		f.status = func(string) {}
 	}
@@ -86,7 +86,7 @@ func Incoming(member string) string { return ".in-" + member }
 
 func incoming(member string) string { return Incoming(member) }
 
-func (a *Fetcher) isOS(app string) bool { return a.parts != nil && app == a.osApp }
+func (a *Fetcher) isOS(app string) bool { return a.os != nil && app == a.os.App }
 
 // A strategy is one way a changed binary can come. It puts the file into staging and
 // returns its digests and the bytes it received; a *fallBack error hands on to the next
@@ -152,5 +152,8 @@ func (a *Fetcher) Fetch(ctx context.Context, item PlanItem, e packaging.Entry, s
 
 // whole fetches the whole file from the firmware CDN (resumable).
 func (a *Fetcher) whole(ctx context.Context, item PlanItem, e packaging.Entry, _ installer.App, st *installer.Staging) (packaging.Digests, int64, error) {
+	if a.isOS(item.App) {
+		return a.streamOS(ctx, item, e)
+	}
 	return a.download(ctx, item, e, st)
 }

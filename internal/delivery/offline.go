@@ -59,7 +59,15 @@ func (a *Fetcher) ReceiveDir(dir string, st *installer.Staging) (*packaging.Deta
 		if err != nil {
 			return nil, nil, total, err
 		}
-		dg, err := st.WriteFile(incoming(name), f)
+		var dg packaging.Digests
+		if a.isOS(app) {
+			fi, serr := f.Stat()
+			if err = serr; err == nil {
+				dg, err = a.putOS(name, e, fi.Size(), f)
+			}
+		} else {
+			dg, err = st.WriteFile(incoming(name), f)
+		}
 		f.Close()
 		if err != nil {
 			return nil, nil, total, err

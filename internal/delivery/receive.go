@@ -15,6 +15,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/fault"
+	"github.com/ota-agent/ota-agent/internal/progress"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -43,9 +44,12 @@ func (a *Fetcher) ReceivePayload(resp *http.Response, st *installer.Staging) (*p
 	if ce := strings.ToLower(resp.Header.Get("Content-Encoding")); ce != "" && ce != "gzip" {
 		return nil, nil, 0, fmt.Errorf("%w: full payload with Content-Encoding %q", fault.ErrRejected, ce)
 	}
-	// The compressed size is a floor for what the files will take (binaries barely shrink).
-	if err := a.needSpace(resp.ContentLength, "this payload"); err != nil {
-		return nil, nil, 0, err
+	// The compressed size is a floor for what the files will take (binaries barely shrink),
+	// unless an OS image in it goes to its partition (each member is checked at its header).
+	if a.os == nil {
+		if err := a.needSpace(resp.ContentLength, "this payload"); err != nil {
+			return nil, nil, 0, err
+		}
 	}
 	body := &transportReader{r: resp.Body}
 	fail := func(err error) (*packaging.Details, map[string]packaging.Digests, int64, error) {
@@ -77,51 +81,18 @@ func (a *Fetcher) ReceivePayload(resp *http.Response, st *installer.Staging) (*p
 		if err := a.fileSizeOK(name, size); err != nil {
 			return nil, nil, body.n, err
 		}
-		if err := a.needSpace(size, "payload member "+name); err != nil {
+		app, _ := splitMember(name)
+		if err := a.needSpace(size, "payload member "+name); err != nil && !a.isOS(app) {
 			return nil, nil, body.n, err
 		}
-		a.status(progressText(name, 0, size, 0))
-		now := time.Now()
-		d, err := st.WriteFileFor(incoming(name), &progressReader{r: r, total: size, start: now, last: now, report: func(n int64, rate float64) {
-			a.status(progressText(name, n, size, rate))
-		}}, a.hashMD5)
+		a.status(progress.Text(name, 0, size, 0))
+		d, err := a.put(st, name, packaging.Entry{Size: size}, progress.NewReader(r, name, 0, size, a.status))
 		if err != nil {
 			return fail(err)
 		}
 		got[name] = d
 	}
 	return pr.Details(), got, body.n, nil
-}
-
-// progressReader reports how far a member has come (bytes, average rate), at most once a
-// second and first after a second (a rate over a few milliseconds means nothing).
-type progressReader struct {
-	r      io.Reader
-	total  int64
-	n      int64
-	start  time.Time
-	last   time.Time
-	report func(n int64, rate float64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if now := time.Now(); p.total > 0 && now.Sub(p.last) >= time.Second {
-		p.last = now
-		p.report(p.n, float64(p.n)/now.Sub(p.start).Seconds())
-	}
-	return n, err
-}
-
-// progressText is one download's progress line: bytes, percent, rate and time left.
-func progressText(label string, n, total int64, rate float64) string {
-	s := fmt.Sprintf("downloading %s: %s of %s (%d%%)", label, protocol.HumanBytes(n), protocol.HumanBytes(total), 100*n/max(total, 1))
-	if rate > 0 {
-		left := time.Duration(float64(total-n) / rate * float64(time.Second)).Round(time.Second)
-		s += fmt.Sprintf(", %s/s, %s left", protocol.HumanBytes(int64(rate)), left)
-	}
-	return s
 }
 
 var errRestart = errors.New("server ignored the resume request")
@@ -305,7 +276,7 @@ func (a *Fetcher) watchProgress(label string, resp *grab.Response) {
 			return
 		case <-t.C:
 			if size := resp.Size(); size > 0 {
-				a.status(progressText(label, resp.BytesComplete(), size, resp.BytesPerSecond()))
+				a.status(progress.Text(label, resp.BytesComplete(), size, resp.BytesPerSecond()))
 			}
 		}
 	}

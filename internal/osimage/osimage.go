@@ -78,17 +78,47 @@ func Installed(db *store.DB) (map[string]store.App, []string, error) {
 	return apps, trying, nil
 }
 
-// Write puts the verified image rel (its bytes from src) on the partition that is not
-// booted, fsync'd and read back; nothing points at it yet. It returns the OS record to
-// journal with it (SetTry).
-func (s *Slots) Write(db *store.DB, src io.ReaderAt, rel store.App, status func(string)) (*store.OSState, error) {
+// Target is the partition the next image is streamed into, the one not booted, and the
+// booted one. An image still waiting for its reboot there is forgotten first, the
+// bootloader told to stay on the booted slot (one environment write), so no byte is written
+// to a slot the bootloader may try.
+func (s *Slots) Target(db *store.DB) (target, booted string, err error) {
+	p := s.Parts
+	env, err := p.Env.Read()
+	if err != nil {
+		return "", "", err
+	}
+	booted = p.Booted(env)
+	o, err := db.OS()
+	if err != nil {
+		return "", "", err
+	}
+	if o != nil && o.Try != "" {
+		// A newer image replaces one still waiting for its reboot.
+		if err := p.Env.Write(map[string]string{installer.VarSlot: booted, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
+			return "", "", err
+		}
+		o.Try, o.Release, o.EnvSet = "", store.App{}, false
+		if err := db.SetOS(o); err != nil {
+			return "", "", err
+		}
+	}
+	return installer.Other(booted), booted, nil
+}
+
+// Written checks the image rel streamed into w.Slot (installer.Stream: written, flushed and
+// verified) by reading it back from the medium, and returns the OS record to journal with it
+// (SetTry); nothing points at the slot yet.
+func (s *Slots) Written(db *store.DB, rel store.App, w installer.Written, status func(string)) (*store.OSState, error) {
 	p := s.Parts
 	env, err := p.Env.Read()
 	if err != nil {
 		return nil, err
 	}
 	booted := p.Booted(env)
-	target := installer.Other(booted)
+	if w.Slot == booted || w.Size != rel.Size {
+		return nil, fmt.Errorf("OS slot %s: the image was written to it as %d bytes, but the booted slot is %s and the release has %d bytes", w.Slot, w.Size, booted, rel.Size)
+	}
 	o, err := db.OS()
 	if err != nil {
 		return nil, err
@@ -96,22 +126,11 @@ func (s *Slots) Write(db *store.DB, src io.ReaderAt, rel store.App, status func(
 	if o == nil {
 		o = &store.OSState{App: s.App, Committed: booted}
 	}
-	if o.Try != "" {
-		// A newer image replaces one still waiting for its reboot: first stop the bootloader
-		// from trying the slot we are about to overwrite.
-		if err := p.Env.Write(map[string]string{installer.VarSlot: booted, installer.VarUpgrade: "0", installer.VarBootcount: "0"}); err != nil {
-			return nil, err
-		}
-		o.Try, o.Release, o.EnvSet = "", store.App{}, false
-		if err := db.SetOS(o); err != nil {
-			return nil, err
-		}
+	status(fmt.Sprintf("reading %s %s back from OS slot %s", s.App, rel.Version, w.Slot))
+	if err := p.ReadBack(w.Slot, w.Size, w.CRC); err != nil {
+		return nil, fmt.Errorf("OS slot %s: %w", w.Slot, err)
 	}
-	status(fmt.Sprintf("writing %s %s to OS slot %s", s.App, rel.Version, target))
-	if err := p.Write(target, booted, src, rel.Size); err != nil {
-		return nil, fmt.Errorf("OS slot %s: %w", target, err)
-	}
-	o.Try, o.Release, o.BootID, o.EnvSet = target, rel, s.BootID(), false
+	o.Try, o.Release, o.BootID, o.EnvSet = w.Slot, rel, s.BootID(), false
 	return o, nil
 }
 

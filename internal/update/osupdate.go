@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/ota-agent/ota-agent/installer"
-	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/store"
@@ -34,15 +33,14 @@ func (a *Engine) OSApp() string {
 	return ""
 }
 
-// writeOS puts the verified image (staged as a file) on the partition that is not booted,
-// fsync'd and read back; nothing points at it yet.
+// writeOS: the verified image, streamed into the partition that is not booted as it arrived
+// (delivery), is read back from the medium; nothing points at it yet.
 func (j *job) writeOS(context.Context) (State, error) {
-	f, err := j.St.Open(delivery.Incoming(j.OSItem.Member()))
-	if err != nil {
-		return "", err
+	if j.OSWritten == nil {
+		return "", fmt.Errorf("%s %s was verified but not written to an OS slot", j.OSItem.App, j.OSItem.Version)
 	}
-	defer f.Close()
-	j.os, err = j.a.OS().Write(j.db, f, j.OSRec, j.a.Status)
+	var err error
+	j.os, err = j.a.OS().Written(j.db, j.OSRec, *j.OSWritten, j.a.Status)
 	return SetEnv, err
 }
 
@@ -53,7 +51,7 @@ func (j *job) setEnv(context.Context) (State, error) {
 		return "", err
 	}
 	j.res.OSSlot = j.os.Try
-	return Reboot, j.St.Remove(delivery.Incoming(j.OSItem.Member()))
+	return Reboot, j.db.SetProgress(j.OSItem.Member(), nil) // its resume record: done
 }
 
 // reboot: the OS image waits for its reboot (run now when slots.os.reboot says how); the

@@ -15,5 +15,5 @@ func (a *Engine) Rules(db *store.DB, state *store.State) (protocol.Rules, error)
 func (a *Engine) env(facts protocol.Facts) assemble.Env {
 	return assemble.Env{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, Proto: a.Proto, Trust: a.Trust,
 		Keyed: len(a.Keys) > 0, Status: func(s string) { a.Status(s) }, Step: a.step, Now: a.Clock.Now, Facts: facts,
-		Parts: a.Partitions(), OSApp: a.OSApp()}
+		OS: a.OS()}
 }

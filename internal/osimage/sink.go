@@ -1,0 +1,133 @@
+package osimage
+
+import (
+	"fmt"
+
+	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/packaging"
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// Sink is one OS image on its way into the partition not booted: every byte written there
+// is hashed (SHA-256, and MD5 when asked) and counted in a CRC-32C; every `every` bytes the
+// partition is flushed, then the offset, the hash state and the CRC are recorded in the
+// image's resume record (store.Progress), so a restart goes on from there and trusts no
+// byte after it.
+type Sink struct {
+	db     *store.DB
+	member string
+	prog   *store.Progress
+	w      *installer.Stream
+	d      *packaging.Digester
+	every  int64 // checkpoint interval (0: none)
+	last   int64
+	step   func(string)
+}
+
+// Open opens the partition an image is streamed into for member's want.Size bytes (want
+// names the release: SHA-256, MD5, size): from the checkpoint resume records when it is
+// this release's on the target slot with its hash state whole, else from zero. An image
+// waiting there for its reboot is forgotten first (Target). step is called after each
+// checkpoint (the tests' crash points).
+func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *store.Progress, every int64, withMD5 bool, step func(string)) (*Sink, error) {
+	target, booted, err := s.Target(db)
+	if err != nil {
+		return nil, err
+	}
+	k := &Sink{db: db, member: member, every: every, step: step}
+	if r := resume; r != nil && r.Slot == target && r.Size == want.Size && r.SHA256 == want.SHA256 && r.MD5 == want.MD5 && r.Offset > 0 {
+		if d, err := packaging.ResumeDigester(r.Hash, withMD5); err == nil && d.Len() == r.Offset {
+			k.prog, k.d, k.last = r, d, r.Offset
+		} else if d != nil {
+			d.Sum()
+		}
+	}
+	if k.prog == nil {
+		k.prog = &store.Progress{SHA256: want.SHA256, MD5: want.MD5, Size: want.Size, Slot: target}
+		k.d = packaging.NewDigesterFor(withMD5)
+	}
+	if k.w, err = s.Parts.OpenStream(target, booted, want.Size, k.prog.Offset, k.prog.CRC); err != nil {
+		k.d.Sum()
+		return nil, fmt.Errorf("OS slot %s: %w", target, err)
+	}
+	return k, nil
+}
+
+// Offset is how many bytes of the image are in the partition.
+func (k *Sink) Offset() int64 { return k.w.Offset() }
+
+// Progress is the image's resume record (the caller adds the ETag and URL to resume with).
+func (k *Sink) Progress() *store.Progress { return k.prog }
+
+// Write writes p into the partition and hashes it; past each interval the bytes are flushed
+// and the checkpoint recorded.
+func (k *Sink) Write(p []byte) (int, error) {
+	n, err := k.w.Write(p)
+	k.d.Write(p[:n])
+	if err == nil && k.every > 0 && k.w.Offset()-k.last >= k.every {
+		err = k.checkpoint()
+	}
+	return n, err
+}
+
+// checkpoint flushes the partition, then records the offset, hash state and CRC after it.
+func (k *Sink) checkpoint() error {
+	if err := k.w.Flush(); err != nil {
+		return err
+	}
+	state, err := k.d.State()
+	if err != nil {
+		return err
+	}
+	k.prog.Offset, k.prog.Hash, k.prog.CRC, k.last = k.w.Offset(), state, k.w.CRC(), k.w.Offset()
+	if err := k.db.SetProgress(k.member, k.prog); err != nil {
+		return err
+	}
+	k.step("os-checkpoint")
+	return nil
+}
+
+// Finish ends a whole image: flushed, its last checkpoint recorded (when it keeps them), its
+// digests and what the read-back checks.
+func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
+	if k.w.Offset() != k.prog.Size {
+		k.Abort()
+		return packaging.Digests{}, installer.Written{}, fmt.Errorf("%s ended after %d of its %d bytes", k.member, k.w.Offset(), k.prog.Size)
+	}
+	if k.every > 0 && k.last != k.w.Offset() {
+		if err := k.checkpoint(); err != nil {
+			k.Abort()
+			return packaging.Digests{}, installer.Written{}, err
+		}
+	}
+	if err := k.w.Close(); err != nil {
+		k.d.Sum()
+		return packaging.Digests{}, installer.Written{}, err
+	}
+	return k.d.Sum(), installer.Written{Slot: k.w.Slot, Size: k.w.Offset(), CRC: k.w.CRC()}, nil
+}
+
+// Abort leaves the partition at its last checkpoint.
+func (k *Sink) Abort() {
+	k.w.Abort()
+	k.d.Sum()
+}
+
+// Finished is an image streamed whole before a restart (its last checkpoint is its end,
+// on the target slot): its digests from the saved hash state, and what the read-back
+// checks; false when the checkpoint does not hold.
+func (s *Slots) Finished(db *store.DB, prog *store.Progress, withMD5 bool) (packaging.Digests, installer.Written, bool, error) {
+	target, _, err := s.Target(db)
+	if err != nil {
+		return packaging.Digests{}, installer.Written{}, false, err
+	}
+	d, err := packaging.ResumeDigester(prog.Hash, withMD5)
+	if err != nil {
+		return packaging.Digests{}, installer.Written{}, false, nil
+	}
+	sum := d.Sum()
+	if target != prog.Slot || sum.Size != prog.Size || prog.Offset != prog.Size {
+		return packaging.Digests{}, installer.Written{}, false, nil
+	}
+	return sum, installer.Written{Slot: prog.Slot, Size: prog.Size, CRC: prog.CRC}, true, nil
+}
