@@ -53,6 +53,7 @@ type rig struct {
 	peers string       // a directory served at /peers/ on :8080 (make bench-peers' artifacts)
 
 	cutsWhole int           // power cuts after which the device came back whole
+	fwBefore  int64         // firmware bytes served before an OS cut's install began
 	osInstall time.Duration // trigger → reboot of an uncut OS install
 	install   map[string]time.Duration
 }

@@ -176,10 +176,23 @@ func powerCuts(r *rig, n int, kinds []string) error {
 			if found.OS != nil && found.OS.State != nil {
 				was = "OS " + found.OS.State.Current.Version + " committed, slot " + found.OS.Booted
 			}
+			was += "; " + r.fetchedAgain()
 		}
 		r.logf("  cut %d/%d %-8s %s; at boot: %s; converged to %s, verify ok", i+1, n, kind, desc, was, r.published())
 	}
 	return nil
+}
+
+// fetchedAgain is what an OS cut cost in bytes fetched twice: the firmware bytes served
+// since its install began, less the image (the image was streamed into its partition and
+// resumed from its last checkpoint, slots.os.checkpoint: 16 MiB).
+func (r *rig) fetchedAgain() string {
+	fi, err := os.Stat(filepath.Join(r.work, "catalog", "blobs", "os_"+r.cpu+"_"+r.osVer))
+	if err != nil {
+		return "image size unknown"
+	}
+	again := r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore - fi.Size()
+	return fmt.Sprintf("%.1f MiB of the %d MiB image fetched again (checkpoint 16 MiB)", float64(max(again, 0))/(1<<20), fi.Size()>>20)
 }
 
 func (r *rig) published() string {
@@ -201,6 +214,7 @@ func (r *rig) cut(kind string, i int) (string, error) {
 	default:
 		r.publishOS(fmt.Sprintf("%d", 10+i), nil)
 		watch = "/firmware/os_" + r.cpu + "_" + r.osVer
+		r.fwBefore = r.srv.Stats().BytesByPath["/firmware"]
 	}
 	n := r.count(watch)
 	t0 := time.Now()
