@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/checklog"
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/result"
@@ -180,6 +181,11 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	return res, nil
 }
 
+// checkLog is where this agent's checks are recorded (internal/checklog).
+func (a *Agent) checkLog(db *store.DB) checklog.Log {
+	return checklog.Log{DB: db, RuntimeDir: a.Cfg.Path(a.Cfg.RuntimeDir), StateDir: a.Slots.Dir}
+}
+
 // recordCheck keeps the check's record, the time floor, the counters and the metrics; it
 // returns err, or the first error of keeping them.
 func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Duration) error {
@@ -199,30 +205,18 @@ func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Dura
 	if err != nil {
 		rec.Error = err.Error()
 	}
-	// One commit for the record, the time floor and the counters.
-	rerr := db.Batch(func(db *store.DB) error {
-		if err := db.RecordCheck(rec); err != nil {
-			return err
+	// One commit for the record, the time floor and the counters (none for a quiet check).
+	_, rerr := a.checkLog(db).Record(rec, a.Clock.Floor(), func(c *store.Counters) {
+		c.Checks++
+		c.DownloadedBytes += res.Bytes
+		c.DeltaSavedBytes += saved
+		switch res.Result {
+		case ResultFailed:
+			c.FailedChecks++
+		case ResultUpdated:
+			c.Updates++
 		}
-		if err := db.RaiseTimeFloor(a.Clock.Floor()); err != nil {
-			return err
-		}
-		cerr := db.Count(func(c *store.Counters) {
-			c.Checks++
-			c.DownloadedBytes += res.Bytes
-			c.DeltaSavedBytes += saved
-			switch res.Result {
-			case ResultFailed:
-				c.FailedChecks++
-			case ResultUpdated:
-				c.Updates++
-			}
-		})
-		if cerr != nil { // unreadable counters are left as they are; the record is kept
-			a.Log.Warn("counters not updated", "err", cerr)
-		}
-		return nil
-	})
+	}, a.Log.Warn)
 	if rerr != nil && err == nil {
 		err = rerr
 	}

@@ -12,7 +12,7 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 	}
 	var s metrics.Snapshot
 	var err error
-	if s.LastCheck, err = db.LastCheck(); err != nil {
+	if s.LastCheck, err = a.checkLog(db).Last(); err != nil {
 		return err
 	}
 	if s.State, err = db.State(); err != nil {
@@ -34,7 +34,7 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 			s.Stale = &t.Stale
 		}
 	}
-	if s.Counters, err = db.Counters(); err != nil {
+	if s.Counters, err = a.checkLog(db).Counters(); err != nil {
 		return err
 	}
 	return metrics.Write(a.Cfg.Path(a.Cfg.Metrics.Textfile), s)

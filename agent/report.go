@@ -106,7 +106,7 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if db.Rebuilt {
 		rep.RebuiltFromManifests = db.Damage
 	}
-	if c, err := db.LastCheck(); err != nil {
+	if c, err := a.checkLog(db).Last(); err != nil {
 		return nil, err
 	} else if c != nil {
 		rep.LastCheck = &CheckReport{Time: c.Time, Result: c.Result, Error: c.Error, Seconds: c.Duration.Seconds(), Bytes: c.Bytes, Via: c.Via, Removed: c.Removed, Unlisted: c.Unlisted}

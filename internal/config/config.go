@@ -49,8 +49,9 @@ type Config struct {
 		Probes     map[string]string `key:"probes"`
 		Pins       map[string]string `key:"pins"`
 	} `key:"device"`
-	StateDir string `key:"state_dir" default:"/var/lib/ota-agent"`
-	Trust    struct {
+	StateDir   string `key:"state_dir" default:"/var/lib/ota-agent"`
+	RuntimeDir string `key:"runtime_dir" default:"/run/ota-agent"` // tmpfs: the record of checks that changed nothing (agent.db takes it hourly)
+	Trust      struct {
 		Keys          []string `key:"keys"`
 		AllowUnsigned bool     `key:"allow_unsigned" default:"false"`
 		// With trust.keys, an app the server's (unsigned) answer leaves out is kept unless

@@ -101,8 +101,8 @@ func Config(o ConfigOptions) string {
 	if o.Payload != "" {
 		payload = "  payload: " + o.Payload + "\n"
 	}
-	y := fmt.Sprintf("server:\n  url: %s/package\n%s  firmware: {%s: %s/firmware/}\ndevice:\n  cpu_arch: armv8\n  attributes: %s\nstate_dir: %s\ntrust:\n  keys: [%s]\n",
-		o.Base, payload, o.Bucket, o.Base, o.Attributes, o.StateDir, o.PubPath)
+	y := fmt.Sprintf("server:\n  url: %s/package\n%s  firmware: {%s: %s/firmware/}\ndevice:\n  cpu_arch: armv8\n  attributes: %s\nstate_dir: %s\nruntime_dir: %s.run\ntrust:\n  keys: [%s]\n",
+		o.Base, payload, o.Bucket, o.Base, o.Attributes, o.StateDir, o.StateDir, o.PubPath)
 	return MergeYAML(y, o.Extra)
 }
 

@@ -1,0 +1,157 @@
+// Package checklog keeps the record of each check: agent.db's, with the time floor and the
+// counters in the same commit, or, for a check that changed nothing, a file in runtime_dir.
+//
+// Quiet polls: a check that finds nothing new (a 304 like the check agent.db last recorded)
+// writes nothing durable. Its record goes to runtime_dir (tmpfs: no fdatasync, no flash
+// wear), and agent.db takes the record at most hourly, or at the first check that differs
+// (an update, a failure, a removal), counting the quiet checks then. status, metrics and the
+// staleness judgement read the newer of the two. A power cut loses at most an hour of "last
+// checked" times, never anything an install depends on.
+package checklog
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/ota-agent/ota-agent/store"
+)
+
+// PersistEvery is how old agent.db's record may get before a quiet check goes there anyway.
+const PersistEvery = time.Hour
+
+// Log is where one state directory's checks are recorded.
+type Log struct {
+	DB         *store.DB
+	RuntimeDir string // "": every check goes to agent.db
+	StateDir   string // several agents may share runtime_dir: the file is named for it
+}
+
+// quietRecord is the runtime file: the last check, after the agent.db record at Base.
+type quietRecord struct {
+	Base   time.Time         `json:"base"` // agent.db's record it follows (another: ignored)
+	Record store.CheckRecord `json:"record"`
+	Checks int64             `json:"checks"` // quiet checks since Base, not yet counted in agent.db
+}
+
+func (l Log) path() string {
+	h := fnv.New64a()
+	h.Write([]byte(l.StateDir))
+	return filepath.Join(l.RuntimeDir, fmt.Sprintf("check-%016x.json", h.Sum64()))
+}
+
+// quietAfter is the runtime record that follows base (nil: none, or it follows another).
+func (l Log) quietAfter(base *store.CheckRecord) *quietRecord {
+	if base == nil || l.RuntimeDir == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(l.path())
+	if err != nil || len(raw) > 64<<10 {
+		return nil
+	}
+	var q quietRecord
+	if json.Unmarshal(raw, &q) != nil || !q.Base.Equal(base.Time) || q.Record.Time.Before(base.Time) {
+		return nil
+	}
+	return &q
+}
+
+// writeQuiet replaces the runtime file (a rename; tmpfs needs no fsync).
+func (l Log) writeQuiet(q quietRecord) error {
+	path := l.path()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(q)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", raw, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// quiet says whether rec may go to the runtime file: nothing but its time and duration
+// differs from prev (agent.db's), which is under an hour old, it found nothing new, and
+// floor (the clock floor now) is no higher than agent.db's.
+func (l Log) quiet(prev *store.CheckRecord, rec store.CheckRecord, floor time.Time) bool {
+	if l.RuntimeDir == "" || prev == nil || rec.Result != "up-to-date" || rec.Error != "" || rec.Bytes != 0 {
+		return false
+	}
+	if age := rec.Time.Sub(prev.Time); age < 0 || age >= PersistEvery {
+		return false
+	}
+	same, was := rec, *prev
+	same.Time, same.Duration, was.Time, was.Duration = time.Time{}, 0, time.Time{}, 0
+	if !reflect.DeepEqual(same, was) {
+		return false
+	}
+	held, err := l.DB.TimeFloor()
+	return err == nil && !floor.After(held)
+}
+
+// Record keeps rec: in the runtime file when it is quiet, else in agent.db with the time
+// floor and count (the counters of this check; the quiet ones before it are added) in one
+// commit. quietly says which; a counters error is logged by warn, the record kept.
+func (l Log) Record(rec store.CheckRecord, floor time.Time, count func(*store.Counters), warn func(string, ...any)) (quietly bool, err error) {
+	prev, perr := l.DB.LastCheck()
+	q := l.quietAfter(prev)
+	if perr == nil && l.quiet(prev, rec, floor) {
+		n := int64(1)
+		if q != nil {
+			n += q.Checks
+		}
+		werr := l.writeQuiet(quietRecord{Base: prev.Time, Record: rec, Checks: n})
+		if werr == nil {
+			return true, nil
+		}
+		warn("runtime_dir is not writable: the check is recorded in agent.db", "error", werr)
+	}
+	var before int64 // quiet checks, counted now
+	if q != nil {
+		before = q.Checks
+	}
+	return false, l.DB.Batch(func(db *store.DB) error {
+		if err := db.RecordCheck(rec); err != nil {
+			return err
+		}
+		if err := db.RaiseTimeFloor(floor); err != nil {
+			return err
+		}
+		if cerr := db.Count(func(c *store.Counters) { c.Checks += before; count(c) }); cerr != nil {
+			warn("counters not updated", "err", cerr)
+		}
+		return nil
+	})
+}
+
+// Last is the newest record of a check: agent.db's, or the runtime file's after it.
+func (l Log) Last() (*store.CheckRecord, error) {
+	c, err := l.DB.LastCheck()
+	if err != nil {
+		return nil, err
+	}
+	if q := l.quietAfter(c); q != nil {
+		return &q.Record, nil
+	}
+	return c, nil
+}
+
+// Counters are agent.db's, with the quiet checks it has not counted yet.
+func (l Log) Counters() (store.Counters, error) {
+	c, err := l.DB.Counters()
+	if err != nil {
+		return c, err
+	}
+	if last, err := l.DB.LastCheck(); err == nil {
+		if q := l.quietAfter(last); q != nil {
+			c.Checks += q.Checks
+		}
+	}
+	return c, nil
+}
