@@ -28,6 +28,11 @@ const (
 	PatchMargin = 512 << 10
 )
 
+// BlockPatchAbove is the agents' default delta.max_source: larger installed files take a
+// block patch (≤ 24 MiB peak RSS; a whole-file patch holds ~2× the file), so `ota-release
+// delta` writes one beside the whole-file patch for them.
+const BlockPatchAbove = 4 << 20
+
 // BlockHeader describes a block patch.
 type BlockHeader struct {
 	Size   int64   `json:"size"`   // the new file's size

@@ -60,16 +60,13 @@ func ResumeDigester(state []byte, withMD5 bool) (*Digester, error) {
 		return nil, bad
 	}
 	d := NewDigesterFor(withMD5)
-	if err := d.sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(state[10 : 10+k]); err != nil {
+	err := d.sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(state[10 : 10+k])
+	if err == nil && withMD5 {
+		err = d.md5.(encoding.BinaryUnmarshaler).UnmarshalBinary(state[10+k:])
+	}
+	if err != nil {
 		d.Sum()
 		return nil, fmt.Errorf("%w: %v", bad, err)
-	}
-	rest := state[10+k:]
-	if withMD5 {
-		if err := d.md5.(encoding.BinaryUnmarshaler).UnmarshalBinary(rest); err != nil {
-			d.Sum()
-			return nil, fmt.Errorf("%w: %v", bad, err)
-		}
 	}
 	d.n = n
 	return d, nil

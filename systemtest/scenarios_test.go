@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ota-agent/ota-agent/testserver"
 )
 
 // badHealth: an OS release that boots but fails the health hook. The agent on the new slot
@@ -183,6 +185,16 @@ func powerCuts(r *rig, n int, kinds []string) error {
 	return nil
 }
 
+// streamFor throttles the OS image at watch to rate and returns how long it takes to send.
+func (r *rig) streamFor(watch string, rate int64) time.Duration {
+	fi, err := os.Stat(filepath.Join(r.work, "catalog", "blobs", "os_"+r.cpu+"_"+r.osVer))
+	if err != nil {
+		return r.osInstall
+	}
+	r.srv.SetFaults(testserver.Faults{PathPrefix: watch, RateBPS: rate})
+	return time.Duration(float64(fi.Size()) / float64(rate) * float64(time.Second))
+}
+
 // fetchedAgain is what an OS cut cost in bytes fetched twice: the firmware bytes served
 // since its install began, less the image (the image was streamed into its partition and
 // resumed from its last checkpoint, slots.os.checkpoint: 16 MiB).
@@ -238,7 +250,9 @@ func (r *rig) cut(kind string, i int) (string, error) {
 	}
 	d := r.install[kind]
 	if kind == "os-write" {
-		d = r.osInstall
+		// The image streams into its partition at 16 MiB/s: the cut lands inside the stream
+		// (after some checkpoints, between others), and the next boot resumes it.
+		d = r.streamFor(watch, 16<<20)
 	}
 	if d == 0 {
 		d = r.install["first"]
@@ -249,6 +263,7 @@ func (r *rig) cut(kind string, i int) (string, error) {
 	delay := time.Duration(r.rng.Int64N(int64(d)))
 	time.Sleep(delay)
 	r.vm.kill()
+	r.srv.SetFaults(testserver.Faults{})
 	return fmt.Sprintf("at %s of ~%s", delay.Round(100*time.Millisecond), d.Round(time.Second)), nil
 }
 

@@ -41,14 +41,14 @@ func tree(t *testing.T, dir string) string {
 	return strings.Join(lines, "\n")
 }
 
-// outside lists everything of the test's directory but the state directory and the
-// catalog the server publishes: what the agent must never change.
+// outside lists everything of the test's directory but the state directory, its runtime
+// directory and the catalog the server publishes: what the agent must never change.
 func (w *world) outside() string {
 	w.t.Helper()
 	var parts []string
 	entries, _ := os.ReadDir(w.dir)
 	for _, e := range entries {
-		if n := e.Name(); n != "state" && n != "cat" {
+		if n := e.Name(); n != "state" && n != "state.run" && n != "cat" {
 			parts = append(parts, n+":\n"+tree(w.t, filepath.Join(w.dir, n)))
 		}
 	}

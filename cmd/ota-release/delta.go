@@ -20,7 +20,7 @@ import (
 // installed (-19 --long=27 --patch-from: the smallest patches), else the Go encoder.
 func deltaFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 	goEnc := fs.Bool("go", false, "use the Go encoder even when the zstd command is installed")
-	blocks := fs.Bool("blocks", false, "a block patch (devices apply it with bounded memory): for images, and files over the agents' delta.max_source")
+	blocks := fs.Bool("blocks", false, "only a block patch (devices apply it with bounded memory): for images (without --blocks, files over 4 MiB get both)")
 	return func(fs *pflag.FlagSet, stdout io.Writer) error {
 		if fs.NArg() != 2 {
 			return usageErr("delta", "want OLD NEW (the installed file and the new release)")
@@ -33,7 +33,25 @@ func deltaFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 		if *blocks {
 			return blockDelta(fs.Arg(0), fs.Arg(1), stdout)
 		}
-		return wholeDelta(fs.Arg(0), fs.Arg(1), *goEnc, stdout)
+		ofi, err := os.Stat(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		nfi, err := os.Stat(fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		if max(ofi.Size(), nfi.Size()) <= packaging.MaxPatchWindow {
+			if err := wholeDelta(fs.Arg(0), fs.Arg(1), *goEnc, stdout); err != nil {
+				return err
+			}
+		}
+		// Devices take a block patch for an installed file over their delta.max_source
+		// (default packaging.BlockPatchAbove): it is published for them too.
+		if ofi.Size() > packaging.BlockPatchAbove {
+			return blockDelta(fs.Arg(0), fs.Arg(1), stdout)
+		}
+		return nil
 	}
 }
 

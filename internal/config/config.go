@@ -100,7 +100,7 @@ type Config struct {
 	} `key:"verify"`
 	Delta struct {
 		Enabled   bool     `key:"enabled" default:"true"`     // ask the firmware CDN for a patch from the installed file first
-		MaxSource ByteRate `key:"max_source" default:"64MiB"` // larger installed files are fetched whole (the patch reads the old file into memory)
+		MaxSource ByteRate `key:"max_source" default:"4MiB"`  // larger installed files take a block patch (bounded memory); a whole-file patch holds the old file and its window in memory
 	} `key:"delta"`
 	Apps   map[string]AppConfig `key:"apps"` // apps.<name>.units: systemd units restarted when <name> changes
 	Health struct {
