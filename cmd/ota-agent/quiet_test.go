@@ -24,8 +24,10 @@ func TestQuietPollsSyncNothing(t *testing.T) {
 	os.MkdirAll(filepath.Dir(prom), 0o755)
 	w.writeConfig("metrics:\n  textfile: " + prom + "\n")
 	t0 := time.Now().UTC().Truncate(time.Second)
-	at := func(d time.Duration) []string { return []string{"OTA_AGENT_TEST_NOW=" + t0.Add(d).Format(time.RFC3339)} }
-	w.run(at(0), "--config", w.cfg, "check", "--once")        // installs
+	at := func(d time.Duration) []string {
+		return []string{"OTA_AGENT_TEST_NOW=" + t0.Add(d).Format(time.RFC3339)}
+	}
+	w.run(at(0), "--config", w.cfg, "check", "--once")           // installs
 	w.run(at(time.Minute), "--config", w.cfg, "check", "--once") // up to date, after an update: recorded
 	syncs := func(d time.Duration) int {
 		t.Helper()

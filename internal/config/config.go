@@ -99,8 +99,8 @@ type Config struct {
 		Rate     ByteRate      `key:"rate" default:"4MiB"`    // bytes per second read while doing it
 	} `key:"verify"`
 	Delta struct {
-		Enabled   bool     `key:"enabled" default:"true"`     // ask the firmware CDN for a patch from the installed file first
-		MaxSource ByteRate `key:"max_source" default:"4MiB"`  // larger installed files take a block patch (bounded memory); a whole-file patch holds the old file and its window in memory
+		Enabled   bool     `key:"enabled" default:"true"`    // ask the firmware CDN for a patch from the installed file first
+		MaxSource ByteRate `key:"max_source" default:"4MiB"` // larger installed files take a block patch (bounded memory); a whole-file patch holds the old file and its window in memory
 	} `key:"delta"`
 	Apps   map[string]AppConfig `key:"apps"` // apps.<name>.units: systemd units restarted when <name> changes
 	Health struct {
