@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "bench-peers: run as root (it installs the peers' Debian packages)" >&2; exit 1; fi
-need=(mender-client mender-artifact rauc swupdate strace cpio time openssl)
+need=(mender-client mender-artifact rauc swupdate strace cpio time openssl squashfs-tools)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 foreign=$(dpkg --print-foreign-architectures)

@@ -22,21 +22,23 @@ func (b *bench) pollJob(t *peerTable, w *peerWorld) {
 	if b.quick {
 		window = 12 * time.Second
 	}
-	var perBytes, perCPU, rss []peerVal
+	var perBytes, perSent, perCPU, rss []peerVal
 	for _, d := range []daemonUnderTest{b.oursDaemon(w), w.menderDaemon(), w.swupdateDaemon()} {
-		bytes, polls, cpu, kb := watchDaemon(d, window)
+		bytes, sent, polls, cpu, kb := watchDaemon(d, window)
 		perBytes = append(perBytes, peerVal{d.agent, d.mode, float64(bytes) / float64(polls)})
+		perSent = append(perSent, peerVal{d.agent, d.mode, float64(sent) / float64(polls)})
 		perCPU = append(perCPU, peerVal{d.agent, d.mode, cpu.Seconds() / float64(polls)})
 		rss = append(rss, peerVal{d.agent, d.mode, float64(kb) / 1024})
 		d.stop()
 	}
 	na := map[string]string{"RAUC": "n/a: RAUC does not poll (its hawkBit client, rauc-hawkbit-updater, is not packaged in Debian 12)"}
 	t.figures("nothing new: bytes on the wire per poll (both ways, HTTP/1.1, no TLS)", perBytes, func(v float64) string { return fmt.Sprintf("%.0f B", v) }, na)
+	t.figures("nothing new: bytes the device sends per poll (its requests: the side the agent controls)", perSent, func(v float64) string { return fmt.Sprintf("%.0f B", v) }, na)
 	t.figures("nothing new: daemon CPU per poll (user+sys)", perCPU, func(v float64) string { return fmt.Sprintf("%.2f ms", v*1000) }, na)
 	t.figures("idle daemon resident memory (process tree)", rss, func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }, na)
 	t.notes = append(t.notes,
 		"Poll bytes: ota-agent's request carries what docs/protocol.md asks (the facts as query parameters, one MD5 per installed app in If-None-Match: 33 B an app) and the 304 comes back with the CDN's headers (Via, X-Amz-Cf-Id, X-Amz-Cf-Pop, X-Cache: ~170 B, as CloudFront sends them); the stand-ins of Mender's and hawkBit's servers send Go's bare minimum. Against the real servers behind a CDN the answers grow the same way; the request side is what the agent controls.",
-		"Poll CPU: ota-agent's unchanged check used to open agent.db 20 times and commit 5 write transactions (10 fdatasyncs); perf showed mmap, munmap and their TLB shootdowns as two thirds of the poll. Now a burst of transactions shares one open (closed after 100 ms idle, so `ota-agent status` still never waits long) and the check's record, time floor and counters are one commit: 6.2 ms became 2.4–3.3 ms per poll across runs, Mender's range (2.1–3.4 ms). What remains (perf): that one commit (2 fdatasyncs, ~17%), opening and checking the file and reconciling it with the slots each poll (~35%: the self-healing a damaged state directory relies on), the HTTP exchange. SWUpdate's suricatta writes nothing per poll; to match it we would have to stop recording each check, which `status` and the staleness alerts read. Kept.",
+		"Poll CPU: ota-agent's unchanged check used to open agent.db 20 times and commit 5 write transactions (10 fdatasyncs); now a burst of transactions shares one open (closed after 100 ms idle, so `ota-agent status` never waits long), and since 2026-12-05 a check like the last recorded one commits nothing: its record goes to runtime_dir (tmpfs) and agent.db takes it hourly (strace: no fsync or fdatasync on such a poll; TestQuietPollsSyncNothing). What remains: opening agent.db and checking it, reconciling it with the slots (the self-healing a damaged state directory relies on), the HTTP exchange; SWUpdate's suricatta keeps no state per poll.",
 	)
 }
 
@@ -45,14 +47,15 @@ func (b *bench) pollJob(t *peerTable, w *peerWorld) {
 type daemonUnderTest struct {
 	agent, mode string
 	pid         func() int
-	bytes       func() int64
+	bytes       func() int64 // both ways
+	sent        func() int64 // the device's requests
 	polls       func() int64
 	stop        func()
 }
 
 // watchDaemon waits for two polls (start-up done: keys made, authenticated), then measures
 // a window of polls.
-func watchDaemon(d daemonUnderTest, window time.Duration) (bytes, polls int64, cpu time.Duration, rssKB int64) {
+func watchDaemon(d daemonUnderTest, window time.Duration) (bytes, sent, polls int64, cpu time.Duration, rssKB int64) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for d.polls() < 2 {
 		if time.Now().After(deadline) {
@@ -61,13 +64,13 @@ func watchDaemon(d daemonUnderTest, window time.Duration) (bytes, polls int64, c
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	b0, p0, c0 := d.bytes(), d.polls(), treeCPU(d.pid())
+	b0, s0, p0, c0 := d.bytes(), d.sent(), d.polls(), treeCPU(d.pid())
 	time.Sleep(window)
-	b1, p1, c1 := d.bytes(), d.polls(), treeCPU(d.pid())
+	b1, s1, p1, c1 := d.bytes(), d.sent(), d.polls(), treeCPU(d.pid())
 	if p1 == p0 {
 		fail("%s's daemon stopped polling", d.agent)
 	}
-	return b1 - b0, p1 - p0, c1 - c0, treeRSS(d.pid())
+	return b1 - b0, s1 - s0, p1 - p0, c1 - c0, treeRSS(d.pid())
 }
 
 // treeCPU is the CPU time of pid's and its live descendants' threads, to the nanosecond
@@ -98,6 +101,7 @@ func (b *bench) oursDaemon(w *peerWorld) daemonUnderTest {
 	return daemonUnderTest{agent: "ota-agent", mode: "run",
 		pid:   func() int { return cmd.Process.Pid },
 		bytes: func() int64 { return p.up.Load() + p.down.Load() },
+		sent:  p.up.Load,
 		polls: func() int64 { return s304() - n0 },
 		stop:  func() { killTree(cmd); p.l.Close(); os.RemoveAll(state) },
 	}
@@ -107,7 +111,8 @@ func (b *bench) oursDaemon(w *peerWorld) daemonUnderTest {
 // requests whose path has a given suffix.
 type standIn struct {
 	base   string
-	bytes  atomic.Int64
+	bytes  atomic.Int64 // both ways
+	in     atomic.Int64 // what the device sent
 	polls  atomic.Int64
 	suffix string
 	l      net.Listener
@@ -117,7 +122,7 @@ func newStandIn(suffix string, h http.HandlerFunc) *standIn {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	s := &standIn{base: "http://" + l.Addr().String(), suffix: suffix, l: l}
-	go http.Serve(&countListener{l, &s.bytes}, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	go http.Serve(&countListener{l, &s.bytes, &s.in}, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, s.suffix) {
 			s.polls.Add(1)
 		}
@@ -128,7 +133,7 @@ func newStandIn(suffix string, h http.HandlerFunc) *standIn {
 
 type countListener struct {
 	net.Listener
-	n *atomic.Int64
+	n, in *atomic.Int64 // both ways; read from the device
 }
 
 func (l *countListener) Accept() (net.Conn, error) {
@@ -136,17 +141,18 @@ func (l *countListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countConn{c, l.n}, nil
+	return &countConn{c, l.n, l.in}, nil
 }
 
 type countConn struct {
 	net.Conn
-	n *atomic.Int64
+	n, in *atomic.Int64
 }
 
 func (c *countConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))
+	c.in.Add(int64(n))
 	return n, err
 }
 
@@ -183,7 +189,7 @@ func (w *peerWorld) menderDaemon() daemonUnderTest {
 	cmd := startGroup(nil, "mender", m.args("daemon")...)
 	return daemonUnderTest{agent: "Mender", mode: "daemon",
 		pid:   func() int { return cmd.Process.Pid },
-		bytes: s.bytes.Load, polls: s.polls.Load,
+		bytes: s.bytes.Load, sent: s.in.Load, polls: s.polls.Load,
 		stop: func() { killTree(cmd); s.l.Close() },
 	}
 }
@@ -204,7 +210,7 @@ func (w *peerWorld) swupdateDaemon() daemonUnderTest {
 		"-u", "-t DEFAULT -u "+s.base+" -i bench-device -p 1")
 	return daemonUnderTest{agent: "SWUpdate", mode: "suricatta",
 		pid:   func() int { return cmd.Process.Pid },
-		bytes: s.bytes.Load, polls: s.polls.Load,
+		bytes: s.bytes.Load, sent: s.in.Load, polls: s.polls.Load,
 		stop: func() { killTree(cmd); s.l.Close() },
 	}
 }

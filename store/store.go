@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,8 +72,14 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 	var damage error
 	switch {
 	case err == nil:
-		if damage = check(b); damage == nil {
+		id, known := db.fileID()
+		if known && checkedRecently(id) {
+			db.hold(b) // unchanged since this process found it consistent
+		} else if damage = check(b); damage == nil {
 			db.hold(b) // the transactions that follow (init, the caller's reads) use it
+			if known {
+				checked.Store(id, time.Now())
+			}
 		} else {
 			b.Close()
 		}
@@ -94,6 +101,35 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 		return db, nil
 	}
 	return db, db.init()
+}
+
+// A daemon opens the database for every poll: the consistency check (every page read) runs
+// when the file is new to this process, has changed since it last passed (a write, another
+// process's, or damage, changes its size or time), or passed over recheckEvery ago.
+const recheckEvery = time.Hour
+
+type fileID struct {
+	dev, ino, size uint64
+	mtime          int64
+}
+
+var checked sync.Map // fileID → when it passed the check
+
+func checkedRecently(id fileID) bool {
+	t, ok := checked.Load(id)
+	return ok && time.Since(t.(time.Time)) < recheckEvery
+}
+
+func (d *DB) fileID() (fileID, bool) {
+	fi, err := d.root.Lstat(d.name)
+	if err != nil {
+		return fileID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: uint64(st.Size), mtime: fi.ModTime().UnixNano()}, true
 }
 
 // keepCorrupt is how many damaged databases are kept beside the new one.

@@ -55,9 +55,11 @@ func osStreamKills(t *testing.T, mode string, kills int) {
 		prefix = "" // the payload is the check's answer
 	}
 	before := w.srv.Stats().BytesByPath["/firmware"]
+	var peak int64 // bytes in state_dir: the image never goes there
 	for i := 0; i < kills; i++ {
 		// The answer stops moving after stall bytes: whatever the resume point, the image
-		// cannot finish (20 × ≤ 700 KiB < 16 MiB), and the agent is killed around there.
+		// cannot finish (20 × ≤ 700 KiB < 16 MiB), and the agent is killed once it has read
+		// about that much (its reads count its configuration too), a little after.
 		stall := int64(16<<10 + rng.IntN(684<<10))
 		w.srv.SetFaults(testserver.Faults{PathPrefix: prefix, StallAfter: stall})
 		cmd := exec.Command(bin, "--config", w.cfg, "check", "--once")
@@ -67,13 +69,13 @@ func osStreamKills(t *testing.T, mode string, kills int) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
-		for procWritten(cmd.Process.Pid) < stall-(32<<10) && time.Now().Before(deadline) {
+		for procRead(cmd.Process.Pid) < stall && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if time.Now().After(deadline) { // its goroutines, to say where it waits
 			cmd.Process.Signal(syscall.SIGQUIT)
 			cmd.Wait()
-			t.Fatalf("kill %d: the agent did not write the %d bytes it was sent in 10 s:\n%s", i, stall, errb.String())
+			t.Fatalf("kill %d: the agent did not read the %d bytes it was sent in 10 s:\n%s", i, stall, errb.String())
 		}
 		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
@@ -88,6 +90,7 @@ func osStreamKills(t *testing.T, mode string, kills int) {
 		if a, _ := os.ReadFile(pa); !bytes.Equal(a, make([]byte, len(a))) {
 			t.Fatalf("kill %d: the booted partition a was written", i)
 		}
+		peak = max(peak, dirBytes(t, w.state))
 	}
 	r := w.agent(nil, "check", "--once")
 	if r.code != 0 {
@@ -102,6 +105,10 @@ func osStreamKills(t *testing.T, mode string, kills int) {
 	if st := w.mustAgent("status"); !strings.Contains(st.stdout, "marked to try b") {
 		t.Fatalf("status:\n%s", st.stdout)
 	}
+	if peak = max(peak, dirBytes(t, w.state)); peak > 1<<20 {
+		t.Errorf("state_dir held %d bytes during a %d-byte OS update: the image was staged there", peak, size)
+	}
+	fmt.Printf("OS image streamed into its partition (%s mode): state_dir held at most %d KiB during the %d MiB update\n", mode, peak>>10, size>>20)
 	if mode == "metadata" {
 		again := w.srv.Stats().BytesByPath["/firmware"] - before - size
 		fmt.Printf("OS image streamed into its partition: %d SIGKILLs at random offsets, %d bytes fetched again (%.1f KiB a kill; checkpoint every %d KiB)\n",
@@ -112,14 +119,29 @@ func osStreamKills(t *testing.T, mode string, kills int) {
 	}
 }
 
-// procWritten is how many bytes a process has written (write syscalls, /proc/<pid>/io).
-func procWritten(pid int) int64 {
+// dirBytes is the size of the files under dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// procRead is how many bytes a process has read (read syscalls, the socket's included:
+// /proc/<pid>/io).
+func procRead(pid int) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
 		}
