@@ -73,12 +73,12 @@ func Open(root *os.Root, name string, o Options) (*DB, error) {
 	switch {
 	case err == nil:
 		id, known := db.fileID()
-		if known && checkedRecently(id) {
+		if known && checkedRecently(db.path, id) {
 			db.hold(b) // unchanged since this process found it consistent
 		} else if damage = check(b); damage == nil {
 			db.hold(b) // the transactions that follow (init, the caller's reads) use it
 			if known {
-				checked.Store(id, time.Now())
+				checked.Store(db.path, passed{id, time.Now()})
 			}
 		} else {
 			b.Close()
@@ -113,11 +113,17 @@ type fileID struct {
 	mtime          int64
 }
 
-var checked sync.Map // fileID → when it passed the check
+// passed is the file a path held when it last passed the check, and when.
+type passed struct {
+	id fileID
+	at time.Time
+}
 
-func checkedRecently(id fileID) bool {
-	t, ok := checked.Load(id)
-	return ok && time.Since(t.(time.Time)) < recheckEvery
+var checked sync.Map // path → passed
+
+func checkedRecently(path string, id fileID) bool {
+	p, ok := checked.Load(path)
+	return ok && p.(passed).id == id && time.Since(p.(passed).at) < recheckEvery
 }
 
 func (d *DB) fileID() (fileID, bool) {

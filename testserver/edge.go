@@ -124,19 +124,14 @@ func (s *Server) serveEdge(w http.ResponseWriter, r *http.Request, raw [][2]stri
 	e.flights[key] = f
 	e.mu.Unlock()
 	s.stats.add(func(st *Stats) { st.EdgeMisses++ })
-	landed := false
-	defer func() { // a fill that panicked (a broken origin stream) releases its waiters
-		if !landed {
-			e.mu.Lock()
-			delete(e.flights, key)
-			e.mu.Unlock()
-			close(f.done)
-		}
+	defer func() { // also when the fill panicked (a broken origin stream): its waiters get a 502
+		e.mu.Lock()
+		delete(e.flights, key)
+		e.mu.Unlock()
+		close(f.done)
 	}()
 	stored, cut := s.fetch(w, r, raw, ent)
-	landed = true
 	e.mu.Lock()
-	delete(e.flights, key)
 	if stored != nil && stored != ent {
 		if old := e.cache[key]; old != nil {
 			old.body.Remove()
@@ -147,7 +142,6 @@ func (s *Server) serveEdge(w http.ResponseWriter, r *http.Request, raw [][2]stri
 	}
 	f.entry = stored
 	e.mu.Unlock()
-	close(f.done)
 	if cut {
 		panic(http.ErrAbortHandler) // the fault cut the viewer's connection
 	}

@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -80,7 +81,7 @@ func (l Log) writeQuiet(q quietRecord) error {
 // differs from prev (agent.db's), which is under an hour old, it found nothing new, and
 // floor (the clock floor now) is no higher than agent.db's.
 func (l Log) quiet(prev *store.CheckRecord, rec store.CheckRecord, floor time.Time) bool {
-	if l.RuntimeDir == "" || prev == nil || rec.Result != "up-to-date" || rec.Error != "" || rec.Bytes != 0 {
+	if l.RuntimeDir == "" || prev == nil || rec.Result != result.UpToDateResult || rec.Error != "" || rec.Bytes != 0 {
 		return false
 	}
 	if age := rec.Time.Sub(prev.Time); age < 0 || age >= PersistEvery {

@@ -109,6 +109,10 @@ func (a *Fetcher) streamOS(ctx context.Context, item PlanItem, e packaging.Entry
 func (a *Fetcher) streamFrom(ctx context.Context, item PlanItem, e packaging.Entry, src string, prog *Progress) (packaging.Digests, int64, error) {
 	var none packaging.Digests
 	member := item.Member()
+	if prog != nil && prog.Offset == prog.Size && prog.Size > 0 {
+		// Complete before a restart: the checkpoint holds its digests.
+		return a.resumeComplete(member, prog)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {
 		return none, 0, err
@@ -119,17 +123,13 @@ func (a *Fetcher) streamFrom(ctx context.Context, item PlanItem, e packaging.Ent
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 		req.Header.Set("If-Range", prog.ETag)
 	}
-	size := e.Size
-	if prog != nil && prog.Offset == prog.Size && prog.Size > 0 {
-		// Complete before a restart: the checkpoint holds its digests.
-		return a.resumeComplete(member, prog)
-	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return none, 0, netError("download "+member+" from "+transport.Redact(src), err)
 	}
 	defer resp.Body.Close()
-	if size, err = a.osAnswer(resp, member, src, off, prog, size); err != nil {
+	size, err := a.osAnswer(resp, member, src, off, prog, e.Size)
+	if err != nil {
 		return none, 0, err
 	}
 	if off == 0 {

@@ -81,9 +81,10 @@ func (a *Fetcher) ReceivePayload(resp *http.Response, st *installer.Staging) (*p
 		if err := a.fileSizeOK(name, size); err != nil {
 			return nil, nil, body.n, err
 		}
-		app, _ := splitMember(name)
-		if err := a.needSpace(size, "payload member "+name); err != nil && !a.isOS(app) {
-			return nil, nil, body.n, err
+		if app, _ := splitMember(name); !a.isOS(app) { // the OS image goes to its partition
+			if err := a.needSpace(size, "payload member "+name); err != nil {
+				return nil, nil, body.n, err
+			}
 		}
 		a.status(progress.Text(name, 0, size, 0))
 		d, err := a.put(st, name, packaging.Entry{Size: size}, progress.NewReader(r, name, 0, size, a.status))
