@@ -230,3 +230,44 @@ func TestOSTargetChecks(t *testing.T) {
 		t.Error("a refused write touched a device")
 	}
 }
+
+// TestOSImageSetToTryKeepsItsSlot: while an image is set to try at the next boot, a newer
+// one (in either payload mode) is not written over it: an answer is verified only after its
+// bytes arrive, and must not cancel a verified image. The newer one follows the reboot.
+func TestOSImageSetToTryKeepsItsSlot(t *testing.T) {
+	for _, mode := range []string{"full", "metadata"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, testserver.Options{})
+			rig := newBootRig(t, e.dir, "grub")
+			cfg := e.config(rig.yaml())
+			cfg.Server.Payload = mode
+			if _, err := e.check(cfg); err != nil {
+				t.Fatal(err)
+			}
+			v1 := rig.partition("b", 8192)
+			e.release("os_armv8", "prod", "1.2.0", bytes.Repeat([]byte("v2"), 3000), 50)
+			if _, err := e.check(cfg); err != nil {
+				t.Fatalf("check while an image waits for its reboot: %v", err)
+			}
+			if v := rig.vars(); v["ota_slot"] != "b" || v["upgrade_available"] != "1" {
+				t.Fatalf("the image set to try was cancelled: env %v", v)
+			}
+			if !bytes.Equal(rig.partition("b", 8192), v1) {
+				t.Fatal("slot b, set to try, was written over")
+			}
+			rig.boot(1) // b boots; mark-good; then the newer image goes to a
+			a := e.agent(cfg)
+			db, _ := a.openRecovered(context.Background())
+			if err := a.MarkGood(db); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			if _, err := e.check(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if v := rig.vars(); v["ota_slot"] != "a" || v["upgrade_available"] != "1" {
+				t.Fatalf("the newer image did not follow the reboot: env %v", v)
+			}
+		})
+	}
+}

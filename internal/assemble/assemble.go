@@ -136,6 +136,9 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 		a.Via = map[string]store.Delivery{}
 	}
 	for _, item := range a.Plan.Download {
+		if a.IsOS(item.App) && a.OS.Waiting(a.DB) != nil {
+			continue // not fetched: Verify keeps the image set to try (osimage.Slots.Waiting)
+		}
 		d, via, err := fetch.Fetch(ctx, item, a.Details.Entries[item.App], a.St)
 		a.Bytes += via.Downloaded
 		a.Via[item.App] = via

@@ -28,6 +28,10 @@ func (a *Assembly) Verify(ctx context.Context) error {
 	items := a.Plan.Download
 	a.Plan.Download = nil
 	for _, item := range items {
+		if _, ok := a.Got[item.Member()]; !ok && a.IsOS(item.App) { // not fetched
+			a.waitForReboot(item)
+			continue
+		}
 		var have *store.App
 		if h, ok := a.Installed[item.App]; ok {
 			have = &h
@@ -50,11 +54,22 @@ func (a *Assembly) Verify(ctx context.Context) error {
 			}
 			continue
 		}
+		if a.IsOS(item.App) && a.OSWritten == nil { // hashed only
+			a.waitForReboot(item)
+			continue
+		}
 		if err := a.place(item, rec); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// waitForReboot keeps the OS image installed while another is set to try at the next boot
+// (osimage.Slots.Waiting): the new one follows that reboot.
+func (a *Assembly) waitForReboot(item protocol.PlanItem) {
+	a.Log.Info("not installed now: the OS image set to try keeps its slot until its reboot; this one follows it", "app", item.App, "version", item.Version)
+	a.Plan.Keep = append(a.Plan.Keep, item.App)
 }
 
 // place puts a verified binary where it goes: the OS image to its partition (later), an app

@@ -48,7 +48,9 @@ func (a *Fetcher) finishOS(s *osimage.Sink) (packaging.Digests, error) {
 	if err != nil {
 		return d, fmt.Errorf("%w: %v", fault.ErrUnavailable, err)
 	}
-	a.written = &w
+	if w.Slot != "" { // else held: the image set to try keeps its slot (osimage.Slots.Waiting)
+		a.written = &w
+	}
 	return d, nil
 }
 

@@ -26,10 +26,13 @@ type Sink struct {
 
 // Open opens the partition an image is streamed into for member's want.Size bytes (want
 // names the release: SHA-256, MD5, size): from the checkpoint resume records when it is
-// this release's on the target slot with its hash state whole, else from zero. An image
-// waiting there for its reboot is forgotten first (Target). step is called after each
-// checkpoint (the tests' crash points).
+// this release's on the target slot with its hash state whole, else from zero. While an
+// image is set to try (Waiting) the sink only hashes. step is called after each checkpoint
+// (the tests' crash points).
 func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *store.Progress, every int64, withMD5 bool, step func(string)) (*Sink, error) {
+	if s.Waiting(db) != nil { // hashed only: the image set to try keeps its slot
+		return &Sink{db: db, member: member, prog: &store.Progress{Size: want.Size}, d: packaging.NewDigesterFor(withMD5), step: step}, nil
+	}
 	target, booted, err := s.Target(db)
 	if err != nil {
 		return nil, err
@@ -53,8 +56,24 @@ func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *s
 	return k, nil
 }
 
-// Offset is how many bytes of the image are in the partition.
-func (k *Sink) Offset() int64 { return k.w.Offset() }
+// Waiting is the OS image set to try at the next boot, if any. While it waits its slot is
+// not written: an answer not yet verified must not cancel a verified image, so a newer one
+// is only hashed (verified, not installed) and follows after that reboot.
+func (s *Slots) Waiting(db *store.DB) *store.OSState {
+	o, err := db.OS()
+	if err != nil || o == nil || o.Try == "" || !o.EnvSet {
+		return nil
+	}
+	return o
+}
+
+// Offset is how many bytes of the image are in the partition (hashed, for a held image).
+func (k *Sink) Offset() int64 {
+	if k.w == nil {
+		return k.d.Len()
+	}
+	return k.w.Offset()
+}
 
 // Progress is the image's resume record (the caller adds the ETag and URL to resume with).
 func (k *Sink) Progress() *store.Progress { return k.prog }
@@ -62,6 +81,9 @@ func (k *Sink) Progress() *store.Progress { return k.prog }
 // Write writes p into the partition and hashes it; past each interval the bytes are flushed
 // and the checkpoint recorded.
 func (k *Sink) Write(p []byte) (int, error) {
+	if k.w == nil {
+		return k.d.Write(p)
+	}
 	n, err := k.w.Write(p)
 	k.d.Write(p[:n])
 	if err == nil && k.every > 0 && k.w.Offset()-k.last >= k.every {
@@ -90,9 +112,12 @@ func (k *Sink) checkpoint() error {
 // Finish ends a whole image: flushed, its last checkpoint recorded (when it keeps them), its
 // digests and what the read-back checks.
 func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
-	if k.w.Offset() != k.prog.Size {
+	if k.Offset() != k.prog.Size {
 		k.Abort()
-		return packaging.Digests{}, installer.Written{}, fmt.Errorf("%s ended after %d of its %d bytes", k.member, k.w.Offset(), k.prog.Size)
+		return packaging.Digests{}, installer.Written{}, fmt.Errorf("%s ended after %d of its %d bytes", k.member, k.Offset(), k.prog.Size)
+	}
+	if k.w == nil { // held: nothing written
+		return k.d.Sum(), installer.Written{}, nil
 	}
 	if k.every > 0 && k.last != k.w.Offset() {
 		if err := k.checkpoint(); err != nil {
@@ -109,7 +134,9 @@ func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
 
 // Abort leaves the partition at its last checkpoint.
 func (k *Sink) Abort() {
-	k.w.Abort()
+	if k.w != nil {
+		k.w.Abort()
+	}
 	k.d.Sum()
 }
 
