@@ -44,6 +44,7 @@ type rig struct {
 
 	mu      sync.Mutex
 	reqs    map[string]int // requests by path, as the testserver saw them
+	ranges  []string       // the Range of every request for firmware that had one
 	serials map[string]int64
 	gen     int               // apps generation published
 	apps    map[string]string // app → version published
@@ -89,6 +90,9 @@ func (r *rig) startServers() []string {
 	count := http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
 		r.mu.Lock()
 		r.reqs[q.URL.Path]++
+		if rg := q.Header.Get("Range"); rg != "" && strings.HasPrefix(q.URL.Path, "/firmware/") {
+			r.ranges = append(r.ranges, rg)
+		}
 		r.mu.Unlock()
 		cw := &countingWriter{ResponseWriter: w, n: &r.sent}
 		if r.peers != "" && strings.HasPrefix(q.URL.Path, "/peers/") {
@@ -186,6 +190,50 @@ func (r *rig) osImage(version string, mutate func(tree string) func()) string {
 	undo()
 	os.WriteFile(filepath.Join(r.tree, "etc/ota-os-version"), []byte("1\n"), 0o644)
 	r.logf("  built OS image %s (%d MiB) in %s", version, r.rootMB, since(start))
+	return rel
+}
+
+// noInitImage is an OS release that never reaches userspace: the staged tree's kernel and
+// initramfs, and an /sbin/init that exits at once (the kernel panics; panic=5 resets the
+// board). Nothing else is in it, so it costs the board a small download, not a whole root.
+func (r *rig) noInitImage(version string) string {
+	r.t.Helper()
+	start := time.Now()
+	tiny := filepath.Join(r.work, "noinit-tree")
+	os.RemoveAll(tiny)
+	for _, d := range []string{"boot", "dev", "proc", "sys", "run", "tmp", "etc", "usr/sbin", "usr/bin", "usr/lib"} {
+		os.MkdirAll(filepath.Join(tiny, d), 0o755)
+	}
+	for _, l := range []string{"bin", "sbin", "lib"} {
+		os.Symlink("usr/"+l, filepath.Join(tiny, l))
+	}
+	os.Symlink("/bin/false", filepath.Join(tiny, "usr/sbin/init"))
+	os.WriteFile(filepath.Join(tiny, "etc/ota-os-version"), []byte(version+"\n"), 0o644)
+	// /bin/false and what loads it; the kernel and initramfs the boot script loads.
+	var keep []string
+	for _, g := range []string{"usr/bin/false", "usr/lib/ld-linux*", "usr/lib/*-linux-gnu/libc.so.6", "usr/lib/*-linux-gnu/ld-linux*", "boot/Image", "boot/zImage", "boot/initrd.img"} {
+		m, _ := filepath.Glob(filepath.Join(r.tree, g))
+		keep = append(keep, m...)
+	}
+	for _, src := range keep {
+		dst := filepath.Join(tiny, strings.TrimPrefix(src, r.tree))
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if b, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+			r.t.Fatalf("cp %s: %v: %s", src, err, b)
+		}
+	}
+	du, err := exec.Command("du", "-sm", tiny).Output()
+	if err != nil {
+		r.t.Fatalf("du: %v", err)
+	}
+	used, _ := strconv.Atoi(strings.Fields(string(du))[0])
+	mb := used + used/8 + 32
+	rel := "blobs/os_" + r.cpu + "_" + version
+	cmd := exec.Command("mkfs.ext4", "-q", "-F", "-L", "root", "-d", tiny, filepath.Join(r.work, "catalog", rel), strconv.Itoa(mb)+"M")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		r.t.Fatalf("mkfs.ext4 for OS %s: %v: %s", version, err, b)
+	}
+	r.logf("  built OS image %s (%d MiB: kernel, initramfs, an init that exits) in %s", version, mb, since(start))
 	return rel
 }
 
@@ -346,24 +394,29 @@ func (r *rig) settle(tag string, d time.Duration, want func(*status) bool) (*sta
 // or grub-editenv (GRUB), the way the host judges what the bootloader will do (board off).
 func (r *rig) hostEnv() map[string]string {
 	r.t.Helper()
-	name, file := "uboot.env", filepath.Join(r.work, "uboot.env")
+	names := []string{"uboot.env", "uboot-redund.env"}
 	if r.vm.loader == "grub" {
-		name, file = "grubenv", filepath.Join(r.work, "grubenv")
+		names = []string{"grubenv"}
 	}
-	if b, err := exec.Command("mcopy", "-o", "-i", r.vm.disk+"@@1M", "::"+name, file).CombinedOutput(); err != nil {
-		r.t.Fatalf("mcopy %s: %v: %s", name, err, b)
+	var files []string
+	for _, name := range names {
+		file := filepath.Join(r.work, name)
+		if b, err := exec.Command("mcopy", "-o", "-i", r.vm.disk+"@@1M", "::"+name, file).CombinedOutput(); err != nil {
+			r.t.Fatalf("mcopy %s: %v: %s", name, err, b)
+		}
+		files = append(files, file)
 	}
 	var out []byte
 	var err error
 	if r.vm.loader == "grub" {
-		out, err = exec.Command("grub-editenv", file, "list").Output()
+		out, err = exec.Command("grub-editenv", files[0], "list").Output()
 	} else {
 		cfg := filepath.Join(r.work, "host-fw_env.config")
-		os.WriteFile(cfg, []byte(file+" 0x0 0x4000\n"), 0o644)
+		os.WriteFile(cfg, []byte(files[0]+" 0x0 0x4000\n"+files[1]+" 0x0 0x4000\n"), 0o644)
 		out, err = exec.Command("fw_printenv", "-c", cfg).Output()
 	}
 	if err != nil {
-		r.t.Fatalf("reading %s: %v", file, err)
+		r.t.Fatalf("reading %s: %v", strings.Join(files, ", "), err)
 	}
 	return parseEnv(string(out))
 }

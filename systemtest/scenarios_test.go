@@ -96,13 +96,8 @@ func (r *rig) judgeRefused(committed, version string, fetches int) error {
 func badBoot(r *rig) error {
 	committed := r.bootedSlot()
 	good := r.osVer
-	r.publishOS("4-noinit", func(tree string) func() {
-		p := filepath.Join(tree, "usr/sbin/init")
-		target, _ := os.Readlink(p)
-		os.Remove(p)
-		os.Symlink("/bin/false", p)
-		return func() { os.Remove(p); os.Symlink(target, p) }
-	})
+	r.publish("os_"+r.cpu, "4-noinit", r.noInitImage("4-noinit"), false)
+	r.osVer = "4-noinit"
 	fetches := r.count("/firmware/os_" + r.cpu + "_4-noinit")
 	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
 	if !r.bootEnded(15 * time.Minute) {

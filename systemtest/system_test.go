@@ -99,63 +99,59 @@ func waitRootfs(t *testing.T, build, rootfs string) {
 	}
 }
 
-func powerCutsWanted() int {
-	if n, err := strconv.Atoi(os.Getenv("POWER_CUTS")); err == nil && n >= 0 {
+// POWER_CUTS (default 3) is the number of cuts of each kind: app installs on the arm64
+// board, OS image streams on the armv7 board; ENV_CUTS (default 10) the cuts during
+// environment writes. The arm64 board also cuts one OS stream and once right after the
+// environment write.
+func cutsWanted(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n >= 0 {
 		return n
 	}
-	return 10
-}
-
-// The power cuts are shared: the GRUB board, done long before the arm64 one, takes three in
-// ten of them (app installs under GRUB); the arm64 board the rest, OS cuts included.
-func grubCuts(n int) int {
-	if n < 4 {
-		return 0
-	}
-	return n * 3 / 10
+	return def
 }
 
 func TestSystemARM64(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "arm64", "uboot", "armv8", true)
-	cuts := powerCutsWanted() - grubCuts(powerCutsWanted())
+	apps, env := cutsWanted("POWER_CUTS", 3), cutsWanted("ENV_CUTS", 10)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"package upgrade: dpkg -i of this build's package over the previous build's; the daemon restarts on it, state and configuration kept, next check 304", packageUpgrade},
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
 		{"app units: restarted on the new generation; a failing app rolls back, its unit runs the old one", appUnits},
-		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", appCuts(cuts)), func(r *rig) error { return powerCuts(r, appCuts(cuts), []string{"full", "metadata"}) }},
+		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", apps), func(r *rig) error { return powerCuts(r, apps, []string{"full", "metadata"}) }},
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
+		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},
 		{"bad OS image that fails health: fallback, refused, not fetched again", badHealth},
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
-		{fmt.Sprintf("power cuts during OS writes and just after the env write, %d", cuts-appCuts(cuts)), func(r *rig) error { return powerCuts(r, cuts-appCuts(cuts), []string{"os-write", "os-env"}) }},
+		{"power cuts during an OS write and just after the env write, 2", func(r *rig) error { return powerCuts(r, 2, []string{"os-write", "os-env"}) }},
 		{"read back: env, state directory and slots from the powered-off image", readBack},
-	}, cuts)
+	}, apps+env+2)
 }
 
 func TestSystemARMv7(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "armhf", "uboot", "armv7", false)
+	cuts := cutsWanted("POWER_CUTS", 3)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
-		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
+		{fmt.Sprintf("OS update through %d power cuts in its stream: resumed, trial, marked good", cuts), func(r *rig) error { return osUpdateThroughCuts(r, cuts) }},
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
-	}, 0)
+	}, cuts)
 }
 
 // TestSystemGRUB: the same arm64 system booted by GRUB from EFI firmware, its environment in
-// grubenv on the EFI system partition.
+// grubenv on the EFI system partition. Power cuts during app installs do not depend on the
+// bootloader: the arm64 board has them.
 func TestSystemGRUB(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "arm64", "grub", "armv8", false)
-	cuts := grubCuts(powerCutsWanted())
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
-		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", cuts), func(r *rig) error { return powerCuts(r, cuts, []string{"metadata", "full"}) }},
 		{"OS update: written, grubenv set, rebooted by the agent, trial, marked good", osUpdate},
 		{"bad OS image that never reaches userspace: GRUB falls back, refused", badBoot},
-	}, cuts)
+	}, 0)
 }
 
 // runScenarios runs the board's scenarios in order (each starts from the state the one
@@ -188,15 +184,6 @@ func (r *rig) runScenarios(scenarios []scenario, cuts int) {
 	// For run.sh's final line: the board's scenarios, and its cuts to add up.
 	os.WriteFile(filepath.Join(r.work, "figure"), []byte(fmt.Sprintf("%d/%d scenarios\n", passed, len(scenarios))), 0o644)
 	os.WriteFile(filepath.Join(r.work, "cuts"), []byte(fmt.Sprintf("%d %d\n", r.cutsWhole, cuts)), 0o644)
-}
-
-// appCuts: most cuts land in app installs (a boot each); the OS ones cost an image
-// download and a second boot, so they are a fifth, and at least one of each kind.
-func appCuts(n int) int {
-	if n < 4 {
-		return n
-	}
-	return n - max(2, n/5)
 }
 
 // firstBoot: the agent installs the published apps into its directory slots on first boot,
@@ -284,12 +271,17 @@ func osUpdate(r *rig) error {
 		return fmt.Errorf("the agent did not reboot the board within 15 minutes:\n%s", tail(r.vm.serial(), 30))
 	}
 	r.osInstall = time.Since(t0)
-	env := r.hostEnv()
+	r.logf("  written and rebooted by the agent in %s", since(t0))
+	return r.trialCommits(booted, "2")
+}
+
+// trialCommits: the board is off after the agent's reboot into a new OS version; the
+// environment asks to try the other slot, which boots, passes, and is committed.
+func (r *rig) trialCommits(booted, version string) error {
 	want := other(booted)
-	if env["ota_slot"] != want || env["upgrade_available"] != "1" || env["bootcount"] != "0" {
+	if env := r.hostEnv(); env["ota_slot"] != want || env["upgrade_available"] != "1" || env["bootcount"] != "0" {
 		return fmt.Errorf("after the agent's reboot the environment is %s, want ota_slot=%s upgrade_available=1 bootcount=0", envString(env), want)
 	}
-	r.logf("  written and rebooted by the agent in %s; env before boot: %s", since(t0), envString(env))
 	if err := r.boot("os-trial"); err != nil {
 		return err
 	}
@@ -299,18 +291,18 @@ func osUpdate(r *rig) error {
 	if got := r.bootedSlot(); got != want {
 		return fmt.Errorf("running slot %s, want %s", got, want)
 	}
-	if v := field(r.sh("cat /etc/ota-os-version").Output); v != "2" {
-		return fmt.Errorf("/etc/ota-os-version is %q on the new slot, want 2", v)
+	if v := field(r.sh("cat /etc/ota-os-version").Output); v != version {
+		return fmt.Errorf("/etc/ota-os-version is %q on the new slot, want %s", v, version)
 	}
 	res := r.sh("ota-agent verify")
 	if res.RC != 0 {
 		return fmt.Errorf("ota-agent verify: exit %d: %s", res.RC, res.Output)
 	}
-	env = r.guestEnv()
+	env := r.guestEnv()
 	if env["upgrade_available"] != "0" || env["ota_slot"] != want {
 		return fmt.Errorf("after mark-good the environment is %s", envString(env))
 	}
-	r.logf("  booted slot %s, OS 2 committed, env %s; verify: %s", want, envString(env), strings.Join(strings.Fields(res.Output), " "))
+	r.logf("  booted slot %s, OS %s committed, env %s; verify: %s", want, version, envString(env), strings.Join(strings.Fields(res.Output), " "))
 	return nil
 }
 

@@ -5,6 +5,7 @@ package systemtest
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,12 @@ type vm struct {
 	exited  chan struct{}
 	log     string // serial log of the current boot
 	started time.Time
+
+	// For envWriteCuts: the disk as a qcow2 overlay (internal snapshots), an HMP monitor
+	// socket, and a snapshot to resume instead of powering on.
+	overlay string
+	monitor string
+	loadvm  string
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`)
@@ -47,10 +54,24 @@ func (v *vm) qemuArgs() []string {
 	for _, f := range v.forward {
 		netdev += ",guestfwd=" + f
 	}
-	return append(args, "-smp", "2", "-m", "1024",
-		"-drive", "if=virtio,file="+v.disk+",format=raw,cache=writeback",
+	drive := "if=virtio,file=" + v.disk + ",format=raw,cache=writeback"
+	if v.overlay != "" {
+		drive = "if=virtio,file=" + v.overlay + ",format=qcow2,cache=writeback"
+		args = append(args, "-monitor", "unix:"+v.monitor+",server,nowait")
+	} else {
+		args = append(args, "-monitor", "none")
+	}
+	if v.loadvm != "" {
+		// 32 KiB/s of writes: a 16 KiB environment copy and its FAT entry take about a
+		// second to land, so a cut at a random moment finds one in flight.
+		args = append(args, "-loadvm", v.loadvm)
+		drive += ",throttling.bps-write=32768"
+	}
+	// One vCPU: the boards share the runner's 2 cores, and a second vCPU per board only adds
+	// threads that wait on each other under TCG.
+	return append(args, "-smp", "1", "-m", "1024", "-drive", drive,
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=",
-		"-display", "none", "-monitor", "none", "-serial", "file:"+v.log, "-no-reboot")
+		"-display", "none", "-serial", "file:"+v.log, "-no-reboot")
 }
 
 // boot powers the board on. A QEMU that does not start (no U-Boot banner within a minute) is
@@ -80,6 +101,14 @@ func (v *vm) start(tag string) error {
 	v.started = time.Now()
 	v.exited = make(chan struct{})
 	go func(c *exec.Cmd, ch chan struct{}) { c.Wait(); close(ch) }(v.cmd, v.exited)
+	if v.loadvm != "" {
+		// A snapshot resumes where it was taken: no firmware prints. A QEMU that cannot
+		// load it exits at once.
+		if v.waitExit(3 * time.Second) {
+			return fmt.Errorf("qemu -loadvm %s exited (infrastructure): %s", v.loadvm, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}
 	// U-Boot prints its banner at once; EFI firmware under TCG may take a while to print.
 	banner, wait := "U-Boot", time.Minute
 	if v.loader == "grub" {
@@ -156,4 +185,39 @@ func (v *vm) grepSerial(s string) []string {
 		}
 	}
 	return out
+}
+
+// hmp sends one command to the QEMU monitor and returns its answer (up to the next prompt).
+func (v *vm) hmp(cmd string, d time.Duration) (string, error) {
+	c, err := net.DialTimeout("unix", v.monitor, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(d))
+	var buf bytes.Buffer
+	prompt := func() error {
+		b := make([]byte, 4096)
+		for !strings.HasSuffix(buf.String(), "(qemu) ") {
+			n, err := c.Read(b)
+			if err != nil {
+				return fmt.Errorf("monitor: %v after %q", err, buf.String())
+			}
+			buf.Write(b[:n])
+		}
+		return nil
+	}
+	if err := prompt(); err != nil {
+		return "", err
+	}
+	buf.Reset()
+	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		return "", err
+	}
+	if err := prompt(); err != nil {
+		return "", err
+	}
+	out := strings.TrimSuffix(ansi.ReplaceAllString(strings.ReplaceAll(buf.String(), "\r", ""), ""), "(qemu) ")
+	_, out, _ = strings.Cut(out, "\n") // the echoed command
+	return strings.TrimSpace(out), nil
 }

@@ -2,7 +2,7 @@
 # Installs what building and booting the A/B ARM images needs on a Debian host (as root), and
 # makes foreign binaries run (binfmt_misc mounted, qemu-user handlers enabled).
 set -eu
-pkgs="qemu-system-arm qemu-efi-aarch64 grub-common qemu-user-static binfmt-support arch-test mmdebstrap u-boot-qemu u-boot-tools
+pkgs="qemu-system-arm qemu-utils qemu-efi-aarch64 grub-common qemu-user-static binfmt-support arch-test mmdebstrap u-boot-qemu u-boot-tools
   libubootenv-tool mtools dosfstools fdisk e2fsprogs"
 missing=
 for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done

@@ -3,7 +3,7 @@
 # into a copy of a rootfs from mkrootfs.sh (its package, `make deb`, with the rootfs's own dpkg
 # through qemu-user binfmt; or `make install DESTDIR=... INSTALL_BIN=...` with --agent), then
 # assemble an A/B disk without mounts or loop devices:
-#   p1 boot  FAT   U-Boot: boot.scr (dist/bootloader/boot.cmd) + uboot.env (its environment)
+#   p1 boot  FAT   U-Boot: boot.scr (dist/bootloader/boot.cmd) + uboot.env, uboot-redund.env (its environment)
 #                  GRUB (arm64 EFI): EFI/BOOT/BOOTAA64.EFI (dist/bootloader/grub.cfg) + grubenv
 #   p2 root_a ext4 the rootfs        p3 root_b ext4 the same rootfs
 #   p4 data  ext4  /var/lib/ota-agent: the state directory outlives either root slot
@@ -50,7 +50,9 @@ install -m 0640 "$config" "$t/etc/ota-agent/config.yaml"
 install -D -m 0644 "$repo/dist/ota-agent.service.d/partition.conf" "$t/etc/systemd/system/ota-agent.service.d/partition.conf"
 [ -z "$key" ] || install -D -m 0644 "$key" "$t/etc/ota-agent/keys/release.pub.pem"
 if [ "$bootloader" = uboot ]; then
-  echo "/boot/firmware/uboot.env 0x0 0x4000" > "$t/etc/fw_env.config"; bootdir=/boot/firmware
+  # The redundant pair (docs/bootloader.md): a cut during fw_setenv leaves one copy whole.
+  printf '/boot/firmware/uboot.env 0x0 0x4000\n/boot/firmware/uboot-redund.env 0x0 0x4000\n' > "$t/etc/fw_env.config"
+  bootdir=/boot/firmware
 else
   bootdir=/boot/efi
 fi
@@ -80,8 +82,9 @@ rm -f "$out/boot.img"; mkfs.vfat -n BOOT -C "$out/boot.img" 32768 >/dev/null
 if [ "$bootloader" = uboot ]; then
   mkimage -q -A "$mkarch" -O linux -T script -C none -d "$repo/dist/bootloader/boot.cmd" "$out/boot.scr"
   printf 'ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=1\n' > "$out/env.txt"
-  mkenvimage -s 0x4000 -o "$out/uboot.env" "$out/env.txt"
-  mcopy -i "$out/boot.img" "$out/boot.scr" "$out/uboot.env" ::
+  mkenvimage -r -s 0x4000 -o "$out/uboot.env" "$out/env.txt"
+  cp "$out/uboot.env" "$out/uboot-redund.env"
+  mcopy -i "$out/boot.img" "$out/boot.scr" "$out/uboot.env" "$out/uboot-redund.env" ::
   esp=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7
 else
   # grub-mkstandalone of the tree's own GRUB (arm64, run through qemu-user binfmt).
@@ -110,6 +113,6 @@ dd if="$out/boot.img" of="$out/disk.img" bs=1M seek=1    conv=notrunc,sparse sta
 dd if="$out/root.img" of="$out/disk.img" bs=1M seek="$a" conv=notrunc,sparse status=none
 dd if="$out/root.img" of="$out/disk.img" bs=1M seek="$b" conv=notrunc,sparse status=none
 dd if="$out/data.img" of="$out/disk.img" bs=1M seek="$d" conv=notrunc,sparse status=none
-rm -f "$out/boot.img" "$out/data.img" "$out/boot.scr" "$out/env.txt" "$out/uboot.env" "$out/BOOTAA64.EFI" "$out/grubenv"
+rm -f "$out/boot.img" "$out/data.img" "$out/boot.scr" "$out/env.txt" "$out/uboot.env" "$out/uboot-redund.env" "$out/BOOTAA64.EFI" "$out/grubenv"
 printf 'boot 1 32\nroot_a %s %s\nroot_b %s %s\ndata %s %s\n' "$a" "$rootmb" "$b" "$rootmb" "$d" "$datamb" > "$out/layout"
 echo "mkdisk.sh: $out/disk.img (root ${fsmb} MiB in ${rootmb} MiB slots, data ${datamb} MiB)"

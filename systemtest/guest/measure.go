@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -35,7 +37,7 @@ type measured struct {
 //	ota-systest-guest measure [-env FILE] [-want k=v,k=v] [-service NAME] -- CMD ARGS...
 func measureMain(args []string) {
 	fs := flag.NewFlagSet("measure", flag.ExitOnError)
-	envFile := fs.String("env", "/boot/firmware/uboot.env", "the U-Boot environment file")
+	envFile := fs.String("env", "/boot/firmware/uboot.env,/boot/firmware/uboot-redund.env", "the U-Boot environment files")
 	want := fs.String("want", "", "k=v,... that ask the bootloader to try the new slot")
 	service := fs.String("service", "", "a daemon (comm) that does the work")
 	fs.Parse(args)
@@ -117,15 +119,30 @@ func watchEnv(file string, want map[string]string, start time.Time, done chan st
 	}
 }
 
-// envHas parses a U-Boot environment file (CRC32, then NUL-separated k=v) and says whether
-// it holds every pair of want.
-func envHas(file string, want map[string]string) bool {
+// envHas parses U-Boot environment files (comma-separated; CRC32, a flag byte in a redundant
+// copy, then NUL-separated k=v) and says whether one whose CRC holds has every pair of want.
+func envHas(files string, want map[string]string) bool {
+	for _, file := range strings.Split(files, ",") {
+		if copyHas(file, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func copyHas(file string, want map[string]string) bool {
 	raw, err := os.ReadFile(file)
 	if err != nil || len(raw) < 5 {
 		return false
 	}
+	data := raw[4:]
+	if crc := binary.LittleEndian.Uint32(raw); crc32.ChecksumIEEE(raw[5:]) == crc {
+		data = raw[5:]
+	} else if crc32.ChecksumIEEE(data) != crc {
+		return false
+	}
 	got := map[string]string{}
-	for _, kv := range bytes.Split(raw[4:], []byte{0}) {
+	for _, kv := range bytes.Split(data, []byte{0}) {
 		if k, v, ok := strings.Cut(string(kv), "="); ok {
 			got[k] = v
 		}

@@ -1,0 +1,168 @@
+//go:build system
+
+package systemtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ota-agent/ota-agent/testserver"
+)
+
+// osUpdateThroughCuts is the OS update of osUpdate with the board's power cut n times at
+// random moments of the image's stream into the inactive partition (throttled, so that
+// every cut lands inside it): each boot after a cut resumes from the last checkpoint with a
+// Range request, and the bootloader is never asked to try the unfinished slot. Then the
+// agent finishes, reboots into the trial, and commits.
+func osUpdateThroughCuts(r *rig, n int) error {
+	booted := r.bootedSlot()
+	r.publishOS("2", nil)
+	watch := "/firmware/os_" + r.cpu + "_" + r.osVer
+	fi, err := os.Stat(filepath.Join(r.work, "catalog", "blobs", "os_"+r.cpu+"_"+r.osVer))
+	if err != nil {
+		return err
+	}
+	const rate = 8 << 20
+	r.fwBefore = r.srv.Stats().BytesByPath["/firmware"]
+	r.mu.Lock()
+	r.ranges = nil
+	r.mu.Unlock()
+	r.srv.SetFaults(testserver.Faults{PathPrefix: watch, RateBPS: rate})
+	defer r.srv.SetFaults(testserver.Faults{})
+	seen := r.count(watch)
+	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	for i := 1; i <= n; i++ {
+		// The stream starts (or, after a boot, resumes): cut it at a random moment of what
+		// is left, so the next cut still finds some.
+		t0 := time.Now()
+		for r.count(watch) == seen {
+			if time.Since(t0) > 5*time.Minute || !r.vm.running() {
+				return fmt.Errorf("cut %d: no request for %s within 5 minutes", i, watch)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		seen = r.count(watch)
+		served := r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore
+		left := time.Duration(float64(max(fi.Size()-served, rate)) / rate * float64(time.Second))
+		delay := time.Second + time.Duration(r.rng.Int64N(int64(left)/int64(n-i+2)))
+		time.Sleep(delay)
+		r.vm.kill()
+		env := r.hostEnv()
+		if env["ota_slot"] != booted || env["upgrade_available"] == "1" {
+			return fmt.Errorf("cut %d at %s of the stream: the environment asks for %s before the image is whole", i, delay.Round(100*time.Millisecond), envString(env))
+		}
+		if err := r.boot("after-stream-cut"); err != nil {
+			return fmt.Errorf("cut %d: %v", i, err)
+		}
+		if got := r.bootedSlot(); got != booted {
+			return fmt.Errorf("cut %d: booted slot %s, want %s", i, got, booted)
+		}
+		r.cutsWhole++
+		r.logf("  stream cut %d/%d at %s (%.0f MiB of %d served so far); env %s; booted slot %s", i, n, delay.Round(100*time.Millisecond), float64(served)/(1<<20), fi.Size()>>20, envString(env), booted)
+	}
+	if !r.bootEnded(15 * time.Minute) {
+		return fmt.Errorf("after %d cuts the agent did not finish the image and reboot within 15 minutes:\n%s", n, tail(r.vm.serial(), 30))
+	}
+	r.mu.Lock()
+	ranges := strings.Join(r.ranges, ", ")
+	r.mu.Unlock()
+	again := r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore - fi.Size()
+	// Each cut loses what was written after the last checkpoint (16 MiB at most) and what
+	// was in flight to the board (its sockets and buffers): 16 MiB more is generous.
+	if limit := int64(n) * 32 << 20; again > limit {
+		return fmt.Errorf("%d cuts fetched %.1f MiB again (resumed at %s), more than %d MiB: the stream did not resume from its checkpoints", n, float64(again)/(1<<20), ranges, limit>>20)
+	}
+	r.logf("  %d cuts: %.1f MiB of the %d MiB image fetched again (checkpoint 16 MiB); resumed with %s", n, float64(max(again, 0))/(1<<20), fi.Size()>>20, ranges)
+	return r.trialCommits(booted, "2")
+}
+
+// envWriteCuts cuts the power n times while the U-Boot environment is being written, and
+// judges each cut at the next power-on: U-Boot finds a whole copy, boots the slot it names,
+// and that slot's root mounts. The writes are fw_setenv's, as the agent makes them, in a
+// loop that alternates "try the other slot" and "back to the booted one", on a disk whose
+// writes are throttled so that each write is in flight for a while. One boot sets the loop
+// up and is saved as a snapshot (savevm, on a qcow2 overlay of the disk); every cut resumes
+// that snapshot, waits a random moment and kills QEMU, so n cuts cost n U-Boot runs, not n
+// Linux boots. The overlay is dropped after: the board's own disk is as it was.
+func envWriteCuts(r *rig, n int) error {
+	booted := r.bootedSlot()
+	r.ctl.run(r.vm, "systemctl poweroff", 10*time.Second)
+	if !r.bootEnded(3 * time.Minute) {
+		return fmt.Errorf("the board did not power off")
+	}
+	r.vm.overlay, r.vm.monitor = filepath.Join(r.work, "envcut.qcow2"), filepath.Join(r.work, "envcut.monitor")
+	defer func() { r.vm.kill(); os.Remove(r.vm.overlay); r.vm.overlay, r.vm.loadvm = "", "" }()
+	if err := run("qemu-img", "create", "-q", "-f", "qcow2", "-b", r.vm.disk, "-F", "raw", r.vm.overlay); err != nil {
+		return err
+	}
+	if err := r.boot("env-loop"); err != nil {
+		return err
+	}
+	try := fmt.Sprintf("ota_slot %s\nupgrade_available 1\nbootcount 0\n", other(booted))
+	back := fmt.Sprintf("ota_slot %s\nupgrade_available 0\nbootcount 0\n", booted)
+	r.sh(fmt.Sprintf("systemctl stop ota-agent; printf '%s' > /run/env-try; printf '%s' > /run/env-back", try, back))
+	// Each write announced on the console before and after: the log says where a cut fell.
+	r.sh(`nohup sh -c 'while :; do for s in try back; do echo "ENVLOOP: writing $s" > /dev/ttyAMA0; ` +
+		`fw_setenv -c /etc/fw_env.config -s /run/env-$s; echo "ENVLOOP: wrote $s" > /dev/ttyAMA0; done; done' >/dev/null 2>&1 &`)
+	if !r.vm.waitSerial("ENVLOOP: wrote back", 2*time.Minute) {
+		return fmt.Errorf("the fw_setenv loop did not run:\n%s", tail(r.vm.serial(), 20))
+	}
+	if out, err := r.vm.hmp("savevm envloop", 5*time.Minute); err != nil || strings.Contains(out, "rror") {
+		return fmt.Errorf("savevm: %v %s", err, out)
+	}
+	r.vm.kill()
+	// What U-Boot may read: the loop's write, or the environment before it.
+	states := map[string]string{
+		"ota_slot=" + other(booted) + " upgrade_available=1 bootcount=0 bootlimit=1": "the write to try " + other(booted),
+		"ota_slot=" + booted + " upgrade_available=0 bootcount=0 bootlimit=1":        "the environment before it",
+	}
+	counts := map[string]int{}
+	for i := 1; i <= n; i++ {
+		r.vm.loadvm = "envloop"
+		if err := r.vm.boot(fmt.Sprintf("envloop-%d", i)); err != nil {
+			return err
+		}
+		delay := time.Duration(500+r.rng.IntN(3000)) * time.Millisecond
+		time.Sleep(delay)
+		r.vm.kill()
+		loop := lastN(r.vm.grepSerial("ENVLOOP:"), 1)
+		r.vm.loadvm = ""
+		if err := r.vm.boot(fmt.Sprintf("after-env-cut-%d", i)); err != nil {
+			return err
+		}
+		if !r.vm.waitSerial("EXT4-fs (vda", 5*time.Minute) {
+			return fmt.Errorf("env cut %d (%v): no root filesystem mounted after the cut:\n%s", i, loop, strings.Join(r.vm.grepSerial("OTA-UBOOT"), "\n"))
+		}
+		r.vm.kill()
+		uboot := r.vm.grepSerial("OTA-UBOOT")
+		copies, env, slot := lineAfter(uboot, "env copies "), "ota_slot="+lineAfter(uboot, "env ota_slot="), booted
+		if s := lineAfter(uboot, "booting slot "); s != "" {
+			slot = s[:1]
+		}
+		mounted := r.vm.grepSerial("EXT4-fs (vda")[:1]
+		part := map[string]string{"a": "vda2", "b": "vda3"}[slot]
+		what, ok := states[env]
+		if !ok || len(mounted) == 0 || !strings.Contains(mounted[0], part) || !strings.Contains(copies, "ok=1") {
+			return fmt.Errorf("env cut %d at %s (%v): U-Boot read %q (%s) and booted slot %s, mounted %v", i, delay, loop, env, copies, slot, mounted)
+		}
+		counts[what]++
+		r.cutsWhole++
+		r.logf("  env cut %d/%d at %s, %s; U-Boot: %s; booted slot %s, %s mounted", i, n, delay.Round(100*time.Millisecond), strings.Join(loop, ""), copies, slot, part)
+	}
+	r.logf("  %d cuts during the environment writes: each booted a whole slot (%d with the write, %d with the environment before it)", n, counts["the write to try "+other(booted)], counts["the environment before it"])
+	r.vm.overlay, r.vm.loadvm = "", ""
+	return r.boot("after-env-cuts")
+}
+
+// lineAfter is the rest of the first line that has prefix (after "OTA-UBOOT: ").
+func lineAfter(lines []string, prefix string) string {
+	for _, l := range lines {
+		if _, rest, ok := strings.Cut(l, "OTA-UBOOT: "+prefix); ok {
+			return rest
+		}
+	}
+	return ""
+}
