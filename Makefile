@@ -101,7 +101,8 @@ test-qemu: bin/testsum
 
 # Boots A/B arm64 images under qemu-system with U-Boot and systemd (root; installs its Debian
 # packages; builds the rootfs once per dist/image/mkrootfs.sh into .system-build/).
-# POWER_CUTS=N chains more power cuts (default 10); serial logs stay in .system-build/run-*/.
+# POWER_CUTS=N power cuts of each kind (default 3), ENV_CUTS=N during environment writes
+# (default 10); serial logs stay in .system-build/run-*/.
 test-system: deb
 	@./systemtest/run.sh
 

@@ -29,26 +29,56 @@ type BootEnv interface {
 	String() string
 }
 
-// GrubEnv is a GRUB environment block edited with grub-editenv.
+// GrubEnv is a GRUB environment block edited with grub-editenv, and its second copy
+// (File + "-redund"). grub-editenv truncates a block before it writes it, so a power cut can
+// leave it empty: the second copy is written first, and GRUB (dist/bootloader/grub.cfg) and
+// Read use it when the first is not a whole block.
 type GrubEnv struct{ File string }
 
 func (g GrubEnv) String() string { return "grubenv " + g.File }
 
+// Redund is the second copy's path.
+func (g GrubEnv) Redund() string { return g.File + "-redund" }
+
 func (g GrubEnv) Read() (map[string]string, error) {
 	out, err := run("grub-editenv", g.File, "list")
 	if err != nil {
+		if alt, err2 := run("grub-editenv", g.Redund(), "list"); err2 == nil {
+			return parseVars(alt), nil
+		}
 		return nil, err
 	}
 	return parseVars(out), nil
 }
 
-// Write sets the variables with one grub-editenv and makes the block durable before it
-// returns: the caller records "the bootloader was told" right after.
+// Write sets the variables in both copies, the second one first, each durable before the
+// next: the caller records "the bootloader was told" right after. Every variable the
+// environment holds (bootlimit, say) is written to both, and a copy that is not a whole
+// block is made again.
 func (g GrubEnv) Write(vars map[string]string) error {
-	if _, err := run("grub-editenv", append([]string{g.File, "set"}, assignments(vars)...)...); err != nil {
-		return err
+	all, err := g.Read()
+	if err != nil {
+		all = map[string]string{}
 	}
-	return syncStorage(g.File)
+	for k, v := range vars {
+		all[k] = v
+	}
+	for _, f := range []string{g.Redund(), g.File} {
+		if _, err := os.Stat(f); err == nil {
+			if _, err := run("grub-editenv", f, "list"); err != nil {
+				if _, err := run("grub-editenv", f, "create"); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := run("grub-editenv", append([]string{f, "set"}, assignments(all)...)...); err != nil {
+			return err
+		}
+		if err := syncStorage(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UBootEnv is a U-Boot environment accessed with libubootenv's fw_printenv / fw_setenv.

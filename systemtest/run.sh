@@ -10,30 +10,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 B=${OTA_SYSTEM_BUILD:-$(pwd)/.system-build}; mkdir -p "$B"; B=$(cd "$B" && pwd); export OTA_SYSTEM_BUILD=$B
 start=$(date +%s)
-t() { s=$(date +%s); "$@"; echo "system: step $* took $(( $(date +%s) - s ))s"; }
-t ./dist/image/host-deps.sh
-stamp=$(sha256sum dist/image/mkrootfs.sh | cut -c1-16)
-rootfs() {
-  rm -f "$B/rootfs-$1.failed"
-  if [ "$(cat "$B/rootfs-$1.stamp" 2>/dev/null)" = "$stamp" ] && [ -x "$B/rootfs-$1/sbin/init" ]; then
-    echo "system: rootfs-$1 reused (mkrootfs.sh unchanged)"; return
-  fi
-  rm -f "$B/rootfs-$1.stamp"
-  s=$(date +%s)
-  if ./dist/image/mkrootfs.sh "$1" "$B/rootfs-$1" > "$B/mkrootfs-$1.log" 2>&1; then
-    echo "$stamp" > "$B/rootfs-$1.stamp"
-    echo "system: rootfs-$1 built in $(( $(date +%s) - s ))s"
-  else
-    tail -30 "$B/mkrootfs-$1.log" > "$B/rootfs-$1.failed"; cat "$B/rootfs-$1.failed"; return 1
-  fi
-}
-rootfs arm64
-rootfs armhf &
+# The arm64 rootfs first; the armhf one builds while the arm64 board runs (both are no-ops
+# when .ci/run's prepare.sh built them beside make test).
+./systemtest/prepare.sh arm64
+./systemtest/prepare.sh armhf > "$B/prepare-armhf.log" 2>&1 &
 rm -f "$B"/run-*/figure "$B"/run-*/cuts
 set +e
 go test -tags system -count=1 -v -parallel 3 -timeout 80m -run 'TestSystem' ./systemtest 2>&1 | tee "$B/test-system.log" |
   grep -E --line-buffered '^(system:|--- |FAIL|ok|PASS|panic|\s+\S+_test.go)'
-wait
+wait; cat "$B/prepare-armhf.log"
 set -e
 fig() { if [ -f "$B/run-$1/figure" ]; then tr -d '\n' < "$B/run-$1/figure"; else echo "not run"; fi; }
 cuts=$(cat "$B"/run-*/cuts 2>/dev/null | awk '{w += $1; n += $2} END {printf "%d/%d", w, n}')

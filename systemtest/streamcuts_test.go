@@ -50,6 +50,7 @@ func osUpdateThroughCuts(r *rig, n int) error {
 		delay := time.Second + time.Duration(r.rng.Int64N(int64(left)/int64(n-i+2)))
 		time.Sleep(delay)
 		r.vm.kill()
+		served = r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore
 		env := r.hostEnv()
 		if env["ota_slot"] != booted || env["upgrade_available"] == "1" {
 			return fmt.Errorf("cut %d at %s of the stream: the environment asks for %s before the image is whole", i, delay.Round(100*time.Millisecond), envString(env))
@@ -165,4 +166,38 @@ func lineAfter(lines []string, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// grubenvCut: grub-editenv truncates grubenv before it writes it, so a cut between the two
+// leaves the file empty (made so here, on the powered-off disk, with both copies holding
+// the committed slot as after the agent's mark-good). GRUB reads grubenv-redund and boots
+// the committed slot, not the default; the agent reads the same copy, and its next write
+// (the bad image's trial that follows) makes grubenv whole again.
+func grubenvCut(r *rig) error {
+	slot := r.bootedSlot()
+	r.ctl.run(r.vm, "systemctl poweroff", 10*time.Second)
+	if !r.bootEnded(3 * time.Minute) {
+		return fmt.Errorf("the board did not power off")
+	}
+	empty := filepath.Join(r.work, "empty-grubenv")
+	os.WriteFile(empty, nil, 0o644)
+	if err := run("mcopy", "-o", "-i", r.vm.disk+"@@1M", empty, "::grubenv"); err != nil {
+		return err
+	}
+	if err := r.boot("grubenv-cut"); err != nil {
+		return err
+	}
+	grub := strings.Join(r.vm.grepSerial("OTA-GRUB"), "\n")
+	if !strings.Contains(grub, "using grubenv-redund") || !strings.Contains(grub, "booting slot "+slot) {
+		return fmt.Errorf("with grubenv empty GRUB did not boot slot %s from grubenv-redund:\n%s", slot, grub)
+	}
+	st, err := r.settle("grubenv-cut", 5*time.Minute, r.converged)
+	if err != nil {
+		return err
+	}
+	if st.OS == nil || st.OS.Env["ota_slot"] != slot {
+		return fmt.Errorf("the agent reads the environment as %v, want ota_slot=%s from grubenv-redund", st.OS, slot)
+	}
+	r.logf("  grubenv empty: GRUB booted slot %s from grubenv-redund; the agent reads ota_slot=%s, converged", slot, st.OS.Env["ota_slot"])
+	return nil
 }

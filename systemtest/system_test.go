@@ -150,6 +150,7 @@ func TestSystemGRUB(t *testing.T) {
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"OS update: written, grubenv set, rebooted by the agent, trial, marked good", osUpdate},
+		{"grubenv left empty by a cut mid-write: GRUB boots the committed slot from grubenv-redund", grubenvCut},
 		{"bad OS image that never reaches userspace: GRUB falls back, refused", badBoot},
 	}, 0)
 }

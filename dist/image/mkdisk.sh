@@ -4,7 +4,7 @@
 # through qemu-user binfmt; or `make install DESTDIR=... INSTALL_BIN=...` with --agent), then
 # assemble an A/B disk without mounts or loop devices:
 #   p1 boot  FAT   U-Boot: boot.scr (dist/bootloader/boot.cmd) + uboot.env, uboot-redund.env (its environment)
-#                  GRUB (arm64 EFI): EFI/BOOT/BOOTAA64.EFI (dist/bootloader/grub.cfg) + grubenv
+#                  GRUB (arm64 EFI): EFI/BOOT/BOOTAA64.EFI (dist/bootloader/grub.cfg) + grubenv, grubenv-redund
 #   p2 root_a ext4 the rootfs        p3 root_b ext4 the same rootfs
 #   p4 data  ext4  /var/lib/ota-agent: the state directory outlives either root slot
 # usage: mkdisk.sh --rootfs DIR --arch arm64|armhf (--deb PKG.deb | --agent BIN) --config FILE --out DIR
@@ -93,9 +93,10 @@ else
   mv "$t/tmp/BOOTAA64.EFI" "$out/BOOTAA64.EFI"; rm -f "$t/tmp/ota-grub.cfg"
   rm -f "$out/grubenv"; grub-editenv "$out/grubenv" create
   grub-editenv "$out/grubenv" set ota_slot=a upgrade_available=0 bootcount=0 bootlimit=1
+  cp "$out/grubenv" "$out/grubenv-redund"
   mmd -i "$out/boot.img" ::EFI ::EFI/BOOT
   mcopy -i "$out/boot.img" "$out/BOOTAA64.EFI" ::EFI/BOOT/BOOTAA64.EFI
-  mcopy -i "$out/boot.img" "$out/grubenv" ::grubenv
+  mcopy -i "$out/boot.img" "$out/grubenv" "$out/grubenv-redund" ::
   esp=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 fi
 
@@ -113,6 +114,6 @@ dd if="$out/boot.img" of="$out/disk.img" bs=1M seek=1    conv=notrunc,sparse sta
 dd if="$out/root.img" of="$out/disk.img" bs=1M seek="$a" conv=notrunc,sparse status=none
 dd if="$out/root.img" of="$out/disk.img" bs=1M seek="$b" conv=notrunc,sparse status=none
 dd if="$out/data.img" of="$out/disk.img" bs=1M seek="$d" conv=notrunc,sparse status=none
-rm -f "$out/boot.img" "$out/data.img" "$out/boot.scr" "$out/env.txt" "$out/uboot.env" "$out/uboot-redund.env" "$out/BOOTAA64.EFI" "$out/grubenv"
+rm -f "$out/boot.img" "$out/data.img" "$out/boot.scr" "$out/env.txt" "$out/uboot.env" "$out/uboot-redund.env" "$out/BOOTAA64.EFI" "$out/grubenv" "$out/grubenv-redund"
 printf 'boot 1 32\nroot_a %s %s\nroot_b %s %s\ndata %s %s\n' "$a" "$rootmb" "$b" "$rootmb" "$d" "$datamb" > "$out/layout"
 echo "mkdisk.sh: $out/disk.img (root ${fsmb} MiB in ${rootmb} MiB slots, data ${datamb} MiB)"

@@ -1,7 +1,7 @@
 // Command testsum reads `go test -json` on stdin and prints what `go test` prints without -v
 // (a line per package, the output of failing tests), then every skipped test with its
-// reason, so a skip is never silent in `make test`. Its exit status is 1 when a test or a
-// package failed.
+// reason, so a skip is never silent in `make test`, and the slowest top-level tests (what
+// to look at when the suite grows). Its exit status is 1 when a test or a package failed.
 package main
 
 import (
@@ -24,6 +24,7 @@ type event struct {
 func main() {
 	out := map[string][]string{} // package/test → its output lines
 	var skips []string
+	var slow []event
 	failed := false
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
@@ -56,6 +57,8 @@ func main() {
 		case "pass":
 			if e.Test == "" {
 				fmt.Printf("ok  \t%s\t%.3fs\n", e.Package, e.Elapsed)
+			} else if !strings.Contains(e.Test, "/") {
+				slow = append(slow, e)
 			}
 			delete(out, key)
 		}
@@ -63,6 +66,13 @@ func main() {
 	if err := sc.Err(); err != nil {
 		fmt.Println("testsum:", err)
 		failed = true
+	}
+	sort.Slice(slow, func(i, j int) bool { return slow[i].Elapsed > slow[j].Elapsed })
+	if len(slow) > 0 {
+		fmt.Println("slowest tests:")
+		for _, e := range slow[:min(len(slow), 8)] {
+			fmt.Printf("  %6.1fs %s %s\n", e.Elapsed, strings.TrimPrefix(e.Package, "github.com/ota-agent/ota-agent/"), e.Test)
+		}
 	}
 	sort.Strings(skips)
 	if len(skips) > 0 {
