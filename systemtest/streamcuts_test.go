@@ -94,16 +94,23 @@ func envWriteCuts(r *rig, n int) error {
 	if !r.bootEnded(3 * time.Minute) {
 		return fmt.Errorf("the board did not power off")
 	}
-	r.vm.overlay, r.vm.monitor = filepath.Join(r.work, "envcut.qcow2"), filepath.Join(r.work, "envcut.monitor")
-	defer func() { r.vm.kill(); os.Remove(r.vm.overlay); r.vm.overlay, r.vm.loadvm = "", "" }()
+	ov := filepath.Join(r.work, "envcut.qcow2")
+	r.vm.overlay, r.vm.monitor = ov, filepath.Join(r.work, "envcut.monitor")
+	defer func() {
+		if r.vm.overlay != "" { // failed on the overlay: the board's own disk boots next
+			r.vm.kill()
+		}
+		os.Remove(ov)
+		r.vm.overlay, r.vm.loadvm = "", ""
+	}()
 	if err := run("qemu-img", "create", "-q", "-f", "qcow2", "-b", r.vm.disk, "-F", "raw", r.vm.overlay); err != nil {
 		return err
 	}
 	if err := r.boot("env-loop"); err != nil {
 		return err
 	}
-	try := fmt.Sprintf("ota_slot %s\nupgrade_available 1\nbootcount 0\n", other(booted))
-	back := fmt.Sprintf("ota_slot %s\nupgrade_available 0\nbootcount 0\n", booted)
+	try := fmt.Sprintf("ota_slot=%s\nupgrade_available=1\nbootcount=0\n", other(booted))
+	back := fmt.Sprintf("ota_slot=%s\nupgrade_available=0\nbootcount=0\n", booted)
 	r.sh(fmt.Sprintf("systemctl stop ota-agent; printf '%s' > /run/env-try; printf '%s' > /run/env-back", try, back))
 	// Each write announced on the console before and after: the log says where a cut fell.
 	r.sh(`nohup sh -c 'while :; do for s in try back; do echo "ENVLOOP: writing $s" > /dev/ttyAMA0; ` +
@@ -115,10 +122,10 @@ func envWriteCuts(r *rig, n int) error {
 		return fmt.Errorf("savevm: %v %s", err, out)
 	}
 	r.vm.kill()
-	// What U-Boot may read: the loop's write, or the environment before it.
+	// What U-Boot may read: one of the loop's two environments, never a mix or the defaults.
 	states := map[string]string{
-		"ota_slot=" + other(booted) + " upgrade_available=1 bootcount=0 bootlimit=1": "the write to try " + other(booted),
-		"ota_slot=" + booted + " upgrade_available=0 bootcount=0 bootlimit=1":        "the environment before it",
+		"ota_slot=" + other(booted) + " upgrade_available=1 bootcount=0 bootlimit=1": "try",
+		"ota_slot=" + booted + " upgrade_available=0 bootcount=0 bootlimit=1":        "back",
 	}
 	counts := map[string]int{}
 	for i := 1; i <= n; i++ {
@@ -145,15 +152,27 @@ func envWriteCuts(r *rig, n int) error {
 		}
 		mounted := r.vm.grepSerial("EXT4-fs (vda")[:1]
 		part := map[string]string{"a": "vda2", "b": "vda3"}[slot]
-		what, ok := states[env]
-		if !ok || len(mounted) == 0 || !strings.Contains(mounted[0], part) || !strings.Contains(copies, "ok=1") {
+		name, ok := states[env]
+		if !ok || len(mounted) == 0 || !strings.Contains(mounted[0], part) || !strings.Contains(copies, "ok=1") || len(loop) == 0 {
 			return fmt.Errorf("env cut %d at %s (%v): U-Boot read %q (%s) and booted slot %s, mounted %v", i, delay, loop, env, copies, slot, mounted)
+		}
+		// The loop's last word: "writing X" (the cut fell in that write) or "wrote X".
+		f := strings.Fields(loop[0])
+		what := "the environment before the write"
+		switch {
+		case f[1] == "wrote" && f[2] != name:
+			return fmt.Errorf("env cut %d: fw_setenv had written %s, U-Boot read %s (%s)", i, f[2], name, copies)
+		case f[1] == "wrote":
+			what = "between writes"
+		case f[2] == name:
+			what = "the write in flight"
 		}
 		counts[what]++
 		r.cutsWhole++
-		r.logf("  env cut %d/%d at %s, %s; U-Boot: %s; booted slot %s, %s mounted", i, n, delay.Round(100*time.Millisecond), strings.Join(loop, ""), copies, slot, part)
+		r.logf("  env cut %d/%d at %s, %s; U-Boot: %s (%s: %s); booted slot %s, %s mounted", i, n, delay.Round(100*time.Millisecond), strings.TrimPrefix(loop[0], "ENVLOOP: "), copies, name, what, slot, part)
 	}
-	r.logf("  %d cuts during the environment writes: each booted a whole slot (%d with the write, %d with the environment before it)", n, counts["the write to try "+other(booted)], counts["the environment before it"])
+	r.logf("  %d cuts during environment writes, each booted a whole slot: %d the write in flight, %d the environment before it, %d between writes",
+		n, counts["the write in flight"], counts["the environment before the write"], counts["between writes"])
 	r.vm.overlay, r.vm.loadvm = "", ""
 	return r.boot("after-env-cuts")
 }

@@ -99,10 +99,10 @@ func waitRootfs(t *testing.T, build, rootfs string) {
 	}
 }
 
-// POWER_CUTS (default 3) is the number of cuts of each kind: app installs on the arm64
+// POWER_CUTS (default 3) is the number of cuts of each kind: app installs on the GRUB
 // board, OS image streams on the armv7 board; ENV_CUTS (default 10) the cuts during
-// environment writes. The arm64 board also cuts one OS stream and once right after the
-// environment write.
+// environment writes, half on each U-Boot board. The arm64 board also cuts one OS stream
+// and once right after the environment write.
 func cutsWanted(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n >= 0 {
 		return n
@@ -113,13 +113,12 @@ func cutsWanted(name string, def int) int {
 func TestSystemARM64(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "arm64", "uboot", "armv8", true)
-	apps, env := cutsWanted("POWER_CUTS", 3), cutsWanted("ENV_CUTS", 10)
+	env := cutsWanted("ENV_CUTS", 10) / 2
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{"package upgrade: dpkg -i of this build's package over the previous build's; the daemon restarts on it, state and configuration kept, next check 304", packageUpgrade},
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
 		{"app units: restarted on the new generation; a failing app rolls back, its unit runs the old one", appUnits},
-		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", apps), func(r *rig) error { return powerCuts(r, apps, []string{"full", "metadata"}) }},
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
 		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},
@@ -127,32 +126,36 @@ func TestSystemARM64(t *testing.T) {
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
 		{"power cuts during an OS write and just after the env write, 2", func(r *rig) error { return powerCuts(r, 2, []string{"os-write", "os-env"}) }},
 		{"read back: env, state directory and slots from the powered-off image", readBack},
-	}, apps+env+2)
+	}, env+2)
 }
 
 func TestSystemARMv7(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "armhf", "uboot", "armv7", false)
-	cuts := cutsWanted("POWER_CUTS", 3)
+	cuts, env := cutsWanted("POWER_CUTS", 3), cutsWanted("ENV_CUTS", 10)
+	env -= env / 2 // the arm64 board takes the other half
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{fmt.Sprintf("OS update through %d power cuts in its stream: resumed, trial, marked good", cuts), func(r *rig) error { return osUpdateThroughCuts(r, cuts) }},
+		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
-	}, cuts)
+	}, cuts+env)
 }
 
 // TestSystemGRUB: the same arm64 system booted by GRUB from EFI firmware, its environment in
-// grubenv on the EFI system partition. Power cuts during app installs do not depend on the
-// bootloader: the arm64 board has them.
+// grubenv on the EFI system partition. It takes the power cuts during app installs (they do
+// not depend on the bootloader), so that the three boards take about as long.
 func TestSystemGRUB(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "arm64", "grub", "armv8", false)
+	apps := cutsWanted("POWER_CUTS", 3)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", apps), func(r *rig) error { return powerCuts(r, apps, []string{"full", "metadata"}) }},
 		{"OS update: written, grubenv set, rebooted by the agent, trial, marked good", osUpdate},
 		{"grubenv left empty by a cut mid-write: GRUB boots the committed slot from grubenv-redund", grubenvCut},
 		{"bad OS image that never reaches userspace: GRUB falls back, refused", badBoot},
-	}, 0)
+	}, apps)
 }
 
 // runScenarios runs the board's scenarios in order (each starts from the state the one
