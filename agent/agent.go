@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/checklog"
 	"github.com/ota-agent/ota-agent/internal/config"
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/health"
@@ -86,7 +87,8 @@ type RetryError = protocol.RetryError
 // commands around it.
 type Agent struct {
 	*update.Engine
-	tidy bool // the state directory was opened for writing (and tidied)
+	tidy  bool             // the state directory was opened for writing (and tidied)
+	quiet *checklog.Repeat // the daemon's next poll, while nothing changes (quietpoll.go)
 }
 
 // Option changes how New builds an agent (tests only).

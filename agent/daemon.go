@@ -109,8 +109,12 @@ func watchdog() time.Duration {
 }
 
 // runOnce opens the database for one check (so `status` can read between checks) and
-// returns the cache key of the next one.
+// returns the cache key of the next one; while nothing changes, a poll may be the last
+// check's request alone (quietpoll.go), never one the operator asked for (SIGUSR1).
 func (a *Agent) runOnce(ctx context.Context) daemon.Outcome {
+	if out, ok := a.pollQuiet(ctx); ok {
+		return out
+	}
 	db, err := a.openRecovered(ctx)
 	if err != nil {
 		a.Log.Error("cannot open the state directory's database; retrying later", "state_dir", a.Slots.Dir, "error", err)
@@ -120,7 +124,9 @@ func (a *Agent) runOnce(ctx context.Context) daemon.Outcome {
 	if err := a.reverify(ctx, db); err != nil && ctx.Err() == nil {
 		a.Log.Error("verify: could not re-verify the active slot", "error", err)
 	}
-	if _, err = a.CheckWith(ctx, db, CheckOptions{}); err != nil {
+	res, err := a.CheckWith(ctx, db, CheckOptions{})
+	a.keepQuiet(db, res, err)
+	if err != nil {
 		return daemon.Outcome{Err: err}
 	}
 	out := daemon.Outcome{Key: a.RequestKey(db)}

@@ -50,7 +50,6 @@ func osUpdateThroughCuts(r *rig, n int) error {
 		delay := time.Second + time.Duration(r.rng.Int64N(int64(left)/int64(n-i+2)))
 		time.Sleep(delay)
 		r.vm.kill()
-		served = r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore
 		env := r.hostEnv()
 		if env["ota_slot"] != booted || env["upgrade_available"] == "1" {
 			return fmt.Errorf("cut %d at %s of the stream: the environment asks for %s before the image is whole", i, delay.Round(100*time.Millisecond), envString(env))
@@ -62,7 +61,7 @@ func osUpdateThroughCuts(r *rig, n int) error {
 			return fmt.Errorf("cut %d: booted slot %s, want %s", i, got, booted)
 		}
 		r.cutsWhole++
-		r.logf("  stream cut %d/%d at %s (%.0f MiB of %d served so far); env %s; booted slot %s", i, n, delay.Round(100*time.Millisecond), float64(served)/(1<<20), fi.Size()>>20, envString(env), booted)
+		r.logf("  stream cut %d/%d at %s of what was left; env %s; booted slot %s", i, n, delay.Round(100*time.Millisecond), envString(env), booted)
 	}
 	if !r.bootEnded(15 * time.Minute) {
 		return fmt.Errorf("after %d cuts the agent did not finish the image and reboot within 15 minutes:\n%s", n, tail(r.vm.serial(), 30))

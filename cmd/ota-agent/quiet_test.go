@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,4 +87,62 @@ func TestQuietPollsSyncNothing(t *testing.T) {
 	if got := status(63 * time.Minute); got.Sub(t0) < 62*time.Minute {
 		t.Errorf("after a reboot status shows the check at %v, not agent.db's at +62m", got.Sub(t0))
 	}
+}
+
+// TestDaemonQuietPollsSkipTheDatabase: while nothing changes, the daemon's poll is the last
+// full check's request alone (agent/quietpoll.go): agent.db is not opened (strace), status
+// shows each poll. A release published meanwhile is installed at the next poll (its 200
+// sends the daemon through the full check), and a check asked for with SIGUSR1 is a full one.
+func TestDaemonQuietPollsSkipTheDatabase(t *testing.T) {
+	st, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("SKIPPED: strace not installed (apt-get install strace)")
+	}
+	w := newWorld(t, 4096, "poll:\n  interval: 1s\n  jitter: 0s\n  align: false\n")
+	w.mustAgent("check", "--once") // installs
+	w.mustAgent("check", "--once") // up to date: the record quiet checks follow
+	trace := filepath.Join(t.TempDir(), "strace.log")
+	cmd := exec.Command(st, "-f", "-y", "-qq", "-o", trace, "-e", "trace=openat", bin, "--config", w.cfg, "run")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	opens := func() int {
+		raw, _ := os.ReadFile(trace)
+		return strings.Count(string(raw), "agent.db\"")
+	}
+	polls := func() int64 { return w.srv.Stats().StatusCounts["304"] }
+	p0 := polls()
+	waitFor(t, "the first poll", 20*time.Second, func() bool { return polls() > p0 })
+	first, p1 := opens(), polls()
+	waitFor(t, "six more polls", 30*time.Second, func() bool { return polls() >= p1+6 })
+	if n := opens() - first; n > 1 {
+		t.Fatalf("agent.db opened %d times in %d polls after the first, want none", n, polls()-p1)
+	}
+	var rep struct {
+		LastCheck struct {
+			Time   time.Time `json:"time"`
+			Result string    `json:"result"`
+		} `json:"last_check"`
+	}
+	json.Unmarshal([]byte(w.mustAgent("status", "--json").stdout), &rep)
+	if rep.LastCheck.Result != "up-to-date" || time.Since(rep.LastCheck.Time) > 5*time.Second {
+		t.Fatalf("status shows the last check %+v, not a poll of the last seconds", rep.LastCheck)
+	}
+	// A new release: the next poll's 200 takes the full check, which installs it.
+	w.release("scoreboard", "3.0.0", randomBytes(4096, 7), 60)
+	waitFor(t, "the new release installed", 30*time.Second, func() bool {
+		return strings.Contains(w.mustAgent("status").stdout, "3.0.0")
+	})
+	// SIGUSR1: the whole check, agent.db opened.
+	waitFor(t, "quiet polls again", 30*time.Second, func() bool { p := polls(); time.Sleep(3 * time.Second); return polls() > p+1 })
+	before := opens()
+	// strace's child is the agent.
+	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	pid, err := strconv.Atoi(strings.TrimSpace(string(kids)))
+	if err != nil {
+		t.Fatalf("the agent under strace: %q %v", kids, err)
+	}
+	syscall.Kill(pid, syscall.SIGUSR1)
+	waitFor(t, "the asked-for check to open agent.db", 20*time.Second, func() bool { return opens() > before })
 }

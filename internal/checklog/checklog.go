@@ -131,6 +131,24 @@ func (l Log) Record(rec store.CheckRecord, floor time.Time, count func(*store.Co
 	})
 }
 
+// Quiet is the state a check left when it was recorded quietly: agent.db's record, the
+// newest runtime one after it, the quiet checks since, and agent.db's time floor. ok is
+// false when the newest record is agent.db's (the check was not quiet).
+func (l Log) Quiet() (base, last store.CheckRecord, checks int64, floor time.Time, ok bool) {
+	b, err := l.DB.LastCheck()
+	if err != nil || b == nil {
+		return
+	}
+	q := l.quietAfter(b)
+	if q == nil {
+		return
+	}
+	if floor, err = l.DB.TimeFloor(); err != nil {
+		return
+	}
+	return *b, q.Record, q.Checks, floor, true
+}
+
 // Last is the newest record of a check: agent.db's, or the runtime file's after it.
 func (l Log) Last() (*store.CheckRecord, error) {
 	c, err := l.DB.LastCheck()

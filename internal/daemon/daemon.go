@@ -85,7 +85,8 @@ func Run(ctx context.Context, o Options) error {
 			d.stop()
 			return nil
 		case <-timer.C:
-			d.start(ctx)
+			d.start(ctx, d.asked)
+			d.asked = false
 		case <-o.CheckNow:
 			d.checkNow(ctx)
 		case <-o.Reload:
@@ -93,7 +94,7 @@ func Run(ctx context.Context, o Options) error {
 		case out := <-d.done:
 			wait := d.finished(out)
 			if d.again {
-				d.again, wait = false, 0
+				d.again, d.asked, wait = false, true, 0
 			}
 			timer.Reset(wait)
 		case <-wdTick:
@@ -108,6 +109,7 @@ type loop struct {
 	r        *Runner
 	running  context.CancelFunc
 	again    bool // a check was asked for during the running one: another follows it
+	asked    bool // the next timed check is that one
 	done     chan Outcome
 	failures int
 	rng      *rand.Rand
@@ -115,10 +117,13 @@ type loop struct {
 
 func (d *loop) status(s string) { d.o.Notify("STATUS=" + s) }
 
-// start begins a check unless one is running.
-func (d *loop) start(ctx context.Context) {
+// start begins a check unless one is running; asked: the operator asked for it (Asked).
+func (d *loop) start(ctx context.Context, asked bool) {
 	if d.running != nil {
 		return
+	}
+	if asked {
+		ctx = context.WithValue(ctx, askedKey{}, true)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	d.running = cancel
@@ -135,8 +140,14 @@ func (d *loop) checkNow(ctx context.Context) {
 		return
 	}
 	d.r.Log.Info("SIGUSR1: checking now")
-	d.start(ctx)
+	d.start(ctx, true)
 }
+
+type askedKey struct{}
+
+// Asked says whether the check of ctx was asked for (SIGUSR1), not scheduled: the agent
+// then makes the whole check, never a shortcut of an earlier one.
+func Asked(ctx context.Context) bool { v, _ := ctx.Value(askedKey{}).(bool); return v }
 
 // stop ends a running check (SIGTERM) and says so to systemd.
 func (d *loop) stop() {
