@@ -120,12 +120,13 @@ func TestSystemARM64(t *testing.T) {
 		{"watchdog: a stopped agent is killed and restarted by systemd", watchdog},
 		{"app units: restarted on the new generation; a failing app rolls back, its unit runs the old one", appUnits},
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
-		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},
 		{"bad OS image that fails health: fallback, refused, not fetched again", badHealth},
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
 		{"power cuts during an OS write and just after the env write, 2", func(r *rig) error { return powerCuts(r, 2, []string{"os-write", "os-env"}) }},
 		{"read back: env, state directory and slots from the powered-off image", readBack},
+		// Last: both slots hold whole OS images (the two cut ones), and no boot follows.
+		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 	}, env+2)
 }
 
@@ -136,9 +137,10 @@ func TestSystemARMv7(t *testing.T) {
 	env -= env / 2 // the arm64 board takes the other half
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
-		{fmt.Sprintf("OS update through %d power cuts in its stream: resumed, trial, marked good", cuts), func(r *rig) error { return osUpdateThroughCuts(r, cuts) }},
-		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
+		{fmt.Sprintf("OS update through %d power cuts in its stream: resumed, trial, marked good", cuts), func(r *rig) error { return osUpdateThroughCuts(r, cuts) }},
+		// Last: both slots hold whole OS images, and no boot follows.
+		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
 	}, cuts+env)
 }
 
