@@ -99,10 +99,12 @@ func waitRootfs(t *testing.T, build, rootfs string) {
 	}
 }
 
-// POWER_CUTS (default 3) is the number of cuts of each kind: app installs on the GRUB
-// board, OS image streams on the armv7 board; ENV_CUTS (default 10) the cuts during
-// environment writes, half on each U-Boot board. The arm64 board also cuts one OS stream
-// and once right after the environment write.
+// POWER_CUTS (default 3) is the number of cuts in OS image streams on the armv7 board, and
+// (one fewer, at least one) in app installs on the GRUB board; ENV_CUTS (default 10) the
+// cuts during environment writes, half on each U-Boot board. The arm64 board also cuts once
+// right after the environment write. A bad image that never boots falls back on the armv7
+// and GRUB boards (the arm64 board runs the same boot script as the armv7 one, and the
+// U-Boot fallback is also booted by make test's TestBootScript*).
 func cutsWanted(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n >= 0 {
 		return n
@@ -122,12 +124,11 @@ func TestSystemARM64(t *testing.T) {
 		{"OS update: written, env set, rebooted by the agent, trial, marked good", osUpdate},
 		{"shipped sandbox (unit + partition drop-in) runs unmodified", sandbox},
 		{"bad OS image that fails health: fallback, refused, not fetched again", badHealth},
-		{"bad OS image that never reaches userspace: U-Boot falls back, refused", badBoot},
-		{"power cuts during an OS write and just after the env write, 2", func(r *rig) error { return powerCuts(r, 2, []string{"os-write", "os-env"}) }},
+		{"power cut just after the env write, 1", func(r *rig) error { return powerCuts(r, 1, []string{"os-env"}) }},
 		{"read back: env, state directory and slots from the powered-off image", readBack},
-		// Last: both slots hold whole OS images (the two cut ones), and no boot follows.
+		// Last: both slots hold whole OS images, and no boot follows.
 		{fmt.Sprintf("power cuts during U-Boot environment writes, %d, each followed by a boot of a whole slot", env), func(r *rig) error { return envWriteCuts(r, env) }},
-	}, env+2)
+	}, env+1)
 }
 
 func TestSystemARMv7(t *testing.T) {
@@ -150,7 +151,7 @@ func TestSystemARMv7(t *testing.T) {
 func TestSystemGRUB(t *testing.T) {
 	t.Parallel() // the boards are independent; while one waits on I/O the other computes
 	r := newRig(t, "arm64", "grub", "armv8", false)
-	apps := cutsWanted("POWER_CUTS", 3)
+	apps := max(cutsWanted("POWER_CUTS", 3)-1, 1)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
 		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", apps), func(r *rig) error { return powerCuts(r, apps, []string{"full", "metadata"}) }},
