@@ -9,7 +9,7 @@ for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok i
 if [ -n "$missing" ]; then
   echo "host-deps: installing$missing"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt-get update -qq || { sleep 20; apt-get update -qq; } || echo "host-deps: apt-get update failed twice; using the package lists there are"
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc

@@ -43,7 +43,12 @@ trim_modules() {
 }
 # MODULES=list: only what finds the root (mkinitramfs under qemu-user with MODULES=most takes
 # a quarter of an hour). Documentation, man pages and locales are not installed.
-mmdebstrap --arch="$arch" --variant=minbase \
+# merged /usr by mmdebstrap's hook (directory links made before the essential packages), not
+# the usrmerge package: usrmerge pulls in perl (about 50 MiB of every OS image) and converts
+# the tree with a perl script under qemu-user. force-unsafe-io: nothing is fsync'd while the
+# tree is built (it is copied into images after).
+mmdebstrap --arch="$arch" --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  --dpkgopt=force-unsafe-io \
   --include=systemd-sysv,udev,kmod,dbus,libubootenv-tool,"$kernel",initramfs-tools,e2fsprogs${EXTRA_PACKAGES:+,$EXTRA_PACKAGES} \
   --aptopt='Apt::Install-Recommends "false"' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
