@@ -163,12 +163,12 @@ func powerCuts(r *rig, n int, kinds []string) error {
 		if res := r.sh("ota-agent verify"); res.RC != 0 {
 			return fmt.Errorf("cut %d (%s, %s): ota-agent verify: exit %d: %s", i+1, kind, desc, res.RC, res.Output)
 		}
-		if len(st.Refused) > 0 && kind != "os-write" && kind != "os-env" {
+		if len(st.Refused) > 0 && kind != "os-env" {
 			return fmt.Errorf("cut %d: refusals after a power cut: %v", i+1, st.Refused)
 		}
 		r.cutsWhole++
 		was := fmt.Sprintf("generation %d", found.Generation)
-		if kind == "os-write" || kind == "os-env" {
+		if kind == "os-env" {
 			was = "OS " + osv + " committed"
 			if found.OS != nil && found.OS.State != nil {
 				was = "OS " + found.OS.State.Current.Version + " committed, slot " + found.OS.Booted
@@ -178,16 +178,6 @@ func powerCuts(r *rig, n int, kinds []string) error {
 		r.logf("  cut %d/%d %-8s %s; at boot: %s; converged to %s, verify ok", i+1, n, kind, desc, was, r.published())
 	}
 	return nil
-}
-
-// streamFor throttles the OS image at watch to rate and returns how long it takes to send.
-func (r *rig) streamFor(watch string, rate int64) time.Duration {
-	fi, err := os.Stat(filepath.Join(r.work, "catalog", "blobs", "os_"+r.cpu+"_"+r.osVer))
-	if err != nil {
-		return r.osInstall
-	}
-	r.srv.SetFaults(testserver.Faults{PathPrefix: watch, RateBPS: rate})
-	return time.Duration(float64(fi.Size()) / float64(rate) * float64(time.Second))
 }
 
 // fetchedAgain is what an OS cut cost in bytes fetched twice: the firmware bytes served
@@ -244,11 +234,6 @@ func (r *rig) cut(kind string, i int) (string, error) {
 		return "right after the env write", nil
 	}
 	d := r.install[kind]
-	if kind == "os-write" {
-		// The image streams into its partition at 16 MiB/s: the cut lands inside the stream
-		// (after some checkpoints, between others), and the next boot resumes it.
-		d = r.streamFor(watch, 16<<20)
-	}
 	if d == 0 {
 		d = r.install["first"]
 	}
