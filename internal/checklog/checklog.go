@@ -10,12 +10,14 @@
 package checklog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
 	"reflect"
+	"syscall"
 	"time"
 
 	"github.com/ota-agent/ota-agent/internal/result"
@@ -50,25 +52,53 @@ func (l Log) quietAfter(base *store.CheckRecord) *quietRecord {
 	if base == nil || l.RuntimeDir == "" {
 		return nil
 	}
-	raw, err := os.ReadFile(l.path())
-	if err != nil || len(raw) > 64<<10 {
-		return nil
-	}
 	var q quietRecord
-	if json.Unmarshal(raw, &q) != nil || !q.Base.Equal(base.Time) || q.Record.Time.Before(base.Time) {
+	for try := 0; ; try++ { // a write in place may be half done: read again
+		raw, err := os.ReadFile(l.path())
+		if err != nil || len(raw) > 64<<10 {
+			return nil
+		}
+		if json.Unmarshal(raw, &q) == nil {
+			break
+		}
+		if try == 2 {
+			return nil
+		}
+	}
+	if !q.Base.Equal(base.Time) || q.Record.Time.Before(base.Time) {
 		return nil
 	}
 	return &q
 }
 
-// writeQuiet replaces the runtime file (a rename; tmpfs needs no fsync).
+// quietBlock: the runtime file is padded with spaces to a multiple of it, so the next
+// record of the same size class overwrites it in place.
+const quietBlock = 512
+
+// writeQuiet keeps q in the runtime file (tmpfs needs no fsync). A file of the padded
+// size is overwritten in place (open, fstat, pwrite: no inode made or dropped, which is
+// most of what a repeated poll cost); any other is replaced by a rename. A reader that
+// meets a write half done parses garbage and reads again (quietAfter).
 func (l Log) writeQuiet(q quietRecord) error {
 	path := l.path()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	raw, err := json.Marshal(q)
 	if err != nil {
+		return err
+	}
+	raw = append(raw, bytes.Repeat([]byte{' '}, quietBlock-len(raw)%quietBlock)...)
+	if fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0); err == nil {
+		var st syscall.Stat_t
+		same := syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Size == int64(len(raw))
+		var n int
+		if same {
+			n, err = syscall.Pwrite(fd, raw, 0)
+		}
+		syscall.Close(fd)
+		if same && err == nil && n == len(raw) {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
 	if err := os.WriteFile(path+".tmp", raw, 0o644); err != nil {
