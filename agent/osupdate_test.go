@@ -217,13 +217,13 @@ func TestOSTargetChecks(t *testing.T) {
 		{map[string]string{"a": filepath.Join(dir, "a"), "b": filepath.Join(dir, "b")}, "mounted on /mnt/b"},
 	} {
 		p := installer.Partitions{Devices: c.devs, MountInfo: mi}
-		_, err := p.OpenStream("b", "a", 50, 0, 0)
+		_, err := p.OpenStream("b", "a", 50, 0)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%v: %v, want %q", c.devs, err, c.msg)
 		}
 	}
 	p := installer.Partitions{Devices: map[string]string{"a": filepath.Join(dir, "a"), "b": filepath.Join(dir, "small")}}
-	if _, err := p.OpenStream("a", "a", 1, 0, 0); err == nil || !strings.Contains(err.Error(), "booted slot") {
+	if _, err := p.OpenStream("a", "a", 1, 0); err == nil || !strings.Contains(err.Error(), "booted slot") {
 		t.Errorf("writing the booted slot: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "a")); !bytes.Equal(b, make([]byte, 100)) {

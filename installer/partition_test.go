@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // MountedRW: a root mounted read-write is told apart from a read-only one (whose bytes still
@@ -53,9 +55,10 @@ func TestSyncStorage(t *testing.T) {
 	}
 }
 
-// A stream cut after a flush and reopened at that offset with its CRC writes the same slot
-// as an unbroken one; the read-back passes on what was written and names a medium that
-// does not hold it. It never writes past the image, the booted slot, or a short device.
+// A stream cut after a flush and reopened at that offset writes the same slot as an
+// unbroken one; the read-back hashes what the medium holds (a slot changed after the write
+// hashes to something else, a short one is named). It never writes past the image, the
+// booted slot, or a short device.
 func TestStreamResumesAndReadsBack(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
@@ -64,7 +67,8 @@ func TestStreamResumesAndReadsBack(t *testing.T) {
 	p := Partitions{Devices: map[string]string{"a": a, "b": b}, MountInfo: filepath.Join(dir, "none")}
 	img := bytes.Repeat([]byte("0123456789"), (2<<20+5)/10)
 	size := int64(len(img))
-	s, err := p.OpenStream("b", "a", size, 0, 0)
+	want, _ := packaging.DigestReader(bytes.NewReader(img))
+	s, err := p.OpenStream("b", "a", size, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +76,10 @@ func TestStreamResumesAndReadsBack(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	off, crc := s.Offset(), s.CRC()
+	off := s.Offset()
 	s.Write(bytes.Repeat([]byte{'x'}, 1000)) // after the checkpoint: never trusted
 	s.Abort()
-	if s, err = p.OpenStream("b", "a", size, off, crc); err != nil {
+	if s, err = p.OpenStream("b", "a", size, off); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Write(img[off:]); err != nil {
@@ -90,19 +94,25 @@ func TestStreamResumesAndReadsBack(t *testing.T) {
 	if got, _ := os.ReadFile(b); !bytes.Equal(got[:len(img)], img) {
 		t.Fatal("slot b does not hold the image")
 	}
-	if err := p.ReadBack("b", size, s.CRC()); err != nil {
-		t.Fatalf("read back: %v", err)
+	for _, withMD5 := range []bool{false, true} {
+		got, err := p.ReadBack("b", size, withMD5)
+		if w := want; err != nil || !withMD5 && got != (packaging.Digests{SHA256: w.SHA256, Size: w.Size}) || withMD5 && got != w {
+			t.Fatalf("read back (md5 %v): %+v, %v; want %+v", withMD5, got, err, w)
+		}
 	}
 	f, _ := os.OpenFile(b, os.O_WRONLY, 0)
 	f.WriteAt([]byte{'!'}, 1234567)
 	f.Close()
-	if err := p.ReadBack("b", size, s.CRC()); err == nil || !strings.Contains(err.Error(), "the medium does not hold what was written") {
-		t.Errorf("a slot that differs from what was written: %v", err)
+	if got, err := p.ReadBack("b", size, false); err != nil || got.SHA256 == want.SHA256 {
+		t.Errorf("a slot that differs from what was written hashed to the image's SHA-256 (%v)", err)
 	}
-	if _, err := p.OpenStream("a", "a", size, 0, 0); err == nil || !strings.Contains(err.Error(), "booted slot") {
+	if _, err := p.ReadBack("b", 4<<20, false); err == nil || !strings.Contains(err.Error(), "3145728 bytes, the image has 4194304") {
+		t.Errorf("a slot shorter than the image: %v", err)
+	}
+	if _, err := p.OpenStream("a", "a", size, 0); err == nil || !strings.Contains(err.Error(), "booted slot") {
 		t.Errorf("the booted slot opened for writing: %v", err)
 	}
-	if _, err := p.OpenStream("b", "a", 4<<20, 0, 0); err == nil || !strings.Contains(err.Error(), "holds 3145728 bytes") {
+	if _, err := p.OpenStream("b", "a", 4<<20, 0); err == nil || !strings.Contains(err.Error(), "holds 3145728 bytes") {
 		t.Errorf("a device too small: %v", err)
 	}
 }

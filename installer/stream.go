@@ -2,27 +2,27 @@ package installer
 
 import (
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ota-agent/ota-agent/packaging"
 )
 
 // An OS image is streamed into the partition that is not booted: its bytes go from the
-// network (or a patch, or chunks) straight onto the device, never into state_dir. The writer
-// keeps a CRC-32C of what it wrote, so the read-back from the medium after the last flush is
-// one cheap pass with nothing to compare against but that number (docs/bootloader.md: why a
-// CRC and not the SHA-256 again).
+// network (or a patch, or chunks) straight onto the device, never into state_dir, and are
+// hashed once, from the medium, after the last flush (ReadBack): the digests the statement is
+// checked against are those of what the partition holds (docs/bootloader.md: why hash once,
+// from the medium).
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// Written is an image streamed whole into a slot and flushed: what the read-back checks.
+// Written is an image streamed whole into a slot, flushed and read back: the slot, its size
+// and the digests of what the medium holds.
 type Written struct {
 	Slot string
 	Size int64
-	CRC  uint32 // CRC-32C of the bytes written
+	Sum  packaging.Digests
 }
 
 // Stream writes an image into a slot's device in order, from an offset a checkpoint names.
@@ -32,16 +32,15 @@ type Stream struct {
 	f    *os.File
 	off  int64 // accepted (written, or in buf)
 	size int64
-	crc  uint32
 	buf  []byte // pending writes: the device gets 1 MiB writes (a syscall costs much under emulation)
 }
 
 const streamWrite = 1 << 20
 
 // OpenStream opens slot's device to write size bytes of an image from off (0, or a
-// checkpoint whose bytes were flushed) with crc the CRC-32C of the bytes before off. The
-// target is checked first: not the booted slot, not mounted, large enough.
-func (p Partitions) OpenStream(slot, booted string, size, off int64, crc uint32) (*Stream, error) {
+// checkpoint whose bytes were flushed). The target is checked first: not the booted slot,
+// not mounted, large enough.
+func (p Partitions) OpenStream(slot, booted string, size, off int64) (*Stream, error) {
 	if err := p.CheckTarget(slot, booted, size); err != nil {
 		return nil, err
 	}
@@ -57,7 +56,7 @@ func (p Partitions) OpenStream(slot, booted string, size, off int64, crc uint32)
 		f.Close()
 		return nil, fmt.Errorf("seek %s to %d: %w", dev, off, err)
 	}
-	return &Stream{Slot: slot, dev: dev, f: f, off: off, size: size, crc: crc}, nil
+	return &Stream{Slot: slot, dev: dev, f: f, off: off, size: size}, nil
 }
 
 // Write takes p for the stream's offset (written in 1 MiB writes); never beyond the image's
@@ -88,7 +87,6 @@ func (s *Stream) drain() error {
 		return nil
 	}
 	n, err := s.f.Write(s.buf)
-	s.crc = crc32.Update(s.crc, castagnoli, s.buf[:n])
 	s.off += int64(n)
 	s.buf = s.buf[:0]
 	if err != nil {
@@ -97,10 +95,8 @@ func (s *Stream) drain() error {
 	return nil
 }
 
-// Offset is how many bytes of the image are taken; CRC the CRC-32C of those written (after a
-// Flush, all of them).
+// Offset is how many bytes of the image are taken (after a Flush, all on the medium).
 func (s *Stream) Offset() int64 { return s.off + int64(len(s.buf)) }
-func (s *Stream) CRC() uint32   { return s.crc }
 
 // Flush makes every byte written so far durable on the device (a checkpoint may then name
 // the offset).
@@ -127,47 +123,82 @@ func (s *Stream) Close() error {
 // last flushed one).
 func (s *Stream) Abort() { s.f.Close() }
 
-// ReadBack proves the medium holds the image: its first size bytes read from the medium must
-// have the CRC-32C the writer computed from the very bytes it hashed. The device is read with
-// O_DIRECT (straight from the medium into an aligned buffer: no page cache to fill, copy and
-// drop, the largest CPU cost of a read-back under emulation); where O_DIRECT is refused (tmpfs,
-// some files), its cached pages are dropped first (clean once flushed) and it is read as usual.
-// Nothing points at the slot before this.
-func (p Partitions) ReadBack(slot string, size int64, crc uint32) error {
+// ReadBack hashes the first size bytes of slot's device as the medium holds them: the
+// device is read with O_DIRECT (straight from the medium into aligned buffers: no page cache
+// to fill, copy and drop, the largest CPU cost of a read-back under emulation); where
+// O_DIRECT is refused (tmpfs, some files), its cached pages are dropped first (clean once
+// flushed) and it is read as usual. Reading and hashing overlap (two buffers). The caller
+// checks the digests against the signed statement: nothing points at the slot before.
+func (p Partitions) ReadBack(slot string, size int64, withMD5 bool) (packaging.Digests, error) {
 	dev := p.Devices[slot]
 	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
 	direct := err == nil
 	if !direct {
 		if f, err = os.Open(dev); err != nil {
-			return err
+			return packaging.Digests{}, err
 		}
 		unix.Fadvise(int(f.Fd()), 0, size, unix.FADV_DONTNEED)
 	}
 	defer f.Close()
+	d := packaging.NewDigesterFor(withMD5)
+	full, free := make(chan []byte, 1), make(chan []byte, 2)
+	for range 2 {
+		free <- alignedBuffer(readBackBuffer)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			d.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	off, err := readInto(f, direct, size, full, free)
+	close(full)
+	<-done
+	sum := d.Sum()
+	if err != nil {
+		return sum, fmt.Errorf("read back %s: %w", dev, err)
+	}
+	if off < size {
+		return sum, fmt.Errorf("read back %s: %d bytes, the image has %d", dev, off, size)
+	}
+	return sum, nil
+}
+
+const readBackBuffer = 1 << 20
+
+// alignedBuffer is n bytes aligned for O_DIRECT.
+func alignedBuffer(n int) []byte {
 	const align = 4096
-	raw := make([]byte, 1<<20+align)
-	buf := raw[align-int(uintptr(unsafe.Pointer(&raw[0]))%align):][:1<<20]
-	h := crc32.New(castagnoli)
+	raw := make([]byte, n+align)
+	return raw[align-int(uintptr(unsafe.Pointer(&raw[0]))%align):][:n]
+}
+
+// readInto reads the first size bytes of f into buffers taken from free and hands each
+// filled one to full; with direct, whole blocks are read (the tail past size is not
+// handed on). It returns how many bytes it handed on.
+func readInto(f *os.File, direct bool, size int64, full, free chan []byte) (int64, error) {
+	const align = 4096
 	var off int64
 	for off < size {
+		buf := <-free
 		want := min(int64(len(buf)), size-off)
-		if direct { // whole blocks: the tail past the image is read and not counted
+		if direct {
 			want = (want + align - 1) / align * align
 		}
 		n, err := io.ReadFull(f, buf[:want])
-		if n > 0 {
-			h.Write(buf[:min(int64(n), size-off)])
-			off += min(int64(n), size-off)
+		take := min(int64(n), size-off)
+		if take > 0 {
+			full <- buf[:take]
+			off += take
 		}
 		if err != nil && off < size {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return fmt.Errorf("read back %s: %d bytes, the image has %d", dev, off, size)
+				return off, nil
 			}
-			return fmt.Errorf("read back %s: %w", dev, err)
+			return off, err
 		}
 	}
-	if got := h.Sum32(); got != crc {
-		return fmt.Errorf("read back %s: the medium does not hold what was written (CRC-32C %08x, wrote %08x)", dev, got, crc)
-	}
-	return nil
+	return off, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/restic/chunker"
 )
@@ -88,4 +89,30 @@ func ParseChunkIndex(r io.Reader, size int64) (*ChunkIndex, error) {
 		return nil, fmt.Errorf("%w: its chunks cover %d of %d bytes", ErrBadIndex, off, size)
 	}
 	return &idx, nil
+}
+
+// KeptPrefix is how many leading chunks of an earlier run's file f are whole.
+func (idx *ChunkIndex) KeptPrefix(f *os.File) int {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	buf := make([]byte, ChunkMax)
+	for i, c := range idx.Chunks {
+		if c.Off+c.Len > fi.Size() {
+			return i
+		}
+		if _, err := f.ReadAt(buf[:c.Len], c.Off); err != nil || SHA256Hex(buf[:c.Len]) != c.SHA256 {
+			return i
+		}
+	}
+	return len(idx.Chunks)
+}
+
+// OffsetOf is where chunk i starts (the index's size past the last).
+func (idx *ChunkIndex) OffsetOf(i int) int64 {
+	if i >= len(idx.Chunks) {
+		return idx.Size
+	}
+	return idx.Chunks[i].Off
 }

@@ -86,6 +86,9 @@ func (d *Digester) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Len is how many bytes were written.
+func (d *Digester) Len() int64 { return d.n }
+
 // Sum returns the digests of everything written; the Digester takes no more writes after.
 func (d *Digester) Sum() Digests {
 	if d.work != nil {

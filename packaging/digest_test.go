@@ -1,12 +1,10 @@
 package packaging
 
 import (
-	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -83,40 +81,5 @@ func BenchmarkDigester(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
 		d.Write(buf)
-	}
-}
-
-// A Digester resumed from a state saved at any offset ends with the digests of the whole.
-func TestDigesterResumesFromItsState(t *testing.T) {
-	data := make([]byte, 3<<20+17)
-	rand.NewChaCha8([32]byte{1}).Read(data)
-	for _, withMD5 := range []bool{false, true} {
-		want, _ := DigestReaderFor(bytes.NewReader(data), withMD5)
-		for _, cut := range []int{0, 1, 4095, 256 << 10, 1<<20 + 3, len(data)} {
-			d := NewDigesterFor(withMD5)
-			d.Write(data[:cut])
-			state, err := d.State()
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Write([]byte("more after the state: ignored by the resumed one"))
-			d.Sum()
-			r, err := ResumeDigester(state, withMD5)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Write(data[cut:])
-			if got := r.Sum(); got != want {
-				t.Errorf("md5 %v, cut at %d: %+v, want %+v", withMD5, cut, got, want)
-			}
-		}
-	}
-	if _, err := ResumeDigester([]byte("garbage!!!!!"), false); err == nil {
-		t.Error("a garbage state was accepted")
-	}
-	d := NewDigesterFor(false)
-	state, _ := d.State()
-	if _, err := ResumeDigester(state, true); err == nil {
-		t.Error("a state without MD5 resumed a digester that needs it")
 	}
 }

@@ -105,6 +105,25 @@ func (d *DB) Progress(name string) (*Progress, error) {
 	return get[Progress](d, bucketDownloads, []byte(name))
 }
 
+// Downloads returns every resume record by name.
+func (d *DB) Downloads() (map[string]Progress, error) {
+	out := map[string]Progress{}
+	err := d.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDownloads)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var p Progress
+			if json.Unmarshal(v, &p) == nil {
+				out[string(k)] = p
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 // SetProgress stores (or with nil, clears) the resume record of a download.
 func (d *DB) SetProgress(name string, p *Progress) error {
 	return d.update(func(tx *bolt.Tx) error {

@@ -125,13 +125,18 @@ type Progress struct {
 	// after). Found set, the application was interrupted (killed, out of memory?): the patch
 	// is not tried again, the whole file is fetched.
 	Applying bool `json:"applying,omitempty"`
-	// An OS image streamed into its partition (slots.os.backend: partition): the slot written,
-	// the bytes of it flushed there, and the hash state (packaging.Digester.State) and
-	// CRC-32C after them. A restart resumes from Offset; no byte after it is trusted.
-	Slot   string `json:"slot,omitempty"`
-	Offset int64  `json:"offset,omitempty"`
-	Hash   []byte `json:"hash,omitempty"`
-	CRC    uint32 `json:"crc,omitempty"`
+	// An OS image streamed into its partition (slots.os.backend: partition): the slot written
+	// and the bytes of it flushed there. A restart resumes from Offset; no byte after it is
+	// trusted. Hash and CRC are what agents before 2026-12-06 kept (ignored: the image is
+	// hashed from the medium when whole).
+	// Payload: streamed from a full payload's member, before its statement (the last member)
+	// named its digests; no ETag. A restart resumes it with one metadata request and a Range
+	// request to the firmware CDN (delivery.PayloadResume).
+	Payload bool   `json:"payload,omitempty"`
+	Slot    string `json:"slot,omitempty"`
+	Offset  int64  `json:"offset,omitempty"`
+	Hash    []byte `json:"hash,omitempty"`
+	CRC     uint32 `json:"crc,omitempty"`
 }
 
 // OSState tracks the OS image on A/B partitions (slots.os.backend: partition).

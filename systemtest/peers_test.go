@@ -121,6 +121,9 @@ func (r *rig) peerOS(p peerOSJob, sum string) testenv.PeerOSRun {
 		row.Output = res.Output
 		return row
 	}
+	if p.local != "" { // the artifact it installs from was written to the data partition first
+		row.Outside += row.Net
+	}
 	got := strings.Fields(r.sh(fmt.Sprintf("head -c %d /dev/vda3 | sha256sum", imageSize)).Output)
 	row.Written = len(got) > 0 && got[0] == sum
 	// Once more under strace, for the durability row (its time is not the row's).

@@ -14,39 +14,43 @@ import (
 
 // osUpdateThroughCuts is the OS update of osUpdate with the board's power cut n times at
 // random moments of the image's stream into the inactive partition (throttled, so that
-// every cut lands inside it): each boot after a cut resumes from the last checkpoint with a
-// Range request, and the bootloader is never asked to try the unfinished slot. Then the
-// agent finishes, reboots into the trial, and commits.
+// every cut lands inside it), the agent in full-payload mode: the first cut lands in the
+// payload's gzip stream, and each boot after a cut resumes the image from its last
+// checkpoint with a Range request to the firmware CDN (one metadata request first: a gzip
+// stream cannot resume), so the later cuts land in those. The bootloader is never asked to
+// try the unfinished slot. Then the agent finishes, reboots into the trial, and commits;
+// the board goes back to metadata mode.
 func osUpdateThroughCuts(r *rig, n int) error {
 	booted := r.bootedSlot()
 	r.publishOS("2", nil)
-	watch := "/firmware/os_" + r.cpu + "_" + r.osVer
+	image := "/firmware/os_" + r.cpu + "_" + r.osVer
 	fi, err := os.Stat(filepath.Join(r.work, "catalog", "blobs", "os_"+r.cpu+"_"+r.osVer))
 	if err != nil {
 		return err
 	}
 	const rate = 8 << 20
-	r.fwBefore = r.srv.Stats().BytesByPath["/firmware"]
+	fetched := func() int64 { st := r.srv.Stats(); return st.BytesByPath["/firmware"] + st.BytesByPath["/package"] }
+	streams := func() int { return r.count(image) + r.count("/package") }
+	r.fwBefore = fetched()
 	r.mu.Lock()
 	r.ranges = nil
 	r.mu.Unlock()
-	r.srv.SetFaults(testserver.Faults{PathPrefix: watch, RateBPS: rate})
+	r.srv.SetFaults(testserver.Faults{RateBPS: rate})
 	defer r.srv.SetFaults(testserver.Faults{})
-	seen := r.count(watch)
-	r.sh("systemctl kill -s USR1 --kill-whom=main ota-agent")
+	seen := streams()
+	r.sh("sed -i 's/^  payload: metadata$/  payload: full/' /etc/ota-agent/config.yaml && systemctl restart ota-agent && systemctl kill -s USR1 --kill-whom=main ota-agent")
 	for i := 1; i <= n; i++ {
 		// The stream starts (or, after a boot, resumes): cut it at a random moment of what
 		// is left, so the next cut still finds some.
 		t0 := time.Now()
-		for r.count(watch) == seen {
+		for streams() == seen {
 			if time.Since(t0) > 5*time.Minute || !r.vm.running() {
-				return fmt.Errorf("cut %d: no request for %s within 5 minutes", i, watch)
+				return fmt.Errorf("cut %d: no request for the payload or %s within 5 minutes", i, image)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		seen = r.count(watch)
-		served := r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore
-		left := time.Duration(float64(max(fi.Size()-served, rate)) / rate * float64(time.Second))
+		seen = streams()
+		left := time.Duration(float64(max(fi.Size()-(fetched()-r.fwBefore), rate)) / rate * float64(time.Second))
 		delay := time.Second + time.Duration(r.rng.Int64N(int64(left)/int64(n-i+2)))
 		time.Sleep(delay)
 		r.vm.kill()
@@ -69,14 +73,21 @@ func osUpdateThroughCuts(r *rig, n int) error {
 	r.mu.Lock()
 	ranges := strings.Join(r.ranges, ", ")
 	r.mu.Unlock()
-	again := r.srv.Stats().BytesByPath["/firmware"] - r.fwBefore - fi.Size()
+	again := fetched() - r.fwBefore - fi.Size()
 	// Each cut loses what was written after the last checkpoint (16 MiB at most) and what
 	// was in flight to the board (its sockets and buffers): 16 MiB more is generous.
 	if limit := int64(n) * 32 << 20; again > limit {
 		return fmt.Errorf("%d cuts fetched %.1f MiB again (resumed at %s), more than %d MiB: the stream did not resume from its checkpoints", n, float64(again)/(1<<20), ranges, limit>>20)
 	}
-	r.logf("  %d cuts: %.1f MiB of the %d MiB image fetched again (checkpoint 16 MiB); resumed with %s", n, float64(max(again, 0))/(1<<20), fi.Size()>>20, ranges)
-	return r.trialCommits(booted, "2")
+	if ranges == "" {
+		return fmt.Errorf("%d cuts, and no Range request resumed the image", n)
+	}
+	r.logf("  %d cuts (the first in the full payload): %.1f MiB of the %d MiB image fetched again (checkpoint 16 MiB); resumed with %s", n, float64(max(again, 0))/(1<<20), fi.Size()>>20, ranges)
+	if err := r.trialCommits(booted, "2"); err != nil {
+		return err
+	}
+	r.sh("sed -i 's/^  payload: full$/  payload: metadata/' /etc/ota-agent/config.yaml && systemctl restart ota-agent")
+	return nil
 }
 
 // envWriteCuts cuts the power n times while the U-Boot environment is being written, and

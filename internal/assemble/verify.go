@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/ota-agent/ota-agent/internal/delivery"
 	"github.com/ota-agent/ota-agent/internal/protocol"
@@ -138,12 +137,11 @@ func (a *Assembly) digest(item protocol.PlanItem) (packaging.Digests, error) {
 	member := item.Member()
 	var r io.Reader
 	if w := a.OSWritten; w != nil && a.IsOS(item.App) {
-		f, err := os.Open(a.OS.Parts.Devices[w.Slot])
-		if err != nil {
-			return packaging.Digests{}, err
+		d, err := a.OS.Parts.ReadBack(w.Slot, w.Size, true)
+		if err == nil {
+			w.Sum = d
 		}
-		defer f.Close()
-		r = io.LimitReader(f, w.Size)
+		return d, err
 	} else {
 		f, err := a.St.Open(delivery.Incoming(member))
 		if err != nil {

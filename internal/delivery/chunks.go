@@ -100,7 +100,7 @@ func (a *Fetcher) chunked(ctx context.Context, item PlanItem, e packaging.Entry,
 // again after a cut: held chunks are copies, missing runs are fetched again).
 func (a *Fetcher) chunksToOS(ctx context.Context, item PlanItem, e packaging.Entry, idx *packaging.ChunkIndex, held map[string]packaging.Chunk, local io.ReaderAt, src string, n int64) (packaging.Digests, int64, error) {
 	var none packaging.Digests
-	s, err := a.openOS(item.Member(), e, e.Size, nil, 0)
+	s, err := a.openOS(item.Member(), Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}, nil, 0)
 	if err != nil {
 		return none, n, err
 	}
@@ -210,11 +210,11 @@ func (a *Fetcher) assemble(ctx context.Context, item PlanItem, e packaging.Entry
 		return 0, err
 	}
 	defer f.Close()
-	start := keptPrefix(f, idx)
-	if err := f.Truncate(offsetOf(idx, start)); err != nil {
+	start := idx.KeptPrefix(f)
+	if err := f.Truncate(idx.OffsetOf(start)); err != nil {
 		return 0, err
 	}
-	if _, err := f.Seek(offsetOf(idx, start), io.SeekStart); err != nil {
+	if _, err := f.Seek(idx.OffsetOf(start), io.SeekStart); err != nil {
 		return 0, err
 	}
 	fetched, err := a.writeChunks(ctx, item, e, idx, held, local, src, start, f)
@@ -294,29 +294,4 @@ func (a *Fetcher) fetchChunks(ctx context.Context, src, md5 string, run []packag
 		}
 	}
 	return n, nil
-}
-
-// keptPrefix is how many leading chunks of an earlier run's file are whole.
-func keptPrefix(f *os.File, idx *packaging.ChunkIndex) int {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0
-	}
-	buf := make([]byte, packaging.ChunkMax)
-	for i, c := range idx.Chunks {
-		if c.Off+c.Len > fi.Size() {
-			return i
-		}
-		if _, err := f.ReadAt(buf[:c.Len], c.Off); err != nil || packaging.SHA256Hex(buf[:c.Len]) != c.SHA256 {
-			return i
-		}
-	}
-	return len(idx.Chunks)
-}
-
-func offsetOf(idx *packaging.ChunkIndex, i int) int64 {
-	if i >= len(idx.Chunks) {
-		return idx.Size
-	}
-	return idx.Chunks[i].Off
 }

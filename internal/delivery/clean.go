@@ -1,7 +1,20 @@
 package delivery
 
-// Clean removes partial downloads the plan no longer needs.
+import (
+	"slices"
+
+	"github.com/ota-agent/ota-agent/internal/osimage"
+)
+
+// Clean removes partial downloads the plan no longer needs, and the checkpoint of an OS
+// image streamed into its partition when the plan does not fetch it (PayloadResume asks
+// for it).
 func (a *Fetcher) Clean(plan *Plan) error {
+	for _, m := range osimage.Checkpoints(a.db) {
+		if !slices.ContainsFunc(plan.Download, func(d PlanItem) bool { return d.Member() == m }) {
+			a.dropDownload(m)
+		}
+	}
 	root, err := a.slots.Root()
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func (a *Fetcher) ReceiveDir(dir string, st *installer.Staging) (*packaging.Deta
 		if a.isOS(app) {
 			fi, serr := f.Stat()
 			if err = serr; err == nil {
-				dg, err = a.putOS(name, e, fi.Size(), f)
+				dg, err = a.putOS(name, Progress{SHA256: e.SHA256, MD5: e.MD5, Size: fi.Size()}, f, 0)
 			}
 		} else {
 			dg, err = st.WriteFile(incoming(name), f)

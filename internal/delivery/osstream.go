@@ -19,31 +19,32 @@ import (
 
 // The OS image on a partition (slots.os.backend: partition) is never staged in state_dir:
 // whichever way it comes (a full payload's member, the whole file, a block patch applied
-// to the booted partition, chunks), its bytes go straight into the partition not booted,
-// hashed as they are written. The whole file is resumable across power cuts: every
-// slots.os.checkpoint bytes the partition is flushed, then the offset, the hash state and
-// the CRC-32C are recorded in bbolt (the download's Progress); a restart asks for the rest
-// with Range + If-Range and trusts no byte after the checkpoint. Nothing points at the slot
-// until the image is verified like any other and read back from the medium (osimage.Written).
+// to the booted partition, chunks), its bytes go straight into the partition not booted.
+// The whole file is resumable across power cuts: every slots.os.checkpoint bytes the
+// partition is flushed, then the offset is recorded in bbolt (the download's Progress); a
+// restart asks for the rest with Range + If-Range and trusts no byte after the checkpoint.
+// Whole, the image is hashed once, read back from the medium (osimage.Sink.Finish), and
+// those digests are verified like any other's; nothing points at the slot before.
 
 // OSWritten is the OS image streamed into its partition by this Fetcher (nil: none).
 func (a *Fetcher) OSWritten() *installer.Written { return a.written }
 
-// openOS opens the partition the image goes to for member's size bytes, from prog's
+// openOS opens the partition the image goes to for member's want.Size bytes, from prog's
 // checkpoint when it holds (osimage.Slots.Open); every is the checkpoint interval (0: none).
-func (a *Fetcher) openOS(member string, e packaging.Entry, size int64, prog *Progress, every int64) (*osimage.Sink, error) {
-	if err := a.fileSizeOK(member, size); err != nil {
+func (a *Fetcher) openOS(member string, want Progress, prog *Progress, every int64) (*osimage.Sink, error) {
+	if err := a.fileSizeOK(member, want.Size); err != nil {
 		return nil, err
 	}
-	s, err := a.os.Open(a.db, member, Progress{SHA256: e.SHA256, MD5: e.MD5, Size: size}, prog, every, a.hashMD5, a.step)
+	s, err := a.os.Open(a.db, member, want, prog, every, a.hashMD5, a.step)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", fault.ErrRejected, err)
 	}
 	return s, nil
 }
 
-// finishOS ends the image streamed into s: its digests, and what the read-back checks.
+// finishOS ends the image streamed into s: its digests, read back from the medium.
 func (a *Fetcher) finishOS(s *osimage.Sink) (packaging.Digests, error) {
+	a.status("reading the OS image back from its partition")
 	d, w, err := s.Finish()
 	if err != nil {
 		return d, fmt.Errorf("%w: %v", fault.ErrUnavailable, err)
@@ -58,15 +59,25 @@ func (a *Fetcher) finishOS(s *osimage.Sink) (packaging.Digests, error) {
 // other into staging.
 func (a *Fetcher) put(st *installer.Staging, member string, e packaging.Entry, r io.Reader) (packaging.Digests, error) {
 	if app, _ := splitMember(member); a.isOS(app) {
-		return a.putOS(member, e, e.Size, r)
+		return a.putOS(member, Progress{SHA256: e.SHA256, MD5: e.MD5, Size: e.Size}, r, 0)
 	}
 	return st.WriteFileFor(incoming(member), r, a.hashMD5)
 }
 
-// putOS streams one received OS image of size bytes (a payload member, an offline file, a
-// patch's output) from r into its partition.
-func (a *Fetcher) putOS(member string, e packaging.Entry, size int64, r io.Reader) (packaging.Digests, error) {
-	s, err := a.openOS(member, e, size, nil, 0)
+// putMember writes one full-payload member where it goes; the OS image with checkpoints
+// naming only the member and its size (osimage.PayloadResume).
+func (a *Fetcher) putMember(st *installer.Staging, member string, size int64, r io.Reader) (packaging.Digests, error) {
+	if app, _ := splitMember(member); a.isOS(app) {
+		return a.putOS(member, Progress{Size: size, Payload: true}, r, int64(a.cfg.Slots.OS.Checkpoint))
+	}
+	return a.put(st, member, packaging.Entry{Size: size}, r)
+}
+
+// putOS streams one received OS image of want.Size bytes (a payload member, an offline
+// file, a patch's output) from r into its partition, checkpointed every `every` bytes (0:
+// never).
+func (a *Fetcher) putOS(member string, want Progress, r io.Reader, every int64) (packaging.Digests, error) {
+	s, err := a.openOS(member, want, nil, every)
 	if err != nil {
 		return packaging.Digests{}, err
 	}
@@ -87,6 +98,11 @@ func (a *Fetcher) streamOS(ctx context.Context, item PlanItem, e packaging.Entry
 		return packaging.Digests{}, 0, err
 	}
 	prog, _ := a.db.Progress(member)
+	if prog != nil && prog.Payload { // a full payload's image: on from its checkpoint, or from zero
+		if prog = osimage.Adopt(prog, e, src); prog != nil {
+			a.log.Info("resuming the OS image a full payload was streaming, from the firmware CDN", "file", member, "from", prog.Offset, "of", prog.Size)
+		}
+	}
 	if prog != nil && (prog.Slot == "" || prog.SHA256 != e.SHA256 || prog.MD5 != e.MD5 || e.Size > 0 && prog.Size != e.Size) {
 		prog = nil // a download into state_dir, or another release
 	}
@@ -95,7 +111,7 @@ func (a *Fetcher) streamOS(ctx context.Context, item PlanItem, e packaging.Entry
 		d, n, err := a.streamFrom(ctx, item, e, src, prog)
 		total += n
 		if errors.Is(err, errRestart) && attempt == 0 {
-			a.log.Warn("resume refused by the server; writing the OS image again from zero", "file", member, "error", err)
+			a.log.Warn("cannot resume the OS image; writing it again from zero", "file", member, "error", err)
 			prog = nil
 			continue
 		}
@@ -137,7 +153,7 @@ func (a *Fetcher) streamFrom(ctx context.Context, item PlanItem, e packaging.Ent
 	if off == 0 {
 		prog = nil
 	}
-	s, err := a.openOS(member, e, size, prog, int64(a.cfg.Slots.OS.Checkpoint))
+	s, err := a.openOS(member, Progress{SHA256: e.SHA256, MD5: e.MD5, Size: size}, prog, int64(a.cfg.Slots.OS.Checkpoint))
 	if err != nil {
 		return none, 0, err
 	}
@@ -158,6 +174,9 @@ func (a *Fetcher) streamFrom(ctx context.Context, item PlanItem, e packaging.Ent
 		return none, n, netError("download "+member+" from "+transport.Redact(src), err)
 	}
 	d, err := a.finishOS(s)
+	if err == nil && off > 0 && osimage.Resumed(d, e) != nil { // written again from zero, not refused
+		err = fmt.Errorf("%w: %v", errRestart, osimage.Resumed(d, e))
+	}
 	return d, n, err
 }
 
@@ -196,8 +215,7 @@ func (a *Fetcher) osAnswer(h *http.Response, member, src string, off int64, prog
 	return size, nil
 }
 
-// resumeComplete: an image streamed whole before a restart is taken from its checkpoint;
-// the read-back after verification proves the partition still holds it.
+// resumeComplete: an image streamed whole before a restart is read back from its partition.
 func (a *Fetcher) resumeComplete(member string, prog *Progress) (packaging.Digests, int64, error) {
 	d, w, ok, err := a.os.Finished(a.db, prog, a.hashMD5)
 	if err != nil {
@@ -205,6 +223,9 @@ func (a *Fetcher) resumeComplete(member string, prog *Progress) (packaging.Diges
 	}
 	if !ok {
 		return d, 0, fmt.Errorf("%w: the finished image's checkpoint does not hold", errRestart)
+	}
+	if err := osimage.Resumed(d, packaging.Entry{SHA256: prog.SHA256, MD5: prog.MD5, Size: prog.Size}); err != nil {
+		return d, 0, fmt.Errorf("%w: %v", errRestart, err)
 	}
 	a.written = &w
 	return d, 0, nil

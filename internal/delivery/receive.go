@@ -87,7 +87,7 @@ func (a *Fetcher) ReceivePayload(resp *http.Response, st *installer.Staging) (*p
 			}
 		}
 		a.status(progress.Text(name, 0, size, 0))
-		d, err := a.put(st, name, packaging.Entry{Size: size}, progress.NewReader(r, name, 0, size, a.status))
+		d, err := a.putMember(st, name, size, progress.NewReader(r, name, 0, size, a.status))
 		if err != nil {
 			return fail(err)
 		}

@@ -106,10 +106,10 @@ func (s *Slots) Target(db *store.DB) (target, booted string, err error) {
 	return installer.Other(booted), booted, nil
 }
 
-// Written checks the image rel streamed into w.Slot (installer.Stream: written, flushed and
-// verified) by reading it back from the medium, and returns the OS record to journal with it
-// (SetTry); nothing points at the slot yet.
-func (s *Slots) Written(db *store.DB, rel store.App, w installer.Written, status func(string)) (*store.OSState, error) {
+// Written checks that the image streamed into w.Slot (written, flushed, read back from the
+// medium: Sink.Finish) is rel, the verified release, and returns the OS record to journal
+// with it (SetTry); nothing points at the slot yet.
+func (s *Slots) Written(db *store.DB, rel store.App, w installer.Written) (*store.OSState, error) {
 	p := s.Parts
 	env, err := p.Env.Read()
 	if err != nil {
@@ -126,9 +126,8 @@ func (s *Slots) Written(db *store.DB, rel store.App, w installer.Written, status
 	if o == nil {
 		o = &store.OSState{App: s.App, Committed: booted}
 	}
-	status(fmt.Sprintf("reading %s %s back from OS slot %s", s.App, rel.Version, w.Slot))
-	if err := p.ReadBack(w.Slot, w.Size, w.CRC); err != nil {
-		return nil, fmt.Errorf("OS slot %s: %w", w.Slot, err)
+	if w.Sum.SHA256 != rel.SHA256 || w.Sum.Size != rel.Size {
+		return nil, fmt.Errorf("OS slot %s holds an image of %d bytes with SHA-256 %s, not the release's (%d bytes, %s)", w.Slot, w.Sum.Size, w.Sum.SHA256, rel.Size, rel.SHA256)
 	}
 	o.Try, o.Release, o.BootID, o.EnvSet = w.Slot, rel, s.BootID(), false
 	return o, nil

@@ -8,27 +8,28 @@ import (
 	"github.com/ota-agent/ota-agent/store"
 )
 
-// Sink is one OS image on its way into the partition not booted: every byte written there
-// is hashed (SHA-256, and MD5 when asked) and counted in a CRC-32C; every `every` bytes the
-// partition is flushed, then the offset, the hash state and the CRC are recorded in the
-// image's resume record (store.Progress), so a restart goes on from there and trusts no
-// byte after it.
+// Sink is one OS image on its way into the partition not booted: every `every` bytes the
+// partition is flushed, then the offset is recorded in the image's resume record
+// (store.Progress), so a restart goes on from there and trusts no byte after it. The image
+// is hashed once, from the medium, when it is whole (Finish): SHA-256, and MD5 when asked.
 type Sink struct {
-	db     *store.DB
-	member string
-	prog   *store.Progress
-	w      *installer.Stream
-	d      *packaging.Digester
-	every  int64 // checkpoint interval (0: none)
-	last   int64
-	step   func(string)
+	db      *store.DB
+	member  string
+	prog    *store.Progress
+	w       *installer.Stream
+	parts   *installer.Partitions
+	d       *packaging.Digester // a held image (hashed only)
+	withMD5 bool
+	every   int64 // checkpoint interval (0: none)
+	last    int64
+	step    func(string)
 }
 
 // Open opens the partition an image is streamed into for member's want.Size bytes (want
 // names the release: SHA-256, MD5, size): from the checkpoint resume records when it is
-// this release's on the target slot with its hash state whole, else from zero. While an
-// image is set to try (Waiting) the sink only hashes. step is called after each checkpoint
-// (the tests' crash points).
+// this release's on the target slot, else from zero. While an image is set to try
+// (Waiting) the sink only hashes. step is called after each checkpoint (the tests' crash
+// points).
 func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *store.Progress, every int64, withMD5 bool, step func(string)) (*Sink, error) {
 	if s.Waiting(db) != nil { // hashed only: the image set to try keeps its slot
 		return &Sink{db: db, member: member, prog: &store.Progress{Size: want.Size}, d: packaging.NewDigesterFor(withMD5), step: step}, nil
@@ -37,20 +38,15 @@ func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *s
 	if err != nil {
 		return nil, err
 	}
-	k := &Sink{db: db, member: member, every: every, step: step}
-	if r := resume; r != nil && r.Slot == target && r.Size == want.Size && r.SHA256 == want.SHA256 && r.MD5 == want.MD5 && r.Offset > 0 {
-		if d, err := packaging.ResumeDigester(r.Hash, withMD5); err == nil && d.Len() == r.Offset {
-			k.prog, k.d, k.last = r, d, r.Offset
-		} else if d != nil {
-			d.Sum()
-		}
+	k := &Sink{db: db, member: member, parts: s.Parts, withMD5: withMD5, every: every, step: step}
+	if r := resume; r != nil && r.Slot == target && r.Size == want.Size && r.SHA256 == want.SHA256 && r.MD5 == want.MD5 && r.Offset > 0 && r.Offset <= r.Size {
+		r.Hash, r.CRC = nil, 0 // an older agent's checkpoint: the bytes are hashed from the medium
+		k.prog, k.last = r, r.Offset
 	}
 	if k.prog == nil {
-		k.prog = &store.Progress{SHA256: want.SHA256, MD5: want.MD5, Size: want.Size, Slot: target}
-		k.d = packaging.NewDigesterFor(withMD5)
+		k.prog = &store.Progress{SHA256: want.SHA256, MD5: want.MD5, Size: want.Size, Slot: target, Payload: want.Payload}
 	}
-	if k.w, err = s.Parts.OpenStream(target, booted, want.Size, k.prog.Offset, k.prog.CRC); err != nil {
-		k.d.Sum()
+	if k.w, err = s.Parts.OpenStream(target, booted, want.Size, k.prog.Offset); err != nil {
 		return nil, fmt.Errorf("OS slot %s: %w", target, err)
 	}
 	return k, nil
@@ -78,30 +74,25 @@ func (k *Sink) Offset() int64 {
 // Progress is the image's resume record (the caller adds the ETag and URL to resume with).
 func (k *Sink) Progress() *store.Progress { return k.prog }
 
-// Write writes p into the partition and hashes it; past each interval the bytes are flushed
-// and the checkpoint recorded.
+// Write writes p into the partition (a held image: hashes it); past each interval the bytes
+// are flushed and the checkpoint recorded.
 func (k *Sink) Write(p []byte) (int, error) {
 	if k.w == nil {
 		return k.d.Write(p)
 	}
 	n, err := k.w.Write(p)
-	k.d.Write(p[:n])
 	if err == nil && k.every > 0 && k.w.Offset()-k.last >= k.every {
 		err = k.checkpoint()
 	}
 	return n, err
 }
 
-// checkpoint flushes the partition, then records the offset, hash state and CRC after it.
+// checkpoint flushes the partition, then records the offset.
 func (k *Sink) checkpoint() error {
 	if err := k.w.Flush(); err != nil {
 		return err
 	}
-	state, err := k.d.State()
-	if err != nil {
-		return err
-	}
-	k.prog.Offset, k.prog.Hash, k.prog.CRC, k.last = k.w.Offset(), state, k.w.CRC(), k.w.Offset()
+	k.prog.Offset, k.last = k.w.Offset(), k.w.Offset()
 	if err := k.db.SetProgress(k.member, k.prog); err != nil {
 		return err
 	}
@@ -109,8 +100,8 @@ func (k *Sink) checkpoint() error {
 	return nil
 }
 
-// Finish ends a whole image: flushed, its last checkpoint recorded (when it keeps them), its
-// digests and what the read-back checks.
+// Finish ends a whole image: flushed, its last checkpoint recorded (when it keeps them),
+// and read back from the medium: the digests of what the partition holds.
 func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
 	if k.Offset() != k.prog.Size {
 		k.Abort()
@@ -126,10 +117,18 @@ func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
 		}
 	}
 	if err := k.w.Close(); err != nil {
-		k.d.Sum()
 		return packaging.Digests{}, installer.Written{}, err
 	}
-	return k.d.Sum(), installer.Written{Slot: k.w.Slot, Size: k.w.Offset(), CRC: k.w.CRC()}, nil
+	return readBack(k.parts, k.w.Slot, k.prog.Size, k.withMD5)
+}
+
+// readBack hashes the image in slot from the medium.
+func readBack(p *installer.Partitions, slot string, size int64, withMD5 bool) (packaging.Digests, installer.Written, error) {
+	sum, err := p.ReadBack(slot, size, withMD5)
+	if err != nil {
+		return sum, installer.Written{}, fmt.Errorf("OS slot %s: %w", slot, err)
+	}
+	return sum, installer.Written{Slot: slot, Size: size, Sum: sum}, nil
 }
 
 // Abort leaves the partition at its last checkpoint.
@@ -137,24 +136,22 @@ func (k *Sink) Abort() {
 	if k.w != nil {
 		k.w.Abort()
 	}
-	k.d.Sum()
+	if k.d != nil {
+		k.d.Sum()
+	}
 }
 
 // Finished is an image streamed whole before a restart (its last checkpoint is its end,
-// on the target slot): its digests from the saved hash state, and what the read-back
-// checks; false when the checkpoint does not hold.
+// on the target slot): its digests, read back from the medium; false when the checkpoint
+// does not hold.
 func (s *Slots) Finished(db *store.DB, prog *store.Progress, withMD5 bool) (packaging.Digests, installer.Written, bool, error) {
 	target, _, err := s.Target(db)
 	if err != nil {
 		return packaging.Digests{}, installer.Written{}, false, err
 	}
-	d, err := packaging.ResumeDigester(prog.Hash, withMD5)
-	if err != nil {
+	if target != prog.Slot || prog.Size <= 0 || prog.Offset != prog.Size {
 		return packaging.Digests{}, installer.Written{}, false, nil
 	}
-	sum := d.Sum()
-	if target != prog.Slot || sum.Size != prog.Size || prog.Offset != prog.Size {
-		return packaging.Digests{}, installer.Written{}, false, nil
-	}
-	return sum, installer.Written{Slot: prog.Slot, Size: prog.Size, CRC: prog.CRC}, true, nil
+	sum, w, err := readBack(s.Parts, target, prog.Size, withMD5)
+	return sum, w, err == nil, err
 }

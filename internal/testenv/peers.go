@@ -12,8 +12,9 @@ type PeerOSRun struct {
 	RSSKB   int64   `json:"maxrss_kb"`
 	EnvS    float64 `json:"env_s"` // when the bootloader environment first asked to try the slot (-1: never)
 	Net     int64   `json:"net_bytes"`
-	Written bool    `json:"written"` // the slot read back as the image
-	Durable string  `json:"durable"` // the strace judgement
+	Written bool    `json:"written"`       // the slot read back as the image
+	Outside int64   `json:"outside_bytes"` // written to the disk outside the slot during the run
+	Durable string  `json:"durable"`       // the strace judgement
 	Output  string  `json:"output"`
 }
 

@@ -24,6 +24,11 @@ func (j *job) ask(ctx context.Context) (State, error) {
 	j.Mode = mode
 	if ans.Status == http.StatusNotModified {
 		ans.Resp.Body.Close()
+		if j.resumeOS != "" { // nothing to fetch: the image is not offered any more
+			if err := j.db.SetProgress(j.resumeOS, nil); err != nil {
+				return "", err
+			}
+		}
 		j.res = result.UpToDate(j.State)
 		return Idle, nil
 	}

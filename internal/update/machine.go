@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	"github.com/ota-agent/ota-agent/internal/assemble"
+	"github.com/ota-agent/ota-agent/internal/osimage"
+	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -84,6 +86,7 @@ type job struct {
 	resp     *http.Response // the server's 200 (or an offline payload)
 	active   string         // the active slot ("" before the first install)
 	os       *store.OSState // the OS image written (slots.os.backend: partition)
+	resumeOS string         // a full payload's OS image resumed: this check asks in metadata mode
 	made
 	assemble.Assembly // what arrives and the generation made of it
 }
@@ -97,6 +100,10 @@ func (a *Engine) newJob(db *store.DB, c *Current, rec store.Journal) (*job, erro
 		return j, nil
 	}
 	j.Facts, j.INM, j.Mode, j.State, j.Installed = c.Facts, c.INM, a.Proto.PayloadMode(db), c.State, c.Installed
+	if m, off := osimage.PayloadResume(a.Cfg, db); m != "" && j.Mode == protocol.ModeFull {
+		a.Log.Info("asking in metadata mode once: the OS image a full payload was streaming resumes from the firmware CDN", "file", m, "from", off)
+		j.Mode, j.resumeOS = protocol.ModeMetadata, m
+	}
 	g, err := a.stagedGeneration(db)
 	if err != nil || g == nil {
 		return j, err

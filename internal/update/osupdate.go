@@ -40,7 +40,7 @@ func (j *job) writeOS(context.Context) (State, error) {
 		return "", fmt.Errorf("%s %s was verified but not written to an OS slot", j.OSItem.App, j.OSItem.Version)
 	}
 	var err error
-	j.os, err = j.a.OS().Written(j.db, j.OSRec, *j.OSWritten, j.a.Status)
+	j.os, err = j.a.OS().Written(j.db, j.OSRec, *j.OSWritten)
 	return SetEnv, err
 }
 

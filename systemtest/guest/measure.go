@@ -28,6 +28,10 @@ type measured struct {
 	EnvS    float64 `json:"env_s"`     // when the bootloader environment first asked to try (-1: never)
 	Output  string  `json:"output"`    // its last lines
 	Service string  `json:"service,omitempty"`
+	// Outside is what the block devices other than the slot took during the run (the
+	// kernel's sectors-written counters, synced before and after): state directories,
+	// temporary files, logs, the environment.
+	Outside int64 `json:"outside_bytes"`
 }
 
 // measureMain runs a command and reports its wall time, CPU and peak RSS, and when the U-Boot
@@ -40,6 +44,7 @@ func measureMain(args []string) {
 	envFile := fs.String("env", "/boot/firmware/uboot.env,/boot/firmware/uboot-redund.env", "the U-Boot environment files")
 	want := fs.String("want", "", "k=v,... that ask the bootloader to try the new slot")
 	service := fs.String("service", "", "a daemon (comm) that does the work")
+	slot := fs.String("slot", "vda3", "the partition written (its writes are not counted outside)")
 	fs.Parse(args)
 	if fs.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "measure: no command")
@@ -63,6 +68,7 @@ func measureMain(args []string) {
 		ticks0, _ = procTicks(pid)
 		m.Service = fmt.Sprintf("%s[%d]", *service, pid)
 	}
+	outside0 := writtenOutside(*slot)
 	start := time.Now()
 	done := make(chan struct{})
 	envAt := make(chan float64, 1)
@@ -81,6 +87,7 @@ func measureMain(args []string) {
 		}
 		fmt.Fprintln(&out, err)
 	}
+	m.Outside = writtenOutside(*slot) - outside0
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 	m.CPUS = tv(ru.Utime) + tv(ru.Stime)
@@ -96,6 +103,23 @@ func measureMain(args []string) {
 	}
 	m.Output = o
 	json.NewEncoder(os.Stdout).Encode(m)
+}
+
+// writtenOutside syncs, then sums the bytes written to the disk's partitions other than
+// slot (/proc/diskstats: sectors written, 512 bytes each).
+func writtenOutside(slot string) int64 {
+	syscall.Sync()
+	raw, _ := os.ReadFile("/proc/diskstats")
+	var n int64
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[2] == slot || !strings.HasPrefix(f[2], "vda") || f[2] == "vda" {
+			continue
+		}
+		sec, _ := strconv.ParseInt(f[9], 10, 64)
+		n += sec * 512
+	}
+	return n
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
