@@ -33,7 +33,11 @@ func main() {
 	peers := flag.Bool("peers", false, "ota-agent beside Mender, SWUpdate and RAUC (make bench-peers; writes bench/peers.md)")
 	peerOnly := flag.String("peer-jobs", "", "with -peers: comma-separated jobs to run (apps,resume,footprint,poll,os)")
 	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,delta)")
+	floor := flag.String("poll-floor", "", "poll this URL every second, as a bare Go program would (the poll job's floor; runs until killed)")
 	flag.Parse()
+	if *floor != "" {
+		pollForever(*floor)
+	}
 	dir, err := os.MkdirTemp("", "ota-bench-")
 	must(err)
 	defer os.RemoveAll(dir)
