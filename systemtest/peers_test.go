@@ -30,7 +30,7 @@ func TestPeersOS(t *testing.T) {
 		t.Skip("SKIPPED: OTA_PEERS_OS_OUT is not set (make bench-peers runs this test)")
 	}
 	r := newRigOn(t, rigSpec{rootfs: "rootfs-arm64-peers", name: "peers", arch: "arm64", loader: "uboot",
-		cpu: "armv8", extra: peersOverlay})
+		cpu: "armv8", extra: peersOverlay, cpus: 2})
 	img, sum := r.peersImage()
 	r.peersArtifacts(img, sum)
 	if err := r.boot("peers"); err != nil {
@@ -44,6 +44,9 @@ func TestPeersOS(t *testing.T) {
 	r.publish("os_"+r.cpu, "2", rel, false)
 	var rows []testenv.PeerOSRun
 	for _, p := range peerOSJobs {
+		if only := os.Getenv("OTA_PEERS_ONLY"); only != "" && !strings.Contains(","+only+",", ","+p.agent+",") {
+			continue // a quicker run of some agents (their names, comma-separated)
+		}
 		row := r.peerOS(p, sum)
 		rows = append(rows, row)
 		r.logf("%s (%s): rc %d, wall %.1fs, CPU %.1fs, RSS %d KiB, env at %.1fs, %d bytes, written %v, durable %s",
@@ -123,6 +126,9 @@ func (r *rig) peerOS(p peerOSJob, sum string) testenv.PeerOSRun {
 	}
 	if p.local != "" { // the artifact it installs from was written to the data partition first
 		row.Outside += row.Net
+	}
+	if row.EnvS < 0 {
+		row.Output += "\nthe environment after the run: " + r.sh("fw_printenv 2>&1 | tr '\\n' ' '").Output
 	}
 	got := strings.Fields(r.sh(fmt.Sprintf("head -c %d /dev/vda3 | sha256sum", imageSize)).Output)
 	row.Written = len(got) > 0 && got[0] == sum

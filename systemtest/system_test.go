@@ -49,6 +49,7 @@ type rigSpec struct {
 	rootfs, name, arch, loader, cpu string
 	previous                        bool
 	extra                           func(r *rig) (files, links map[string]string)
+	cpus                            int // vCPUs (0: one)
 }
 
 func newRigOn(t *testing.T, s rigSpec) *rig {
@@ -63,7 +64,7 @@ func newRigOn(t *testing.T, s rigSpec) *rig {
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	os.RemoveAll(r.work)
 	os.MkdirAll(r.work, 0o755)
-	r.vm = &vm{name: s.name, arch: s.arch, loader: s.loader, dir: r.work}
+	r.vm = &vm{name: s.name, arch: s.arch, loader: s.loader, dir: r.work, cpus: s.cpus}
 	r.peers = filepath.Join(r.work, "www") // files the guest fetches (a package to upgrade to)
 	os.MkdirAll(r.peers, 0o755)
 	r.vm.forward = r.startServers()

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,8 @@ type vm struct {
 	overlay string
 	monitor string
 	loadvm  string
+
+	cpus int // vCPUs (0: one)
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`)
@@ -67,9 +70,10 @@ func (v *vm) qemuArgs() []string {
 		args = append(args, "-loadvm", v.loadvm)
 		drive += ",throttling.bps-write=32768"
 	}
-	// One vCPU: the boards share the runner's 2 cores, and a second vCPU per board only adds
-	// threads that wait on each other under TCG.
-	return append(args, "-smp", "1", "-m", "1024", "-drive", drive,
+	// One vCPU unless asked: the boards share the runner's 2 cores, and a second vCPU per
+	// board only adds threads that wait on each other under TCG (the bench's board, alone on
+	// the host, has two).
+	return append(args, "-smp", strconv.Itoa(max(v.cpus, 1)), "-m", "1024", "-drive", drive,
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=",
 		"-display", "none", "-serial", "file:"+v.log, "-no-reboot")
 }
