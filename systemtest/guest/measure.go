@@ -98,6 +98,17 @@ func measureMain(args []string) {
 		m.RSSKB = max(m.RSSKB, hwm)
 	}
 	o := out.String()
+	if m.EnvS < 0 && len(pairs) > 0 { // say what the environment files held
+		for _, file := range strings.Split(*envFile, ",") {
+			raw, err := os.ReadFile(file)
+			fmt.Fprintf(&out, "\n%s: %d bytes, %v", file, len(raw), err)
+			if len(raw) > 5 {
+				crc := binary.LittleEndian.Uint32(raw)
+				fmt.Fprintf(&out, ", crc %08x, redundant %v, single %v, head %q", crc, crc32.ChecksumIEEE(raw[5:]) == crc, crc32.ChecksumIEEE(raw[4:]) == crc, raw[:min(len(raw), 80)])
+			}
+		}
+		o = out.String()
+	}
 	if len(o) > 3000 {
 		o = o[len(o)-3000:]
 	}
