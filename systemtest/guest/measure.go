@@ -99,6 +99,7 @@ func measureMain(args []string) {
 	}
 	o := out.String()
 	if m.EnvS < 0 && len(pairs) > 0 { // say what the environment files held
+		fmt.Fprintf(&out, "\nwanted %q (-want %q), envHas now %v", pairs, *want, envHas(*envFile, pairs))
 		for _, file := range strings.Split(*envFile, ",") {
 			raw, err := os.ReadFile(file)
 			fmt.Fprintf(&out, "\n%s: %d bytes, %v", file, len(raw), err)
