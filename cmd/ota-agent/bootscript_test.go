@@ -32,7 +32,10 @@ func readCopy(b []byte) (ok bool, flag byte, vars map[string]string) {
 		return false, 0, nil
 	}
 	vars = map[string]string{}
-	for _, kv := range bytes.Split(bytes.TrimRight(b[5:], "\x00"), []byte{0}) {
+	for _, kv := range bytes.Split(b[5:], []byte{0}) {
+		if len(kv) == 0 {
+			break // the end: what follows the double NUL is an older write's
+		}
 		if k, v, ok := strings.Cut(string(kv), "="); ok {
 			vars[k] = v
 		}

@@ -99,7 +99,6 @@ func measureMain(args []string) {
 	}
 	o := out.String()
 	if m.EnvS < 0 && len(pairs) > 0 { // say what the environment files held
-		fmt.Fprintf(&out, "\nwanted %q (-want %q), envHas now %v", pairs, *want, envHas(*envFile, pairs))
 		for _, file := range strings.Split(*envFile, ",") {
 			raw, err := os.ReadFile(file)
 			fmt.Fprintf(&out, "\n%s: %d bytes, %v", file, len(raw), err)
@@ -179,6 +178,9 @@ func copyHas(file string, want map[string]string) bool {
 	}
 	got := map[string]string{}
 	for _, kv := range bytes.Split(data, []byte{0}) {
+		if len(kv) == 0 {
+			break // the end of the environment: what follows is an older write's
+		}
 		if k, v, ok := strings.Cut(string(kv), "="); ok {
 			got[k] = v
 		}
