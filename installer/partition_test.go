@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,12 @@ func TestStreamResumesAndReadsBack(t *testing.T) {
 	if _, err := s.Write([]byte{1}); err == nil || !strings.Contains(err.Error(), "more than the image's") {
 		t.Errorf("a byte past the image: %v", err)
 	}
+	if _, err := s.Fill(bytes.NewReader([]byte{1})); err == nil || !strings.Contains(err.Error(), "more than the image's") {
+		t.Errorf("a byte past the image, filled: %v", err)
+	}
+	if n, err := s.Fill(bytes.NewReader(nil)); n != 0 || err != io.EOF {
+		t.Errorf("the end of a whole image: %d, %v", n, err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +106,21 @@ func TestStreamResumesAndReadsBack(t *testing.T) {
 		if w := want; err != nil || !withMD5 && got != (packaging.Digests{SHA256: w.SHA256, Size: w.Size}) || withMD5 && got != w {
 			t.Fatalf("read back (md5 %v): %+v, %v; want %+v", withMD5, got, err, w)
 		}
+	}
+	h, err := p.OpenHasher("b", true) // in steps behind a writer, at any offsets
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int64{5, 123457, 123457, 1<<20 + 5, size - 3} {
+		if err := h.HashTo(n, false); err != nil || h.Offset() > n {
+			t.Fatalf("hash to %d: %v (hashed %d)", n, err, h.Offset())
+		}
+	}
+	if err := h.HashTo(size, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Close(); got != want {
+		t.Fatalf("hashed in steps: %+v, want %+v", got, want)
 	}
 	f, _ := os.OpenFile(b, os.O_WRONLY, 0)
 	f.WriteAt([]byte{'!'}, 1234567)

@@ -81,6 +81,32 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Fill reads from r once, straight into the pending buffer (never past the image's size),
+// and writes the buffer to the device when it is full: the bytes go from the network to the
+// device without a copy between. io.EOF when r has ended; a byte past the image is an error.
+func (s *Stream) Fill(r io.Reader) (int, error) {
+	if s.buf == nil {
+		s.buf = make([]byte, 0, streamWrite)
+	}
+	room := min(int64(cap(s.buf)-len(s.buf)), s.size-s.Offset())
+	if room == 0 { // the image is whole: r must end here
+		var one [1]byte
+		n, err := r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("write %s: more than the image's %d bytes", s.dev, s.size)
+		}
+		return 0, err
+	}
+	n, err := r.Read(s.buf[len(s.buf) : len(s.buf)+int(room)])
+	s.buf = s.buf[:len(s.buf)+n]
+	if len(s.buf) == cap(s.buf) {
+		if derr := s.drain(); derr != nil {
+			return n, derr
+		}
+	}
+	return n, err
+}
+
 // drain writes the pending bytes to the device.
 func (s *Stream) drain() error {
 	if len(s.buf) == 0 {
@@ -123,82 +149,114 @@ func (s *Stream) Close() error {
 // last flushed one).
 func (s *Stream) Abort() { s.f.Close() }
 
-// ReadBack hashes the first size bytes of slot's device as the medium holds them: the
-// device is read with O_DIRECT (straight from the medium into aligned buffers: no page cache
-// to fill, copy and drop, the largest CPU cost of a read-back under emulation); where
-// O_DIRECT is refused (tmpfs, some files), its cached pages are dropped first (clean once
-// flushed) and it is read as usual. Reading and hashing overlap (two buffers). The caller
-// checks the digests against the signed statement: nothing points at the slot before.
+// ReadBack hashes the first size bytes of slot's device as the medium holds them
+// (Hasher). The caller checks the digests against the signed statement: nothing points at
+// the slot before.
 func (p Partitions) ReadBack(slot string, size int64, withMD5 bool) (packaging.Digests, error) {
+	h, err := p.OpenHasher(slot, withMD5)
+	if err != nil {
+		return packaging.Digests{}, err
+	}
+	err = h.HashTo(size, true)
+	return h.Close(), err
+}
+
+// Hasher reads a slot's device from the medium and hashes it, in steps up to offsets the
+// writer has flushed, so the read-back can run behind a stream as it arrives. The device is
+// read with O_DIRECT (straight from the medium into aligned buffers: no page cache to fill,
+// copy and drop, the largest CPU cost of a read-back under emulation); where O_DIRECT is
+// refused (tmpfs, some files), each range's cached pages are dropped first (clean once
+// flushed) and it is read as usual. Reading and hashing overlap (two buffers).
+type Hasher struct {
+	dev    string
+	f      *os.File
+	direct bool
+	off    int64 // hashed
+	d      *packaging.Digester
+	full   chan []byte
+	free   chan []byte
+	done   chan struct{}
+}
+
+const readBackBuffer = 1 << 20
+
+// OpenHasher opens slot's device to hash it from byte 0.
+func (p Partitions) OpenHasher(slot string, withMD5 bool) (*Hasher, error) {
 	dev := p.Devices[slot]
 	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
 	direct := err == nil
 	if !direct {
 		if f, err = os.Open(dev); err != nil {
-			return packaging.Digests{}, err
+			return nil, err
 		}
-		unix.Fadvise(int(f.Fd()), 0, size, unix.FADV_DONTNEED)
 	}
-	defer f.Close()
-	d := packaging.NewDigesterFor(withMD5)
-	full, free := make(chan []byte, 1), make(chan []byte, 2)
+	h := &Hasher{dev: dev, f: f, direct: direct, d: packaging.NewDigesterFor(withMD5),
+		full: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
 	for range 2 {
-		free <- alignedBuffer(readBackBuffer)
+		h.free <- alignedBuffer(readBackBuffer)
 	}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		for b := range full {
-			d.Write(b)
-			free <- b[:cap(b)]
+		defer close(h.done)
+		for b := range h.full {
+			h.d.Write(b)
+			h.free <- b[:cap(b)]
 		}
 	}()
-	off, err := readInto(f, direct, size, full, free)
-	close(full)
-	<-done
-	sum := d.Sum()
-	if err != nil {
-		return sum, fmt.Errorf("read back %s: %w", dev, err)
-	}
-	if off < size {
-		return sum, fmt.Errorf("read back %s: %d bytes, the image has %d", dev, off, size)
-	}
-	return sum, nil
+	return h, nil
 }
 
-const readBackBuffer = 1 << 20
+// HashTo reads and hashes the device up to byte n (flushed by the writer); unless last, an
+// O_DIRECT reader stops at the block boundary before n (the next step reads on from an
+// aligned offset). A device that ends before n is named.
+func (h *Hasher) HashTo(n int64, last bool) error {
+	const align = 4096
+	if h.direct && !last {
+		n -= n % align
+	}
+	if !h.direct {
+		unix.Fadvise(int(h.f.Fd()), h.off, n-h.off, unix.FADV_DONTNEED)
+	}
+	for h.off < n {
+		buf := <-h.free
+		want := min(int64(len(buf)), n-h.off)
+		if h.direct { // whole blocks at aligned offsets: a tail is read again with the next step
+			want = (want + align - 1) / align * align
+		}
+		k, err := h.f.ReadAt(buf[:want], h.off)
+		take := min(int64(k), n-h.off)
+		if h.direct && h.off+take < n {
+			take -= take % align // the next read starts at a block boundary
+		}
+		if take > 0 {
+			h.full <- buf[:take]
+			h.off += take
+		} else {
+			h.free <- buf
+		}
+		if err != nil && h.off < n {
+			if err == io.EOF {
+				return fmt.Errorf("read back %s: %d bytes, the image has %d", h.dev, h.off, n)
+			}
+			return fmt.Errorf("read back %s: %w", h.dev, err)
+		}
+	}
+	return nil
+}
+
+// Offset is how many bytes are hashed.
+func (h *Hasher) Offset() int64 { return h.off }
+
+// Close ends the hashing and returns the digests of the bytes hashed.
+func (h *Hasher) Close() packaging.Digests {
+	close(h.full)
+	<-h.done
+	h.f.Close()
+	return h.d.Sum()
+}
 
 // alignedBuffer is n bytes aligned for O_DIRECT.
 func alignedBuffer(n int) []byte {
 	const align = 4096
 	raw := make([]byte, n+align)
 	return raw[align-int(uintptr(unsafe.Pointer(&raw[0]))%align):][:n]
-}
-
-// readInto reads the first size bytes of f into buffers taken from free and hands each
-// filled one to full; with direct, whole blocks are read (the tail past size is not
-// handed on). It returns how many bytes it handed on.
-func readInto(f *os.File, direct bool, size int64, full, free chan []byte) (int64, error) {
-	const align = 4096
-	var off int64
-	for off < size {
-		buf := <-free
-		want := min(int64(len(buf)), size-off)
-		if direct {
-			want = (want + align - 1) / align * align
-		}
-		n, err := io.ReadFull(f, buf[:want])
-		take := min(int64(n), size-off)
-		if take > 0 {
-			full <- buf[:take]
-			off += take
-		}
-		if err != nil && off < size {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return off, nil
-			}
-			return off, err
-		}
-	}
-	return off, nil
 }

@@ -2,6 +2,7 @@ package osimage
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -11,18 +12,19 @@ import (
 // Sink is one OS image on its way into the partition not booted: every `every` bytes the
 // partition is flushed, then the offset is recorded in the image's resume record
 // (store.Progress), so a restart goes on from there and trusts no byte after it. The image
-// is hashed once, from the medium, when it is whole (Finish): SHA-256, and MD5 when asked.
+// is hashed once, from the medium (SHA-256, and MD5 when asked), behind the writer: each
+// flushed range as the stream goes on (behind), the rest when it is whole (Finish).
 type Sink struct {
-	db      *store.DB
-	member  string
-	prog    *store.Progress
-	w       *installer.Stream
-	parts   *installer.Partitions
-	d       *packaging.Digester // a held image (hashed only)
-	withMD5 bool
-	every   int64 // checkpoint interval (0: none)
-	last    int64
-	step    func(string)
+	db     *store.DB
+	member string
+	prog   *store.Progress
+	w      *installer.Stream
+	parts  *installer.Partitions
+	d      *packaging.Digester // a held image (hashed only)
+	back   *behind
+	every  int64 // checkpoint interval (0: none)
+	last   int64
+	step   func(string)
 }
 
 // Open opens the partition an image is streamed into for member's want.Size bytes (want
@@ -38,7 +40,7 @@ func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *s
 	if err != nil {
 		return nil, err
 	}
-	k := &Sink{db: db, member: member, parts: s.Parts, withMD5: withMD5, every: every, step: step}
+	k := &Sink{db: db, member: member, parts: s.Parts, every: every, step: step}
 	if r := resume; r != nil && r.Slot == target && r.Size == want.Size && r.SHA256 == want.SHA256 && r.MD5 == want.MD5 && r.Offset > 0 && r.Offset <= r.Size {
 		r.Hash, r.CRC = nil, 0 // an older agent's checkpoint: the bytes are hashed from the medium
 		k.prog, k.last = r, r.Offset
@@ -49,6 +51,11 @@ func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *s
 	if k.w, err = s.Parts.OpenStream(target, booted, want.Size, k.prog.Offset); err != nil {
 		return nil, fmt.Errorf("OS slot %s: %w", target, err)
 	}
+	if k.back, err = startBehind(s.Parts, target, withMD5); err != nil {
+		k.w.Abort()
+		return nil, fmt.Errorf("OS slot %s: %w", target, err)
+	}
+	k.back.flushed(k.prog.Offset) // a checkpoint's bytes are on the medium
 	return k, nil
 }
 
@@ -87,12 +94,35 @@ func (k *Sink) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom streams r into the partition (Stream.Fill: no copy between the network's buffer
+// and the device's), with the checkpoints of Write; io.Copy takes it.
+func (k *Sink) ReadFrom(r io.Reader) (int64, error) {
+	if k.w == nil {
+		return io.Copy(struct{ io.Writer }{k.d}, r)
+	}
+	var total int64
+	for {
+		n, err := k.w.Fill(r)
+		total += int64(n)
+		if err == nil && k.every > 0 && k.w.Offset()-k.last >= k.every {
+			err = k.checkpoint()
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // checkpoint flushes the partition, then records the offset.
 func (k *Sink) checkpoint() error {
 	if err := k.w.Flush(); err != nil {
 		return err
 	}
 	k.prog.Offset, k.last = k.w.Offset(), k.w.Offset()
+	k.back.flushed(k.last)
 	if err := k.db.SetProgress(k.member, k.prog); err != nil {
 		return err
 	}
@@ -117,9 +147,14 @@ func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
 		}
 	}
 	if err := k.w.Close(); err != nil {
+		k.back.abort()
 		return packaging.Digests{}, installer.Written{}, err
 	}
-	return readBack(k.parts, k.w.Slot, k.prog.Size, k.withMD5)
+	sum, err := k.back.finish(k.prog.Size)
+	if err != nil {
+		return sum, installer.Written{}, fmt.Errorf("OS slot %s: %w", k.w.Slot, err)
+	}
+	return sum, installer.Written{Slot: k.w.Slot, Size: k.prog.Size, Sum: sum}, nil
 }
 
 // readBack hashes the image in slot from the medium.
@@ -135,6 +170,7 @@ func readBack(p *installer.Partitions, slot string, size int64, withMD5 bool) (p
 func (k *Sink) Abort() {
 	if k.w != nil {
 		k.w.Abort()
+		k.back.abort()
 	}
 	if k.d != nil {
 		k.d.Sum()
