@@ -69,7 +69,7 @@ func (b *bench) osImageJob(t *peerTable, _ *peerWorld) {
 	for _, r := range rep.Runs {
 		src = append(src, fmt.Sprintf("%s from %s", r.Agent, r.Source))
 	}
-	t.notes = append(t.notes, fmt.Sprintf("OS image (systemtest TestPeersOS, one run each inside one boot of the arm64 board under qemu-system TCG, 2 vCPUs; kernel %s; %s): "+
+	t.notes = append(t.notes, fmt.Sprintf("OS image (systemtest TestPeersOS inside one boot of the arm64 board under qemu-system TCG, 2 vCPUs; kernel %s; %s): each figure is the median of 3 timed runs per agent, the agents in turn within each round (the host moves one agent's figures by tens of percent from run to run); "+
 		"a 256 MiB ext4 image holding 228 MiB of random bytes (so compression changes little) written to /dev/vda3 while the board runs from /dev/vda2, "+
 		"slot B wiped and the environment set back to \"running A\" before each agent, page cache dropped. Every agent checks a signature (ota-agent Ed25519, Mender ECDSA P-256, RAUC and SWUpdate CMS). "+
 		"Each was read back after its run: the partition's first 256 MiB hash to the image's SHA-256 for every agent. "+
