@@ -155,26 +155,41 @@ func watchEnv(file string, want map[string]string, start time.Time, done chan st
 }
 
 // envHas parses U-Boot environment files (comma-separated; CRC32, a flag byte in a redundant
-// copy, then NUL-separated k=v) and says whether one whose CRC holds has every pair of want.
+// copy, then NUL-separated k=v up to a double NUL) and says whether the copy U-Boot would
+// use has every pair of want: of the copies whose CRC holds, the one with the newer flag
+// (one more than the other's, 0 after 255). An older copy still holds what was there
+// before the last write and says nothing.
 func envHas(files string, want map[string]string) bool {
+	var best map[string]string
+	var bestFlag int
 	for _, file := range strings.Split(files, ",") {
-		if copyHas(file, want) {
-			return true
+		vars, flag, ok := readEnvCopy(file)
+		if !ok {
+			continue
+		}
+		if best == nil || flag >= 0 && bestFlag >= 0 && byte(flag) == byte(bestFlag+1) {
+			best, bestFlag = vars, flag
 		}
 	}
-	return false
+	for k, v := range want {
+		if best == nil || best[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
-func copyHas(file string, want map[string]string) bool {
+// readEnvCopy reads one copy: its variables and its flag (-1: the single-copy format).
+func readEnvCopy(file string) (map[string]string, int, bool) {
 	raw, err := os.ReadFile(file)
 	if err != nil || len(raw) < 5 {
-		return false
+		return nil, 0, false
 	}
-	data := raw[4:]
+	data, flag := raw[4:], -1
 	if crc := binary.LittleEndian.Uint32(raw); crc32.ChecksumIEEE(raw[5:]) == crc {
-		data = raw[5:]
+		data, flag = raw[5:], int(raw[4])
 	} else if crc32.ChecksumIEEE(data) != crc {
-		return false
+		return nil, 0, false
 	}
 	got := map[string]string{}
 	for _, kv := range bytes.Split(data, []byte{0}) {
@@ -185,12 +200,7 @@ func copyHas(file string, want map[string]string) bool {
 			got[k] = v
 		}
 	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
+	return got, flag, true
 }
 
 // findComm is the pid of the process whose comm is name (0: none).
