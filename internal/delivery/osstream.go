@@ -174,8 +174,10 @@ func (a *Fetcher) streamFrom(ctx context.Context, item PlanItem, e packaging.Ent
 		return none, n, netError("download "+member+" from "+transport.Redact(src), err)
 	}
 	d, err := a.finishOS(s)
-	if err == nil && off > 0 && osimage.Resumed(d, e) != nil { // written again from zero, not refused
-		err = fmt.Errorf("%w: %v", errRestart, osimage.Resumed(d, e))
+	if err == nil && off > 0 { // a resumed image that differs is written again, not refused
+		if rerr := osimage.Resumed(d, e); rerr != nil {
+			err = fmt.Errorf("%w: %v", errRestart, rerr)
+		}
 	}
 	return d, n, err
 }

@@ -19,7 +19,6 @@ type Sink struct {
 	member string
 	prog   *store.Progress
 	w      *installer.Stream
-	parts  *installer.Partitions
 	d      *packaging.Digester // a held image (hashed only)
 	back   *behind
 	every  int64 // checkpoint interval (0: none)
@@ -40,7 +39,7 @@ func (s *Slots) Open(db *store.DB, member string, want store.Progress, resume *s
 	if err != nil {
 		return nil, err
 	}
-	k := &Sink{db: db, member: member, parts: s.Parts, every: every, step: step}
+	k := &Sink{db: db, member: member, every: every, step: step}
 	if r := resume; r != nil && r.Slot == target && r.Size == want.Size && r.SHA256 == want.SHA256 && r.MD5 == want.MD5 && r.Offset > 0 && r.Offset <= r.Size {
 		r.Hash, r.CRC = nil, 0 // an older agent's checkpoint: the bytes are hashed from the medium
 		k.prog, k.last = r, r.Offset
@@ -157,15 +156,6 @@ func (k *Sink) Finish() (packaging.Digests, installer.Written, error) {
 	return sum, installer.Written{Slot: k.w.Slot, Size: k.prog.Size, Sum: sum}, nil
 }
 
-// readBack hashes the image in slot from the medium.
-func readBack(p *installer.Partitions, slot string, size int64, withMD5 bool) (packaging.Digests, installer.Written, error) {
-	sum, err := p.ReadBack(slot, size, withMD5)
-	if err != nil {
-		return sum, installer.Written{}, fmt.Errorf("OS slot %s: %w", slot, err)
-	}
-	return sum, installer.Written{Slot: slot, Size: size, Sum: sum}, nil
-}
-
 // Abort leaves the partition at its last checkpoint.
 func (k *Sink) Abort() {
 	if k.w != nil {
@@ -188,6 +178,9 @@ func (s *Slots) Finished(db *store.DB, prog *store.Progress, withMD5 bool) (pack
 	if target != prog.Slot || prog.Size <= 0 || prog.Offset != prog.Size {
 		return packaging.Digests{}, installer.Written{}, false, nil
 	}
-	sum, w, err := readBack(s.Parts, target, prog.Size, withMD5)
-	return sum, w, err == nil, err
+	sum, err := s.Parts.ReadBack(target, prog.Size, withMD5)
+	if err != nil {
+		return sum, installer.Written{}, false, fmt.Errorf("OS slot %s: %w", target, err)
+	}
+	return sum, installer.Written{Slot: target, Size: prog.Size, Sum: sum}, true, nil
 }
