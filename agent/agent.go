@@ -59,6 +59,8 @@ type (
 	Delivery = store.Delivery
 	// Refusal is a release the device will not install again until the server offers another.
 	Refusal = store.Refusal
+	// Deferral is a release a phased rollout keeps from this device for now.
+	Deferral = store.Deferral
 	// State is a step of the update state machine.
 	State = update.State
 )

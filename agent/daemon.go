@@ -129,7 +129,7 @@ func (a *Agent) runOnce(ctx context.Context) daemon.Outcome {
 	if err != nil {
 		return daemon.Outcome{Err: err}
 	}
-	out := daemon.Outcome{Key: a.RequestKey(db)}
+	out := daemon.Outcome{Key: a.RequestKey(db), Turn: a.NextTurn(db)}
 	if g, _ := db.Staged(); g != nil {
 		out.Wake = a.Cfg.NextWindow(a.now(db).Local())
 	}

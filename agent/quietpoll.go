@@ -31,7 +31,7 @@ func (a *Agent) keepQuiet(db *store.DB, res *Result, err error) {
 	key := a.RequestKey(db)
 	query, inm, _ := strings.Cut(key, "\x00")
 	a.quiet = a.checkLog(db).Repeat(checklog.Repeat{Query: query, INM: inm, Key: key, Slot: res.Slot}, id, a.Clock.Now(),
-		a.Cfg.Verify.Interval, a.Cfg.Trust.KeysRefresh)
+		a.Cfg.Verify.Interval, a.Cfg.Trust.KeysRefresh, a.NextTurn(db).Sub(a.Clock.Now()))
 }
 
 // pollQuiet sends the repeat kept by keepQuiet; ok is false when the full check must run,

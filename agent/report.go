@@ -20,7 +20,8 @@ type Report struct {
 	LastCheck  *CheckReport         `json:"last_check,omitempty"`
 	LastVerify *VerifyReport        `json:"last_verify,omitempty"`
 	Damaged    map[string]string    `json:"damaged,omitempty"`
-	Refused    map[string]Refusal   `json:"refused,omitempty"` // by MD5
+	Refused    map[string]Refusal   `json:"refused,omitempty"`  // by MD5
+	Deferred   map[string]Deferral  `json:"deferred,omitempty"` // by MD5: phased rollouts' turns not come
 	OS         *update.OSStatus     `json:"os,omitempty"`
 	// InProgress is the update machine's state while an update runs (or where one was
 	// interrupted, until the next check recovers from it).
@@ -116,16 +117,10 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	} else if v != nil {
 		rep.LastVerify = &VerifyReport{Time: v.Time, Slot: v.Slot, Generation: v.N, Seconds: v.Duration.Seconds(), Problems: v.Problems, Repaired: v.Repaired}
 	}
-	refused, err := db.Refusals()
-	if err != nil {
+	if rep.Refused, err = db.Refusals(); err != nil {
 		return nil, err
 	}
-	for md5, r := range refused {
-		if rep.Refused == nil {
-			rep.Refused = map[string]Refusal{}
-		}
-		rep.Refused[md5] = r
-	}
+	rep.Deferred, _ = db.Deferred()
 	rep.OS = a.OSStatus(db)
 	if g, err := db.Staged(); err == nil && g != nil {
 		rep.Staged = &SlotRef{Slot: g.Slot, Generation: g.N}

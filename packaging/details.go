@@ -108,6 +108,8 @@ func (d *Details) Marshal() []byte {
 		str("channel", e.Channel)
 		str("attrs", e.Attrs)
 		str("cpu_arch", e.CPUArch)
+		str("ramp", e.Ramp)
+		num("halted", e.Halted)
 		if len(e.Sigs) > 0 {
 			b.WriteString(`, "sigs": [`)
 			for i, s := range e.Sigs {
@@ -241,6 +243,9 @@ func (e Entry) validate(app string) error {
 	}
 	if e.V < 0 || e.V > 2 || len(e.Sigs) > 16 {
 		return fmt.Errorf("app %q: statement version %d or %d extra signatures (want v1 or v2, at most 16)", app, e.V, len(e.Sigs))
+	}
+	if err := e.Class.validRollout(); err != nil {
+		return fmt.Errorf("app %q: %v", app, err)
 	}
 	for _, s := range e.Sigs {
 		if !isHex(s.KeyID, 16) || len(s.Sig) > 100 {

@@ -34,7 +34,14 @@ func (s Statement) SignedBytes() []byte {
 	if s.V < 2 {
 		return []byte("ota-release-v1" + common)
 	}
-	return []byte("ota-release-v2" + common + "channel=" + s.Channel + "\nattrs=" + s.Attrs + "\ncpu_arch=" + s.CPUArch + "\n")
+	v2 := "ota-release-v2" + common + "channel=" + s.Channel + "\nattrs=" + s.Attrs + "\ncpu_arch=" + s.CPUArch + "\n"
+	if s.Ramp != "" { // a statement without a ramp signs the same bytes as before ramps existed
+		v2 += "ramp=" + s.Ramp + "\n"
+	}
+	if s.Halted != 0 {
+		v2 += "halted=" + strconv.FormatInt(s.Halted, 10) + "\n"
+	}
+	return []byte(v2)
 }
 
 // What names the statement in errors.

@@ -20,12 +20,15 @@ type Signature struct {
 }
 
 // Class is what a v2 statement binds besides the bytes (protocol.md 3.5): the row it was
-// published for, so that a statement for one channel cannot be replayed on another.
+// published for, so that a statement for one channel cannot be replayed on another, and the
+// phased rollout it is released by (rollout.go), so that no mirror can change who gets it when.
 type Class struct {
 	V       int    `json:"v,omitempty"`        // statement version: 0 or 1 = v1, 2 = v2
 	Channel string `json:"channel,omitempty"`  // the row's env: prod, beta, ...
 	Attrs   string `json:"attrs,omitempty"`    // its deviceAttr names: lower-case, sorted, comma-separated
 	CPUArch string `json:"cpu_arch,omitempty"` // os_<arch> rows: the arch
+	Ramp    string `json:"ramp,omitempty"`     // v2: a phased rollout, ParseRamp's form ("" = every device at once)
+	Halted  int64  `json:"halted,omitempty"`   // v2: the ramp was halted at this unix time (0 = running)
 }
 
 // RowClass is the class of a row (app, env, deviceAttr) in v2 form.

@@ -24,6 +24,7 @@ var (
 	keyTrust     = []byte("trust")       // Trust: the adopted key set, the newest timestamp
 	keyShadowed  = []byte("shadowed")    // md5 → Shadow: rows of pinned apps from other channels
 	keyReceipts  = []byte("receipts")    // md5 → SHA-256s of bytes received for that release that failed verification
+	keyDeferred  = []byte("deferred")    // md5 → Deferral: releases a phased rollout keeps out for now
 )
 
 const schemaVersion = "2"

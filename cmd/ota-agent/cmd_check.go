@@ -86,6 +86,17 @@ func printResult(w io.Writer, res *agent.Result, dry bool) {
 	}
 	printRemovals(w, res.Removed, res.Unlisted)
 	printRefused(w, res.Refused)
+	for _, d := range res.Deferred {
+		fmt.Fprintf(w, "  %s\n", deferral(d))
+	}
+}
+
+// deferral says why a release waits, and until when.
+func deferral(d agent.Deferral) string {
+	if d.Halted {
+		return fmt.Sprintf("deferred: %s %s (%s): its phased rollout is halted at %.4g%% of the fleet; this device waits for a resume", d.App, d.Version, d.Channel, float64(d.Level)/1e4)
+	}
+	return fmt.Sprintf("deferred: %s %s (%s): its phased rollout is at %.4g%% of the fleet; this device's turn is %s", d.App, d.Version, d.Channel, float64(d.Level)/1e4, d.Turn.Local().Format("Mon 2006-01-02 15:04 MST"))
 }
 
 // headline is the result's first line: what really happened.

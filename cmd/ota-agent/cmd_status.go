@@ -105,11 +105,19 @@ func printStatus(rep *agent.Report, asJSON bool, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "damaged: %s (%s): the next check fetches it again\n", app, rep.Damaged[app])
 	}
 	printTrust(stdout, rep.Trust)
+	printHeld(stdout, rep)
+	return nil
+}
+
+// printHeld names the releases this device refuses, and those phased rollouts defer.
+func printHeld(stdout io.Writer, rep *agent.Report) {
 	for _, md5 := range slices.Sorted(maps.Keys(rep.Refused)) {
 		r := rep.Refused[md5]
 		fmt.Fprintf(stdout, "refused: %s %s (md5 %s): %s (ota-agent retry %s)\n", r.App, r.Version, md5, r.Reason, r.App)
 	}
-	return nil
+	for _, md5 := range slices.Sorted(maps.Keys(rep.Deferred)) {
+		fmt.Fprintln(stdout, deferral(rep.Deferred[md5]))
+	}
 }
 
 // printRemovals names the apps a check removed, and those it kept although the answer left

@@ -29,10 +29,12 @@ type command struct {
 
 var commands = map[string]command{
 	"keygen": {"keygen --out NAME [--force]", "writes NAME.pem (PKCS#8, mode 0600) and NAME.pub.pem (PKIX); an existing key is kept unless --force", keygenFlags},
-	"sign": {"sign --key KEY.pem [--key KEY2.pem ...] --catalog DIR [--v1]",
-		"signs every row (v2: bound to its channel and device class; each key signs, for thresholds) and writes <binary>.release beside each binary. Serials: a row keeps its serial while its signed statement still covers it; new and replaced rows get serials above every serial of their app, in version order (2.0.0-beta < 2.0.0 < 2.1.0), so a device moving to another channel of the same app never sees a newer release as a rollback", signFlags},
+	"sign": {"sign --key KEY.pem [--key KEY2.pem ...] --catalog DIR [--v1] [--ramp 48h|1%:2h,...,100%:48h [--start TIME]]",
+		"signs every row (v2: bound to its channel and device class; each key signs, for thresholds) and writes <binary>.release beside each binary. Serials: a row keeps its serial while its signed statement still covers it; new and replaced rows get serials above every serial of their app, in version order (2.0.0-beta < 2.0.0 < 2.1.0), so a device moving to another channel of the same app never sees a newer release as a rollback. --ramp phases the rows numbered new or replaced: each device installs once the signed ramp reaches its stable point (docs/publishing.md, Phased rollouts)", signFlags},
 	"delta": {"delta [--go|--blocks] OLD NEW", "writes NEW.from-<first 16 hex of sha256(OLD)>.zst, a zstd patch devices holding OLD fetch instead of NEW (the zstd command when installed), and for an OLD over 4 MiB (the agents' default delta.max_source) NEW.from-<h16>.blocks too, a block patch applied with bounded memory; --blocks writes only the block patch (images)", deltaFlags},
 	"index": {"index NEW", "writes NEW.chunks: the content-defined chunks of the regular file NEW (16-256 KiB, with their SHA-256), so devices fetch only the chunks they lack (images)", indexFlags},
+	"rollout": {"rollout halt|resume APP VERSION CHANNEL --key KEY.pem [--key ...] --catalog DIR [--at TIME]",
+		"halts or resumes the phased rollout of one release (sign --ramp) and signs its statement again with the same serial: after a halt, devices that do not have the release stay out; devices on it keep it; a resume moves the ramp's start by the time it was halted, so it goes on from the share it had reached", rolloutFlags},
 	"timestamp": {"timestamp --key KEY.pem [--key ...] [--expires 7d] (--catalog DIR | --out FILE)",
 		"writes ota-timestamp.release: a signed issue time and expiry (devices detect a frozen mirror)", timestampFlags},
 	"keys rotate": {"keys rotate --sign-with KEY.pem [...] [--add NEW.pub.pem ...] [--remove OLD.pub.pem ...] [--threshold N] [--current A.pub.pem ...] (--catalog DIR | --out FILE)",
@@ -44,7 +46,7 @@ var commands = map[string]command{
 }
 
 // order is how usage lists the commands.
-var order = []string{"keygen", "sign", "delta", "index", "timestamp", "keys rotate", "bundle", "publish"}
+var order = []string{"keygen", "sign", "rollout", "delta", "index", "timestamp", "keys rotate", "bundle", "publish"}
 
 func usage() string {
 	var b strings.Builder

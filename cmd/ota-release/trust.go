@@ -25,9 +25,15 @@ func signFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 	key := fs.StringSlice("key", nil, "Ed25519 private key (PEM); repeat (or comma-separate) for a threshold")
 	dir := fs.String("catalog", "", "catalog directory")
 	v1 := fs.Bool("v1", false, "write v1 statements (no channel), for agents older than v2")
+	rampSpec := fs.String("ramp", "", "phase the rows this run numbers as new or replaced: a duration (48h, 2d: linear to the whole fleet) or steps (1%:2h,10%:12h,100%:48h)")
+	start := fs.String("start", "", "when the ramp starts: RFC 3339 or unix seconds (default: now; start it one poll interval after publishing so every device knows its turn)")
 	return func(fs *pflag.FlagSet, stdout io.Writer) error {
 		if len(*key) == 0 || *dir == "" {
 			return usageErr("sign", "--key and --catalog are required")
+		}
+		r, err := rampFlags(*rampSpec, *start, *v1)
+		if err != nil {
+			return err
 		}
 		pems, err := readFiles(*key)
 		if err != nil {
@@ -41,12 +47,13 @@ func signFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 		if *v1 {
 			v = 1
 		}
+		c.Ramp = r
 		serials, err := c.SignRowsVersion(v, pems...)
 		if err != nil {
 			return err
 		}
 		for _, s := range serials {
-			fmt.Fprintf(stdout, "  %-16s %-6s %-10s serial %d (%s)\n", s.Row.App, s.Row.Env, s.Row.Version, s.Row.Serial, s.How)
+			fmt.Fprintf(stdout, "  %-16s %-6s %-10s serial %d (%s)%s\n", s.Row.App, s.Row.Env, s.Row.Version, s.Row.Serial, s.How, describeRollout(s.Row.Class))
 		}
 		fmt.Fprintf(stdout, "signed %d rows in %s (v%d statements, %d key(s))\n", len(c.Rows), *dir, v, len(pems))
 		return nil

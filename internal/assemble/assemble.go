@@ -69,6 +69,8 @@ type Assembly struct {
 	OSRec     store.App
 	OSWritten *installer.Written // ... streamed into it (delivery), read back before it is tried
 	DirChange bool               // the directory slots change (else only the OS image did)
+	// Deferred are the releases phased rollouts keep from this device, by MD5 (rollout.go).
+	Deferred map[string]store.Deferral
 }
 
 // IsOS says whether app is the OS image that goes to a partition.
@@ -105,6 +107,7 @@ func (a *Assembly) Receive(ctx context.Context, resp *http.Response, gen int64) 
 		return err
 	}
 	if a.Mode == protocol.ModeFull {
+		a.deferredSkips()
 		if err := protocol.SameMembers(a.Details, a.Got); err != nil {
 			return err
 		}
@@ -129,6 +132,9 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 		return err
 	}
 	a.statementsFirst(ctx)
+	if err := a.Defer(ctx); err != nil {
+		return err
+	}
 	if err := fetch.CheckSpace(a.Plan, a.Details.Entries); err != nil {
 		return err
 	}
@@ -161,21 +167,24 @@ func (a *Assembly) fetchAll(ctx context.Context, fetch *delivery.Fetcher) error 
 // this statement as if it had come inline. A statement that cannot be had now, or names
 // another release, is left to Verify, which fetches it again and refuses with the reason.
 func (a *Assembly) statementsFirst(ctx context.Context) {
-	if !a.Keyed {
+	for _, item := range a.Plan.Download {
+		a.inline(ctx, item.App)
+	}
+}
+
+// inline makes app's published statement (its .release) the entry's, with trust keys, when
+// the entry carries no signature: one request, whoever asks next (statementsFirst, Verify).
+func (a *Assembly) inline(ctx context.Context, app string) {
+	e := a.Details.Entries[app]
+	if !a.Keyed || len(e.Signatures()) > 0 {
 		return
 	}
-	for _, item := range a.Plan.Download {
-		e := a.Details.Entries[item.App]
-		if len(e.Signatures()) > 0 {
-			continue
-		}
-		rf, err := a.Trust.FetchRelease(ctx, item.App, e)
-		if err != nil || rf.App != item.App || rf.Version != e.LatestVersion || e.MD5 != "" && rf.MD5 != e.MD5 {
-			continue
-		}
-		e.MD5, e.SHA256, e.Size, e.Serial, e.Sig, e.KeyID, e.Class, e.Sigs = rf.MD5, rf.SHA256, rf.Size, rf.Serial, rf.Sig, rf.KeyID, rf.Class, rf.Sigs
-		a.Details.Set(item.App, e)
+	rf, err := a.Trust.FetchRelease(ctx, app, e)
+	if err != nil || rf.App != app || rf.Version != e.LatestVersion || e.MD5 != "" && rf.MD5 != e.MD5 {
+		return
 	}
+	e.MD5, e.SHA256, e.Size, e.Serial, e.Sig, e.KeyID, e.Class, e.Sigs = rf.MD5, rf.SHA256, rf.Size, rf.Serial, rf.Sig, rf.KeyID, rf.Class, rf.Sigs
+	a.Details.Set(app, e)
 }
 
 // fetcher is the assembly's delivery.Fetcher: it builds from what the plan is made against.

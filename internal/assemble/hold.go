@@ -25,13 +25,23 @@ func (e Env) Rules(db *store.DB, state *store.State) (protocol.Rules, error) {
 	if state != nil {
 		r.Damaged = state.Damaged
 	}
-	return r, nil
+	deferred, err := db.Deferred()
+	for m, d := range deferred {
+		if d.Pending(e.Now()) {
+			if r.Deferred == nil {
+				r.Deferred = map[string]store.Deferral{}
+			}
+			r.Deferred[m] = d
+		}
+	}
+	return r, err
 }
 
 // holdText says why a verified release is not installed (protocol.Rules.Hold).
 var holdText = map[string]string{
 	"refused":   "this release was refused on this device earlier (ota-agent retry APP clears it)",
 	"installed": "the server sent the bytes already installed",
+	"deferred":  "a phased rollout keeps it from this device for now",
 }
 
 // dropHeld removes the payload members the plan does not install (held back by its rules).

@@ -35,6 +35,7 @@ func (a *Assembly) Verify(ctx context.Context) error {
 		if h, ok := a.Installed[item.App]; ok {
 			have = &h
 		}
+		a.inline(ctx, item.App)
 		e := a.Details.Entries[item.App]
 		rec, err := a.Trust.Verify(ctx, a.DB, a.Facts, item.App, e, a.Got[item.Member()], have)
 		if errors.Is(err, trust.ErrNeedMD5) {
@@ -46,7 +47,13 @@ func (a *Assembly) Verify(ctx context.Context) error {
 			}
 			return a.budget(item, cmp.Or(e.MD5, a.Got[item.Member()].MD5), a.Got[item.Member()].SHA256, err)
 		}
-		if why := rules.Hold(item.App, rec.MD5, a.Installed); a.Plan.Held(item.App, why, have != nil) {
+		why := rules.Hold(item.App, rec.MD5, a.Installed)
+		if ok, err := a.admitted(ctx, item); err != nil {
+			return err
+		} else if !ok && why == "" {
+			why = "deferred"
+		}
+		if a.Plan.Held(item.App, why, have != nil) {
 			a.Log.Info("not installed: "+holdText[why], "app", item.App, "version", rec.Version, "md5", rec.MD5)
 			if err := a.St.Remove(delivery.Incoming(item.Member())); err != nil {
 				return err

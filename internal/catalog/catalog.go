@@ -49,7 +49,10 @@ func (r Row) Key() string { return r.App + "_" + r.Version }
 type Catalog struct {
 	Bucket string `json:"bucket"`
 	Rows   []Row  `json:"rows"`
-	dir    string
+	// Ramp is the phased rollout (package ramp's signed form) SignRowsVersion gives the rows
+	// it numbers as new or replaced ("" = at once).
+	Ramp string `json:"-"`
+	dir  string
 }
 
 // Load reads DIR/catalog.json and hashes every binary it names.

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
@@ -60,6 +61,8 @@ func (c *Catalog) SignRowsVersion(v int, privPEMs ...[]byte) ([]Serial, error) {
 	for _, i := range renumber {
 		top[c.Rows[i].App]++
 		c.Rows[i].Serial = top[c.Rows[i].App]
+		c.Rows[i].Class.Ramp, c.Rows[i].Class.Halted = c.Ramp, 0 // a new release: phased by --ramp, or at once
+
 	}
 	for i := range c.Rows {
 		if err := signRow(&c.Rows[i], v, privs); err != nil {
@@ -89,6 +92,7 @@ func (r Row) serialState(v int) string {
 	if v >= 2 {
 		class = packaging.RowClass(r.App, r.Env, r.DeviceAttr)
 	}
+	class.Ramp, class.Halted = rf.Class.Ramp, rf.Class.Halted // a rollout re-signed keeps its serial
 	if err != nil || rf.App != r.App || rf.Version != r.Version || rf.SHA256 != r.SHA256 || rf.MD5 != r.MD5 ||
 		rf.Size != r.Size || rf.Serial != r.Serial || !reflect.DeepEqual(rf.Class, class) {
 		return "replaced"
@@ -175,9 +179,13 @@ func parseKeys(pems [][]byte) ([]ed25519.PrivateKey, error) {
 // signRow signs r's statement (v1, or v2 with the row's class) with every key and writes it
 // as <binary>.release.
 func signRow(r *Row, v int, privs []ed25519.PrivateKey) error {
+	rollout := r.Class
 	r.Class = packaging.Class{}
 	if v >= 2 {
 		r.Class = packaging.RowClass(r.App, r.Env, r.DeviceAttr)
+		r.Class.Ramp, r.Class.Halted = rollout.Ramp, rollout.Halted
+	} else if rollout.Ramp != "" || rollout.Halted != 0 {
+		return fmt.Errorf("%s %s (%s): a phased rollout needs v2 statements (drop --v1)", r.App, r.Version, r.Env)
 	}
 	st := packaging.Statement{App: r.App, Version: r.Version, SHA256: r.SHA256, MD5: r.MD5, Size: r.Size, Serial: r.Serial, Class: r.Class}
 	r.Sig, r.KeyID = st.Sign(privs[0])

@@ -48,6 +48,7 @@ type Config struct {
 		Attributes map[string]string `key:"attributes"`
 		Probes     map[string]string `key:"probes"`
 		Pins       map[string]string `key:"pins"`
+		ID         string            `key:"id"` // who the device is to phased rollouts ("" = /etc/machine-id)
 	} `key:"device"`
 	StateDir   string `key:"state_dir" default:"/var/lib/ota-agent"`
 	RuntimeDir string `key:"runtime_dir" default:"/run/ota-agent"` // tmpfs: the record of checks that changed nothing (agent.db takes it hourly)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -29,6 +30,27 @@ func (c *Config) CPUArch() (string, error) {
 		return a, nil
 	}
 	return strings.ToLower(m), nil
+}
+
+// MachineIDFile is where device.id comes from when it is not set.
+const MachineIDFile = "/etc/machine-id"
+
+// DeviceID is who the device is to phased rollouts: device.id, else /etc/machine-id (under the
+// sysroot: an image's own, which its first boot may replace). "" with the reason when neither
+// says (the device then takes its turn last).
+func (c *Config) DeviceID() (string, error) {
+	if id := strings.TrimSpace(c.Device.ID); id != "" {
+		return id, nil
+	}
+	raw, err := os.ReadFile(c.Path(MachineIDFile))
+	if err != nil {
+		return "", fmt.Errorf("device.id is not set and %w", err)
+	}
+	id := strings.TrimSpace(string(raw))
+	if id == "" || id == "uninitialized" {
+		return "", fmt.Errorf("device.id is not set and %s is empty or uninitialized", c.Path(MachineIDFile))
+	}
+	return id, nil
 }
 
 // DeviceFacts gathers cpuarch, os, every configured attribute whose probe (if any) matches

@@ -40,6 +40,7 @@ type Runner struct {
 type Outcome struct {
 	Key  string    // the next request's cache key (NextCheck)
 	Wake time.Time // a staged generation's install window opens (zero: none)
+	Turn time.Time // a release deferred by a phased rollout may install (zero: none)
 	Err  error
 }
 
@@ -185,18 +186,32 @@ func (d *loop) finished(out Outcome) time.Duration {
 		d.failures = 0
 		now := d.r.Now()
 		wait := NextCheck(now, out.Key, d.r.Interval, d.r.Jitter, d.r.Align, d.rng).Sub(now)
-		if !out.Wake.IsZero() && out.Wake.Sub(now) < wait {
-			wait = max(out.Wake.Sub(now), time.Second) // the install window of a staged update opens
-			d.status("staged, installs at " + time.Now().Add(wait).Format("15:04"))
-			return wait
+		what := "idle, next check "
+		if turn := out.Turn.Sub(now) + turnJitter(d.r.Jitter, d.rng); !out.Turn.IsZero() && turn < wait {
+			wait, what = max(turn, time.Second), "deferred by a phased rollout, next check " // this device's turn comes
 		}
-		d.status("idle, next check " + time.Now().Add(wait).Format("15:04"))
+		if !out.Wake.IsZero() && out.Wake.Sub(now) < wait {
+			wait, what = max(out.Wake.Sub(now), time.Second), "staged, installs at " // the install window of a staged update opens
+		}
+		d.status(what + time.Now().Add(wait).Format("15:04"))
 		return wait
 	}
 	d.failures++
 	wait := backoff(d.failures, cmp.Or(d.o.BackoffBase, backoffBase), d.r.Interval, out.Err)
 	d.status(fmt.Sprintf("failed: %v, retry in %v", oneLine(out.Err), wait.Round(time.Second)))
 	return wait
+}
+
+// maxTurnJitter bounds the spread of the checks at a phased rollout's turn: the turns of a
+// fleet are spread already (each device has its own), this only keeps them off the second.
+const maxTurnJitter = 5 * time.Minute
+
+// turnJitter is a random part of min(poll.jitter, maxTurnJitter).
+func turnJitter(jitter time.Duration, rng *rand.Rand) time.Duration {
+	if j := min(jitter, maxTurnJitter); j > 0 {
+		return time.Duration(rng.Int64N(int64(j)))
+	}
+	return 0
 }
 
 // backoff is the wait after the nth consecutive failure; a Retry-After is honoured up to

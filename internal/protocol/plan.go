@@ -26,6 +26,8 @@ type Plan struct {
 	Unlisted []string `json:"unlisted,omitempty"`
 	// Refused are releases offered again that this device refused (`ota-agent retry APP`).
 	Refused []string `json:"refused,omitempty"`
+	// Deferred are releases a signed phased rollout keeps from this device for now.
+	Deferred []string `json:"deferred,omitempty"`
 }
 
 // How an app arrives (a plan's dry run names it, a check's result says it).
@@ -50,9 +52,10 @@ func (p PlanItem) Member() string { return p.App + "_" + p.Version }
 
 // Rules are what the device decides whatever the server says.
 type Rules struct {
-	RemoveUnlisted bool                     // no trust keys, or trust.allow_unsigned_removals
-	Refused        map[string]store.Refusal // md5 → why: never installed again
-	Damaged        map[string]string        // app → what was wrong on disk: fetched again even when unchanged
+	RemoveUnlisted bool                      // no trust keys, or trust.allow_unsigned_removals
+	Refused        map[string]store.Refusal  // md5 → why: never installed again
+	Damaged        map[string]string         // app → what was wrong on disk: fetched again even when unchanged
+	Deferred       map[string]store.Deferral // md5 → a phased rollout's turn not come (its MD5 went out in If-None-Match)
 }
 
 // Hold says why a release offered for app must not be installed ("" when it may): refused
@@ -63,6 +66,9 @@ func (r Rules) Hold(app, md5 string, installed map[string]store.App) string {
 	}
 	if _, ok := r.Refused[md5]; ok {
 		return "refused"
+	}
+	if _, ok := r.Deferred[md5]; ok {
+		return "deferred"
 	}
 	if have, ok := installed[app]; ok && have.MD5 == md5 && r.Damaged[app] == "" {
 		return "installed"
@@ -85,9 +91,12 @@ func MakePlan(d *packaging.Details, installed map[string]store.App, rules Rules)
 			p.Download = append(p.Download, PlanItem{App: app, Version: e.LatestVersion, Size: e.Size})
 			continue
 		}
-		if have {
+		switch {
+		case have:
 			p.Keep = append(p.Keep, app)
-		} else {
+		case rules.deferred(app):
+			p.Deferred = append(p.Deferred, app) // left out by its deferred MD5
+		default:
 			p.Skip = append(p.Skip, app)
 		}
 	}
@@ -107,6 +116,16 @@ func MakePlan(d *packaging.Details, installed map[string]store.App, rules Rules)
 	return p, nil
 }
 
+// deferred says whether a release of app waits for its turn in a phased rollout.
+func (r Rules) deferred(app string) bool {
+	for _, d := range r.Deferred {
+		if d.App == app {
+			return true
+		}
+	}
+	return false
+}
+
 // Held files an offered release that must not be installed (why: Hold's answer) and tells
 // whether it did.
 func (p *Plan) Held(app, why string, have bool) bool {
@@ -115,6 +134,8 @@ func (p *Plan) Held(app, why string, have bool) bool {
 		return false
 	case "refused":
 		p.Refused = append(p.Refused, app)
+	case "deferred":
+		p.Deferred = append(p.Deferred, app)
 	}
 	if have {
 		p.Keep = append(p.Keep, app)
@@ -127,6 +148,9 @@ func (p *Plan) NothingNote() string {
 	var why []string
 	if len(p.Refused) > 0 {
 		why = append(why, "offered again what this device refused ("+strings.Join(p.Refused, ", ")+")")
+	}
+	if len(p.Deferred) > 0 {
+		why = append(why, "offered "+strings.Join(p.Deferred, ", ")+" in a phased rollout whose turn for this device has not come")
 	}
 	if len(p.Unlisted) > 0 {
 		why = append(why, "left out "+strings.Join(p.Unlisted, ", ")+", kept: an unsigned Answer removes nothing")
@@ -167,6 +191,9 @@ func (p *Plan) String() string {
 	}
 	for _, r := range p.Refused {
 		fmt.Fprintf(&b, "refused  %s (offered again; refused earlier on this device: ota-agent retry %s)\n", r, r)
+	}
+	for _, d := range p.Deferred {
+		fmt.Fprintf(&b, "defer    %s (a phased rollout: this device's turn has not come)\n", d)
 	}
 	for _, s := range p.Skip {
 		fmt.Fprintf(&b, "skip     %s (unchanged on the server but not installed here: refused earlier)\n", s)

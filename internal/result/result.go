@@ -61,6 +61,8 @@ type Result struct {
 	Unlisted []string `json:"unlisted,omitempty"`
 	// Refused are the releases this device refuses, by MD5 (ota-agent retry APP).
 	Refused map[string]Refusal `json:"refused,omitempty"`
+	// Deferred are the releases phased rollouts keep from this device for now, by app.
+	Deferred []store.Deferral `json:"deferred,omitempty"`
 }
 
 // Failed is the result of a check that failed with err.

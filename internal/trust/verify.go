@@ -38,6 +38,39 @@ func (a *Verifier) Verify(ctx context.Context, db *store.DB, facts map[string]st
 		}
 		return rec, nil
 	}
+	st, err := a.Statement(ctx, db, facts, app, e)
+	if err != nil {
+		return store.App{}, err
+	}
+	if got.MD5 == "" && st.SHA256 != "" && st.MD5 != "" && got.SHA256 == st.SHA256 {
+		// Hashed without MD5 (hashMD5): the signature binds this MD5 to the SHA-256 matched.
+		got.MD5, rec.MD5 = st.MD5, st.MD5
+		if e.MD5 != "" && e.MD5 != got.MD5 {
+			return reject("md5 mismatch: the server claims %s, the signed statement %s", e.MD5, got.MD5)
+		}
+	}
+	if got.MD5 == "" {
+		return store.App{}, ErrNeedMD5
+	}
+	if err := Matches(st.Size, st.SHA256, st.MD5, got); err != "" {
+		return wrongBytes("bytes differ from the signed statement: %s", err)
+	}
+	if have != nil && st.Serial < have.Serial {
+		return reject("rollback refused: serial %d is lower than the installed %s's %d", st.Serial, have.Version, have.Serial)
+	}
+	rec.Serial, rec.Signed = st.Serial, true
+	return rec, nil
+}
+
+// Statement is app's signed statement, verified before a byte of the release is fetched:
+// inline in e or the published .release, signed by a threshold of the key set held (a key
+// rotated in is fetched once), of a version trust.min_statement_version allows and, for v2,
+// for a channel and class this device asked for (facts). What it says about bytes, serials and
+// its ramp is for the caller to hold the release to.
+func (a *Verifier) Statement(ctx context.Context, db *store.DB, facts map[string]string, app string, e packaging.Entry) (packaging.Statement, error) {
+	reject := func(format string, args ...any) (packaging.Statement, error) {
+		return packaging.Statement{}, fmt.Errorf("%w: %s %s: %s", fault.ErrRejected, app, e.LatestVersion, fmt.Sprintf(format, args...))
+	}
 	st, sigs := e.Statement(app), e.Signatures()
 	if len(sigs) == 0 {
 		rf, err := a.FetchRelease(ctx, app, e)
@@ -70,24 +103,7 @@ func (a *Verifier) Verify(ctx context.Context, db *store.DB, facts map[string]st
 			return reject("%v: refused (mix-and-match across channels)", err)
 		}
 	}
-	if got.MD5 == "" && st.SHA256 != "" && st.MD5 != "" && got.SHA256 == st.SHA256 {
-		// Hashed without MD5 (hashMD5): the signature binds this MD5 to the SHA-256 matched.
-		got.MD5, rec.MD5 = st.MD5, st.MD5
-		if e.MD5 != "" && e.MD5 != got.MD5 {
-			return reject("md5 mismatch: the server claims %s, the signed statement %s", e.MD5, got.MD5)
-		}
-	}
-	if got.MD5 == "" {
-		return store.App{}, ErrNeedMD5
-	}
-	if err := Matches(st.Size, st.SHA256, st.MD5, got); err != "" {
-		return wrongBytes("bytes differ from the signed statement: %s", err)
-	}
-	if have != nil && st.Serial < have.Serial {
-		return reject("rollback refused: serial %d is lower than the installed %s's %d", st.Serial, have.Version, have.Serial)
-	}
-	rec.Serial, rec.Signed = st.Serial, true
-	return rec, nil
+	return st, nil
 }
 
 // HashMD5 tells whether received bytes are hashed with MD5 as well as SHA-256. With trust

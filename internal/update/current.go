@@ -53,8 +53,17 @@ func (a *Engine) Current(db *store.DB) (*Current, error) {
 			trying = append(trying, x.MD5) // staged: waiting for its window
 		}
 	}
+	deferred, err := db.Deferred()
+	if err != nil {
+		return nil, err
+	}
+	for m, d := range deferred {
+		if d.Pending(a.Clock.Now()) {
+			trying = append(trying, m) // a phased rollout's turn not come: left out until then
+		}
+	}
 	for _, m := range append(trying, a.Proto.ShadowMD5s(db, c.Facts)...) {
-		refused[m] = store.Refusal{} // on its way in, or shadowed by a pin: not to be sent again
+		refused[m] = store.Refusal{} // on its way in, shadowed by a pin, or deferred: not to be sent again
 	}
 	claimed := maps.Clone(c.Installed)
 	if state != nil {
@@ -75,4 +84,17 @@ func ManifestState(s string, m *installer.Manifest, now time.Time) *store.State 
 func (a *Engine) deviceFacts() (protocol.Facts, error) {
 	f, err := a.Cfg.DeviceFacts()
 	return protocol.Facts(f), err
+}
+
+// NextTurn is the earliest moment a release deferred by a phased rollout may be installed on
+// this device (zero: none waits): the daemon checks then rather than at its next poll.
+func (a *Engine) NextTurn(db *store.DB) time.Time {
+	deferred, _ := db.Deferred()
+	var next time.Time
+	for _, d := range deferred {
+		if d.Pending(a.Clock.Now()) && (next.IsZero() || d.Turn.Before(next)) {
+			next = d.Turn
+		}
+	}
+	return next
 }

@@ -220,6 +220,10 @@ func (j *job) finish(ctx context.Context, from State) (res *result.Result, err e
 	if err := j.run(ctx, from); err != nil {
 		return nil, err
 	}
+	if j.Deferred == nil { // no answer to decide on (a 304): what was deferred before
+		j.Deferred, _ = j.db.Deferred()
+	}
+	j.res.Deferred = j.Deferrals()
 	if j.made.gen == 0 || !j.DirChange || j.res.Result == result.Staged {
 		return j.res, nil // up to date, only the OS image changed, or staged
 	}
