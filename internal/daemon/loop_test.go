@@ -46,11 +46,12 @@ func (s *script) times() []time.Duration {
 }
 
 // The schedule in fake time: a check at start, the next after poll.interval, a failure
-// backed off (not a poll.interval), a staged generation's window woken for, and systemd
-// told each step.
+// backed off (not a poll.interval), a staged generation's window woken for, a phased
+// rollout's turn checked at (not at the next poll), and systemd told each step.
 func TestLoopSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &script{start: time.Now(), outcomes: []Outcome{{}, {Err: errors.New("network down")}, {Wake: time.Now().Add(90 * time.Minute)}}}
+		s := &script{start: time.Now(), outcomes: []Outcome{{}, {Err: errors.New("network down")}, {Wake: time.Now().Add(90 * time.Minute)},
+			{Turn: time.Now().Add(110 * time.Minute)}}}
 		var mu sync.Mutex
 		var notes []string
 		ctx, cancel := context.WithCancel(t.Context())
@@ -72,8 +73,11 @@ func TestLoopSchedule(t *testing.T) {
 		if at[3] != 90*time.Minute {
 			t.Fatalf("the staged window was not woken for: checks at %v", at)
 		}
+		if len(at) < 5 || at[4] != 110*time.Minute {
+			t.Fatalf("the rollout's turn was not checked at: checks at %v", at)
+		}
 		all := strings.Join(notes, "\n")
-		for _, want := range []string{"READY=1", "STATUS=idle, next check", "STATUS=failed: network down, retry in", "STATUS=staged, installs at", "STOPPING=1"} {
+		for _, want := range []string{"READY=1", "STATUS=idle, next check", "STATUS=failed: network down, retry in", "STATUS=staged, installs at", "STATUS=deferred by a phased rollout, next check", "STOPPING=1"} {
 			if !strings.Contains(all, want) {
 				t.Errorf("systemd was not told %q:\n%s", want, all)
 			}
