@@ -28,7 +28,7 @@ func (a *Agent) writeMetrics(db *store.DB) error {
 		trying := o.Try != ""
 		s.OSTrying = &trying
 	}
-	if t := a.trustReport(db); t != nil {
+	if t := a.Trust.Report(db, a.Clock.Now()); t != nil {
 		s.KeySet = &t.KeySetVersion
 		if a.Cfg.Trust.MaxStaleness > 0 {
 			s.Stale = &t.Stale

@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/ota-agent/ota-agent/internal/trust"
 	"github.com/ota-agent/ota-agent/internal/update"
 	"github.com/ota-agent/ota-agent/store"
 )
@@ -36,16 +37,7 @@ type Report struct {
 }
 
 // TrustReport is the key set held and the newest timestamp.
-type TrustReport struct {
-	KeySetVersion int64      `json:"key_set_version"` // 0: trust.keys as configured
-	Keys          []string   `json:"keys"`            // key ids
-	Threshold     int        `json:"threshold"`
-	Issued        *time.Time `json:"timestamp_issued,omitempty"`
-	Expires       *time.Time `json:"timestamp_expires,omitempty"`
-	Stale         bool       `json:"stale"`
-	StaleSince    *time.Time `json:"stale_since,omitempty"` // the last time an unexpired timestamp was held
-	Error         string     `json:"error,omitempty"`       // why the last timestamp was not fresh
-}
+type TrustReport = trust.Report
 
 // SlotRef names a generation in a slot.
 type SlotRef struct {
@@ -128,29 +120,6 @@ func (a *Agent) Report(db *store.DB) (*Report, error) {
 	if rec, err := db.Journal(); err == nil && rec != nil {
 		rep.InProgress, rep.Trials = rec.Step, rec.Trials
 	}
-	rep.Trust = a.trustReport(db)
+	rep.Trust = a.Trust.Report(db, a.Clock.Now())
 	return rep, nil
-}
-
-// trustReport: nil when no keys are configured.
-func (a *Agent) trustReport(db *store.DB) *TrustReport {
-	if len(a.Keys) == 0 {
-		return nil
-	}
-	set := a.Trust.KeySet(db)
-	r := &TrustReport{KeySetVersion: set.Version, Keys: set.IDs(), Threshold: set.Threshold}
-	t, _ := db.Trust()
-	if t == nil {
-		return r
-	}
-	if !t.Issued.IsZero() {
-		r.Issued, r.Expires = &t.Issued, &t.Expires
-	}
-	var since time.Time
-	r.Stale, since = a.Trust.Stale(t, a.Clock.Now())
-	if r.Stale {
-		r.StaleSince = &since
-	}
-	r.Error = t.StampError
-	return r
 }
