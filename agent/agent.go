@@ -18,6 +18,7 @@ import (
 	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/health"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/internal/report"
 	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/internal/transport"
 	"github.com/ota-agent/ota-agent/internal/trust"
@@ -89,8 +90,9 @@ type RetryError = protocol.RetryError
 // commands around it.
 type Agent struct {
 	*update.Engine
-	tidy  bool             // the state directory was opened for writing (and tidied)
-	quiet *checklog.Repeat // the daemon's next poll, while nothing changes (quietpoll.go)
+	tidy    bool             // the state directory was opened for writing (and tidied)
+	Reports *report.Reporter // report.url's outbox and poster (nil: none)
+	quiet   *checklog.Repeat // the daemon's next poll, while nothing changes (quietpoll.go)
 }
 
 // Option changes how New builds an agent (tests only).
@@ -126,15 +128,9 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		}
 		a.Keys = append(a.Keys, pub)
 	}
-	path := func(p string) string {
-		if p == "" {
-			return ""
-		}
-		return cfg.Path(p)
-	}
 	c, err := transport.NewHTTPClient(transport.ClientOptions{
-		CAFile: path(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
-		ClientCert: path(cfg.Server.ClientCert), ClientKey: path(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
+		CAFile: cfg.Named(cfg.Server.CAFile), Pins: cfg.Server.PinSHA256,
+		ClientCert: cfg.Named(cfg.Server.ClientCert), ClientKey: cfg.Named(cfg.Server.ClientKey), Proxy: cfg.Server.Proxy,
 		HeaderTimeout: cfg.Server.Timeout, StallTimeout: cfg.Server.StallTimeout, Now: a.Clock.Now, Learn: a.Clock.Raise, RedirectHosts: cfg.Hosts(),
 		Limit: limiter(cfg, a.Clock.Now), MinRate: int64(cfg.Server.MinRate),
 		UserAgent: "ota-agent/" + Version, LoopbackHTTP: o.loopbackHTTP,
@@ -143,6 +139,9 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	a.HTTP = c
+	if a.Reports, err = report.New(cfg, log, a.Clock.Now, "ota-agent/"+Version, o.loopbackHTTP); err != nil {
+		return nil, err
+	}
 	a.Proto = &protocol.Client{Cfg: cfg, HTTP: c, Log: log, LoopbackHTTP: o.loopbackHTTP}
 	a.Trust = &trust.Verifier{Keys: a.Keys, Cfg: cfg, HTTP: c, Log: log, Clock: a.Clock, FirmwareURL: a.Proto.FirmwareURL}
 	a.testHooks()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ota-agent/ota-agent/internal/checklog"
 	"github.com/ota-agent/ota-agent/internal/delivery"
+	"github.com/ota-agent/ota-agent/internal/fault"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/result"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -83,12 +84,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 		err = fmt.Errorf("%w by a signal (%v); what was received is kept and the next check goes on from there", ErrInterrupted, context.Cause(ctx))
 	}
 	if err != nil {
-		received := int64(0)
-		if res != nil {
-			received = res.Bytes // what arrived before the failure still counts
-		}
-		res = result.Failed(err)
-		res.Bytes = received
+		res = result.FailedAfter(err, res) // what arrived before the failure still counts
 		if s, _ := db.State(); s != nil {
 			res.Slot = s.Slot // the slot the device is on after the failure
 		}
@@ -103,6 +99,7 @@ func (a *Agent) CheckWith(ctx context.Context, db *store.DB, opt CheckOptions) (
 	}
 	if !opt.DryRun {
 		err = a.recordCheck(db, res, err, time.Since(start))
+		a.report(ctx, db)
 	}
 	level := slog.LevelInfo
 	switch {
@@ -189,7 +186,8 @@ func (a *Agent) checkLog(db *store.DB) checklog.Log {
 // recordCheck keeps the check's record, the time floor, the counters and the metrics; it
 // returns err, or the first error of keeping them.
 func (a *Agent) recordCheck(db *store.DB, res *Result, err error, took time.Duration) error {
-	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: took, Bytes: res.Bytes, Removed: res.Removed, Unlisted: res.Unlisted}
+	rec := store.CheckRecord{Time: a.now(db), Result: res.Result, Duration: took, Bytes: res.Bytes, Removed: res.Removed, Unlisted: res.Unlisted,
+		Class: fault.Class(err), Offered: res.Offered}
 	var saved int64
 	for app, x := range res.Apps {
 		if x.Path != "" {

@@ -32,7 +32,7 @@ func main() {
 	out := flag.String("out", "bench/results.md", "where to write the table")
 	peers := flag.Bool("peers", false, "ota-agent beside Mender, SWUpdate and RAUC (make bench-peers; writes bench/peers.md)")
 	peerOnly := flag.String("peer-jobs", "", "with -peers: comma-separated jobs to run (apps,resume,footprint,poll,os)")
-	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,delta)")
+	only := flag.String("only", "", "comma-separated sections to run (install,nochange,memory,resume,hash,size,wire,netcap,fleet,rollout,delta)")
 	floor := flag.String("poll-floor", "", "poll this URL every second, as a bare Go program would (the poll job's floor; runs until killed)")
 	flag.Parse()
 	if *floor != "" {
@@ -60,7 +60,7 @@ func main() {
 		fn   func()
 	}{
 		{"install", b.install}, {"nochange", b.noChange}, {"memory", b.memory}, {"resume", b.resume},
-		{"hash", b.hashing}, {"size", b.sizes}, {"wire", b.wire}, {"netcap", b.netcap}, {"fleet", b.fleet}, {"delta", b.deltas},
+		{"hash", b.hashing}, {"size", b.sizes}, {"wire", b.wire}, {"netcap", b.netcap}, {"fleet", b.fleet}, {"rollout", b.rollout}, {"delta", b.deltas},
 	}
 	for _, s := range sections {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {

@@ -9,7 +9,9 @@ import (
 
 // Phase is what the statement's phased rollout says to the device with point p at now
 // (package ramp: the statement signs the ramp and the halt, so no mirror can change them).
-func (c Class) Phase(p int64, now time.Time) (ramp.Phase, error) { return ramp.Decide(c.Ramp, c.Halted, p, now) }
+func (c Class) Phase(p int64, now time.Time) (ramp.Phase, error) {
+	return ramp.Decide(c.Ramp, c.Halted, p, now)
+}
 
 // validRollout checks a statement's ramp fields: only in v2 statements, well-formed.
 func (c Class) validRollout() error {

@@ -10,6 +10,7 @@ var (
 	bucketDownloads = []byte("downloads") // "<app>_<version>" → Progress
 	bucketModes     = []byte("modes")     // server URL → payload mode learnt ("metadata" after a 405)
 	bucketChunks    = []byte("chunks")    // sha256 of a file the device holds → its chunk list (JSON)
+	bucketOutbox    = []byte("outbox")    // 8-byte big-endian sequence → a device report's event (JSON)
 
 	keySchema    = []byte("schema")      // schemaVersion
 	keyState     = []byte("state")       // State: the active generation
@@ -25,6 +26,7 @@ var (
 	keyShadowed  = []byte("shadowed")    // md5 → Shadow: rows of pinned apps from other channels
 	keyReceipts  = []byte("receipts")    // md5 → SHA-256s of bytes received for that release that failed verification
 	keyDeferred  = []byte("deferred")    // md5 → Deferral: releases a phased rollout keeps out for now
+	keyOutbox    = []byte("outbox")      // OutboxMeta: the device reports' sequence, drops, backoff
 )
 
 const schemaVersion = "2"

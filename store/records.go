@@ -58,6 +58,8 @@ type State struct {
 	// Damaged apps failed a re-verification of the slot: their MD5s are no longer claimed,
 	// so the next check fetches them again (app → what was wrong).
 	Damaged map[string]string `json:"damaged,omitempty"`
+	// Reason is why a rollback made this generation active again.
+	Reason string `json:"reason,omitempty"`
 }
 
 // VerifyRecord is the outcome of the daemon's last re-verification of the active slot.
@@ -89,6 +91,9 @@ type CheckRecord struct {
 	// were kept (an unsigned answer removes nothing while trust keys are set).
 	Removed  []string `json:"removed,omitempty"`
 	Unlisted []string `json:"unlisted,omitempty"`
+	// Class is a failure's kind (fault.Class), Offered what it was installing (app → version).
+	Class   string            `json:"class,omitempty"`
+	Offered map[string]string `json:"offered,omitempty"`
 }
 
 // Delivery is how an app arrived and what it cost.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/testserver/cloudfront"
+	"github.com/ota-agent/ota-agent/testserver/reports"
 )
 
 // Origin kinds of the reference deployment.
@@ -44,6 +45,7 @@ type Server struct {
 	stats    statsBox
 	faults   faultBox
 	verifier *cloudfront.Verifier
+	reports  *reports.Receiver // device reports: POST and GET /reports
 	clockMu  sync.Mutex
 	clock    func() time.Time
 	ownSpool bool
@@ -68,7 +70,7 @@ func New(cat *Catalog, opts Options) (*Server, error) {
 	if opts.Origin != OriginAppRunner && opts.Origin != OriginLambda {
 		return nil, fmt.Errorf("origin %q: want %s or %s", opts.Origin, OriginAppRunner, OriginLambda)
 	}
-	s := &Server{opts: opts, cat: cat, clock: time.Now}
+	s := &Server{opts: opts, cat: cat, clock: time.Now, reports: reports.New()}
 	s.faults.rng = rand.New(rand.NewPCG(1, 2))
 	if opts.SpoolDir == "" {
 		d, err := os.MkdirTemp("", "ota-testserver-edge-")
@@ -182,13 +184,25 @@ func (s *Server) downloadURL(u string) string {
 	return u
 }
 
-// Handler routes like a distribution with several cache behaviours: /_stats, /firmware/*,
-// and everything else to the edge (or straight to the origin with NoEdge).
+// ReportsPath is where devices post reports (report.url) and the fleet view reads them.
+const ReportsPath = "/reports"
+
+// Reports is the receiver of device reports.
+func (s *Server) Reports() *reports.Receiver { return s.reports }
+
+// Handler routes like a distribution with several cache behaviours: /_stats, /reports (to
+// the receiver, every method), /firmware/*, and everything else to the edge (or straight to
+// the origin with NoEdge).
 func (s *Server) Handler() http.Handler {
 	faulty := s.withFaults(s.route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/_stats" {
 			s.serveStats(w)
+			return
+		}
+		if r.URL.Path == ReportsPath { // a behaviour that forwards every method to its origin, never cached
+			s.stats.add(func(st *Stats) { st.RequestsByPath[ReportsPath]++ })
+			s.reports.ServeHTTP(w, r)
 			return
 		}
 		cw := &countingWriter{ResponseWriter: w}

@@ -35,6 +35,8 @@ var commands = map[string]command{
 	"index": {"index NEW", "writes NEW.chunks: the content-defined chunks of the regular file NEW (16-256 KiB, with their SHA-256), so devices fetch only the chunks they lack (images)", indexFlags},
 	"rollout": {"rollout halt|resume APP VERSION CHANNEL --key KEY.pem [--key ...] --catalog DIR [--at TIME]",
 		"halts or resumes the phased rollout of one release (sign --ramp) and signs its statement again with the same serial: after a halt, devices that do not have the release stay out; devices on it keep it; a resume moves the ramp's start by the time it was halted, so it goes on from the share it had reached", rolloutFlags},
+	"fleet": {"fleet --url URL [--json]",
+		"prints what the devices reported (report.url; docs/fleet.md), per release: devices offered it, deferred by a phased rollout, running it, failed installing it (by error class), rolled back from it, refusing it, and when one was last heard of", fleetFlags},
 	"timestamp": {"timestamp --key KEY.pem [--key ...] [--expires 7d] (--catalog DIR | --out FILE)",
 		"writes ota-timestamp.release: a signed issue time and expiry (devices detect a frozen mirror)", timestampFlags},
 	"keys rotate": {"keys rotate --sign-with KEY.pem [...] [--add NEW.pub.pem ...] [--remove OLD.pub.pem ...] [--threshold N] [--current A.pub.pem ...] (--catalog DIR | --out FILE)",
@@ -46,7 +48,7 @@ var commands = map[string]command{
 }
 
 // order is how usage lists the commands.
-var order = []string{"keygen", "sign", "rollout", "delta", "index", "timestamp", "keys rotate", "bundle", "publish"}
+var order = []string{"keygen", "sign", "rollout", "fleet", "delta", "index", "timestamp", "keys rotate", "bundle", "publish"}
 
 func usage() string {
 	var b strings.Builder

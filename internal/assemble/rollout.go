@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/packaging"
@@ -175,4 +177,43 @@ func (a *Assembly) admitted(ctx context.Context, item protocol.PlanItem) (bool, 
 	a.Deferred[md5] = d
 	a.Log.Warn("deferred by a phased rollout after its bytes arrived (the server did not leave it out)", "app", item.App, "version", item.Version)
 	return false, a.DB.SetDeferred(a.Deferred)
+}
+
+// AskFirst asks for the metadata before a full payload (trust keys: the payload's statements
+// come after its bytes), so a phased rollout defers a release before a tarball carries it
+// (Probe): INM then names the deferred MD5s for the payload request, and ask says whether
+// that request is needed at all (a 304, or everything offered deferred: note says which).
+// It costs one metadata request more on a check that finds something (protocol.md 3.10).
+func (a *Assembly) AskFirst(ctx context.Context) (ask bool, note string, err error) {
+	ans, _, err := a.Proto.FetchAnswer(ctx, a.DB, a.Facts, a.INM, protocol.ModeMetadata, false)
+	if err != nil {
+		return false, "", err
+	}
+	defer ans.Resp.Body.Close()
+	if ans.Status == http.StatusNotModified {
+		return false, "", nil
+	}
+	more, ask, err := a.Probe(ctx, ans.Resp.Body)
+	if err != nil || !ask {
+		return false, "every release offered waits for this device's turn in a phased rollout: nothing fetched", err
+	}
+	if len(more) > 0 && a.INM != "" {
+		more = append(more, strings.Split(a.INM, ",")...)
+	}
+	if len(more) > 0 {
+		a.INM = packaging.SortedMD5s(more)
+	}
+	return true, "", nil
+}
+
+// Offered are the releases the plan was installing (app → version; nil: none).
+func (a *Assembly) Offered() map[string]string {
+	if a.Plan == nil || len(a.Plan.Download) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, item := range a.Plan.Download {
+		out[item.App] = item.Version
+	}
+	return out
 }

@@ -45,6 +45,7 @@ func (a *Assembly) Verify(ctx context.Context) error {
 			if a.Mode == protocol.ModeMetadata {
 				a.fetcher().Drop(item.Member()) // never resume from bytes that failed verification
 			}
+			a.Plan.Download = items // what the failed run was installing
 			return a.budget(item, cmp.Or(e.MD5, a.Got[item.Member()].MD5), a.Got[item.Member()].SHA256, err)
 		}
 		why := rules.Hold(item.App, rec.MD5, a.Installed)

@@ -103,6 +103,15 @@ type Config struct {
 		Enabled   bool     `key:"enabled" default:"true"`    // ask the firmware CDN for a patch from the installed file first
 		MaxSource ByteRate `key:"max_source" default:"4MiB"` // larger installed files take a block patch (bounded memory); a whole-file patch holds the old file and its window in memory
 	} `key:"delta"`
+	Report struct {
+		URL        string   `key:"url"`        // device reports are posted here (https; "" = none)
+		TokenFile  string   `key:"token_file"` // a bearer token for it, in a root-owned file
+		CAFile     string   `key:"ca_file"`
+		PinSHA256  []string `key:"pin_sha256"`
+		ClientCert string   `key:"client_cert"`
+		ClientKey  string   `key:"client_key"`
+		MaxEvents  int      `key:"max_events" default:"1000"` // the outbox's bound: the oldest events beyond it are dropped and counted
+	} `key:"report"`
 	Apps   map[string]AppConfig `key:"apps"` // apps.<name>.units: systemd units restarted when <name> changes
 	Health struct {
 		Units      []string      `key:"units"`                     // systemd units that must stay active through a trial
@@ -145,6 +154,9 @@ func (c *Config) validate(bad func(string, error) error) error {
 		if err := checkURL(c.Server.URL); err != nil {
 			return bad("server::url", err)
 		}
+	}
+	if err := c.checkReport(); err != nil {
+		return bad("report::url", err)
 	}
 	for bucket, base := range c.Server.Firmware {
 		if err := checkURL(base); err != nil {
@@ -221,6 +233,22 @@ func checkURL(raw string) error {
 	return nil
 }
 
+// checkReport: report.url is https (http only to a loopback host, for rehearsals), and the
+// outbox holds at least a few events.
+func (c *Config) checkReport() error {
+	if c.Report.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(c.Report.URL)
+	if err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && (u.Hostname() == "localhost" || strings.HasPrefix(u.Hostname(), "127.") || u.Hostname() == "::1")) {
+		return fmt.Errorf("%q: want an https URL (reports name the device and what it runs)", c.Report.URL)
+	}
+	if c.Report.MaxEvents < 10 {
+		return fmt.Errorf("report.max_events is %d: want at least 10", c.Report.MaxEvents)
+	}
+	return nil
+}
+
 // InRoot maps a path of the target system into the sysroot: it never leaves root.
 func InRoot(root, p string) string {
 	if root == "" {
@@ -231,6 +259,14 @@ func InRoot(root, p string) string {
 
 // Path maps a configured path into the sysroot.
 func (c *Config) Path(p string) string { return InRoot(c.Root, p) }
+
+// Named is a configured file under the sysroot; "" (none configured) stays "".
+func (c *Config) Named(p string) string {
+	if p == "" {
+		return ""
+	}
+	return c.Path(p)
+}
 
 // hosts are the endpoint's and the firmware CDNs' host:port, where redirects may lead.
 func (c *Config) Hosts() []string {

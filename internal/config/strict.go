@@ -26,7 +26,8 @@ func StrictModes(cfg *Config) error {
 	for _, k := range cfg.Trust.Keys {
 		files = append(files, named{"trust.keys", cfg.Path(k)})
 	}
-	for key, p := range map[string]string{"server.ca_file": cfg.Server.CAFile, "server.client_cert": cfg.Server.ClientCert, "server.client_key": cfg.Server.ClientKey} {
+	for key, p := range map[string]string{"server.ca_file": cfg.Server.CAFile, "server.client_cert": cfg.Server.ClientCert, "server.client_key": cfg.Server.ClientKey,
+		"report.ca_file": cfg.Report.CAFile, "report.client_cert": cfg.Report.ClientCert, "report.client_key": cfg.Report.ClientKey, "report.token_file": cfg.Report.TokenFile} {
 		if p != "" {
 			files = append(files, named{key, cfg.Path(p)})
 		}

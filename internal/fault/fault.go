@@ -12,3 +12,19 @@ var (
 	// ErrRejected: what the server sent failed verification and was not installed (exit 4).
 	ErrRejected = errors.New("update rejected")
 )
+
+// Class names err's class for reports: config, unavailable, rejected, or failed (anything
+// else); "" for nil.
+func Class(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrConfig):
+		return "config"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, ErrRejected):
+		return "rejected"
+	}
+	return "failed"
+}

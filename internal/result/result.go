@@ -63,11 +63,23 @@ type Result struct {
 	Refused map[string]Refusal `json:"refused,omitempty"`
 	// Deferred are the releases phased rollouts keep from this device for now, by app.
 	Deferred []store.Deferral `json:"deferred,omitempty"`
+	// Offered are the releases a failed check was installing (app → version).
+	Offered map[string]string `json:"offered,omitempty"`
 }
 
 // Failed is the result of a check that failed with err.
 func Failed(err error) *Result {
 	return &Result{Result: FailedResult, Error: err.Error(), Apps: map[string]AppResult{}}
+}
+
+// FailedAfter is the result of a check that failed with err after prev (nil: none) had got
+// that far: what it received and what it was installing still count.
+func FailedAfter(err error, prev *Result) *Result {
+	res := Failed(err)
+	if prev != nil {
+		res.Bytes, res.Offered = prev.Bytes, prev.Offered
+	}
+	return res
 }
 
 // UpToDate is the result of a check that changed nothing, on state.

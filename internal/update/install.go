@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"strings"
 
 	"github.com/ota-agent/ota-agent/installer"
 	"github.com/ota-agent/ota-agent/internal/protocol"
 	"github.com/ota-agent/ota-agent/internal/result"
-	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -20,8 +18,10 @@ import (
 // ask: the canonical request; a 304 ends the run.
 func (j *job) ask(ctx context.Context) (State, error) {
 	j.a.Status("checking " + j.a.Cfg.Server.URL)
-	if j.Keyed && j.Mode == protocol.ModeFull {
-		if ask, err := j.probe(ctx); err != nil || !ask {
+	if j.Keyed && j.Mode == protocol.ModeFull { // phased rollouts decide before the payload
+		if ask, note, err := j.AskFirst(ctx); err != nil || !ask {
+			j.res = result.UpToDate(j.State)
+			j.res.Note = note
 			return Idle, err
 		}
 	}
@@ -42,36 +42,6 @@ func (j *job) ask(ctx context.Context) (State, error) {
 	}
 	j.resp = ans.Resp
 	return Receive, nil
-}
-
-// probe asks for the metadata before a full payload (trust keys: the payload's statements
-// come after its bytes), so a phased rollout defers a release before the tarball carries it
-// (assemble.Probe): the payload request then names the deferred MD5s in If-None-Match, and is
-// not sent when everything offered is deferred. A 304 ends the check, as the payload's would.
-// It costs one metadata request more on a check that finds something (protocol.md 3.10).
-func (j *job) probe(ctx context.Context) (bool, error) {
-	ans, _, err := j.a.Proto.FetchAnswer(ctx, j.db, j.c.Facts, j.INM, protocol.ModeMetadata, false)
-	if err != nil {
-		return false, err
-	}
-	defer ans.Resp.Body.Close()
-	if ans.Status == http.StatusNotModified {
-		j.res = result.UpToDate(j.State)
-		return false, nil
-	}
-	more, ask, err := j.Probe(ctx, ans.Resp.Body)
-	if err != nil || ask {
-		if len(more) > 0 && j.INM != "" {
-			more = append(more, strings.Split(j.INM, ",")...)
-		}
-		if len(more) > 0 {
-			j.INM = packaging.SortedMD5s(more)
-		}
-		return ask, err
-	}
-	j.res = result.UpToDate(j.State)
-	j.res.Note = "every release offered waits for this device's turn in a phased rollout: nothing fetched"
-	return false, nil
 }
 
 // receive takes the answer into a fresh staging directory: the payload, or the downloads.

@@ -214,7 +214,7 @@ func (j *job) finish(ctx context.Context, from State) (res *result.Result, err e
 		}
 		if err != nil && res == nil {
 			res = result.Failed(err)
-			res.Bytes = j.Bytes
+			res.Bytes, res.Offered = j.Bytes, j.Offered()
 		}
 	}()
 	if err := j.run(ctx, from); err != nil {

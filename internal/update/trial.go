@@ -107,7 +107,7 @@ func (j *job) rollBack(context.Context) (State, error) {
 func (j *job) recordRollback(abandoned *store.State) (State, error) {
 	back := *j.rec.Next
 	back.Rollback = false
-	s := &store.State{Generation: back, Status: store.StatusCommitted, Since: j.a.now(j.db)}
+	s := &store.State{Generation: back, Status: store.StatusCommitted, Since: j.a.now(j.db), Reason: j.rec.Reason}
 	if abandoned != nil {
 		s.Previous = &store.Reference{N: abandoned.N, Slot: abandoned.Slot}
 	}

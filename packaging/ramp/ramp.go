@@ -44,7 +44,7 @@ func Parse(s string) (Ramp, error) {
 	r := Ramp{}
 	var err error
 	if r.Start, err = strconv.ParseInt(start, 10, 64); !ok || err != nil || r.Start <= 0 {
-		return r, fmt.Errorf("ramp %q: want <start unix time>:<percent>@<seconds>,...", s)
+		return r, fmt.Errorf("ramp %q: want <start unix time>:<percent>@<seconds>[,<percent>@<seconds>]", s)
 	}
 	for _, step := range strings.Split(steps, ",") {
 		pct, at, ok := strings.Cut(step, "@")
