@@ -25,6 +25,8 @@ device:
   os: prod
   attributes: {gw: prod}
 state_dir: /var/lib/ota-agent
+report:
+  url: http://10.0.2.100:8080/reports
 trust:
   keys: [/etc/ota-agent/keys/release.pub.pem]
 hooks:

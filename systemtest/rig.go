@@ -31,6 +31,7 @@ type rig struct {
 	name       string // arm64 | armhf | grub: the board, in every line
 	cpu        string // cpuArch the agent reports: armv8 | armv7
 	srv        *testserver.Server
+	base       string // the testserver as the host reaches it (http://127.0.0.1:port)
 	priv       []byte
 	ctl        *ctl
 	vm         *vm
@@ -115,6 +116,9 @@ func (r *rig) startServers() []string {
 			r.t.Fatal(err)
 		}
 		go http.Serve(l, s.h)
+		if s.guest == "10.0.2.100:8080" {
+			r.base = "http://" + l.Addr().String()
+		}
 		r.t.Cleanup(func() { l.Close() })
 		rules = append(rules, fmt.Sprintf("tcp:%s-cmd:env %s=%s %s", s.guest, relayEnv, l.Addr(), self))
 	}
@@ -244,6 +248,11 @@ type status struct {
 		Version string `json:"version"`
 		Reason  string `json:"reason"`
 	} `json:"refused"`
+	Deferred map[string]struct {
+		App     string    `json:"app"`
+		Version string    `json:"version"`
+		Turn    time.Time `json:"turn"`
+	} `json:"deferred"`
 	OS *struct {
 		Booted    string            `json:"booted"`
 		Try       string            `json:"try"`

@@ -155,6 +155,7 @@ func TestSystemGRUB(t *testing.T) {
 	apps := max(cutsWanted("POWER_CUTS", 3)-1, 1)
 	r.runScenarios([]scenario{
 		{"first boot: apps install, READY and STATUS=, next check 304", firstBoot},
+		{"phased rollout: deferred by its signed ramp, installed by the daemon at its turn, both in the fleet view", phasedRollout},
 		{fmt.Sprintf("power cuts during app installs (full and metadata), %d", apps), func(r *rig) error { return powerCuts(r, apps, []string{"full", "metadata"}) }},
 		{"OS update: written, grubenv set, rebooted by the agent, trial, marked good", osUpdate},
 		{"grubenv left empty by a cut mid-write: GRUB boots the committed slot from grubenv-redund", grubenvCut},
