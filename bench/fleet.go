@@ -70,14 +70,7 @@ const (
 
 func (b *bench) simulate(n int, interval time.Duration, client int) (testserver.Stats, int64) {
 	canonical := client != clientNaive
-	dir := filepath.Join(b.dir, "fleet")
-	os.RemoveAll(dir)
-	_, err := testserver.WriteSample(dir, 1024, 3, nil)
-	must(err)
-	cat, err := testserver.LoadCatalog(dir)
-	must(err)
-	srv, err := testserver.New(cat, testserver.Options{SpoolDir: filepath.Join(b.dir, "fleet-spool")})
-	must(err)
+	dir, cat, srv := b.sampleServer("fleet")
 	defer srv.Close()
 	clk := &simClock{t: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}
 	srv.SetClock(clk.now)
@@ -224,4 +217,17 @@ func (d *device) key() string {
 		md5s = append(md5s, m)
 	}
 	return d.facts.Query("fullpayload") + "\x00" + packaging.SortedMD5s(md5s)
+}
+
+// sampleServer is the sample catalog (1 KiB binaries) in b.dir/name behind a test server.
+func (b *bench) sampleServer(name string) (string, *testserver.Catalog, *testserver.Server) {
+	dir := filepath.Join(b.dir, name)
+	os.RemoveAll(dir)
+	_, err := testserver.WriteSample(dir, 1024, 3, nil)
+	must(err)
+	cat, err := testserver.LoadCatalog(dir)
+	must(err)
+	srv, err := testserver.New(cat, testserver.Options{SpoolDir: filepath.Join(b.dir, name+"-spool")})
+	must(err)
+	return dir, cat, srv
 }

@@ -64,7 +64,9 @@ func (b *bench) rollout() {
 	ramped := b.simulateRamp(n, true, false)
 	halted := b.simulateRamp(n, true, true)
 	plain := b.simulateRamp(n, false, false)
-	hit := func(s testserver.Stats) float64 { return 100 * float64(s.EdgeHits) / float64(max(s.EdgeHits+s.EdgeMisses, 1)) }
+	hit := func(s testserver.Stats) float64 {
+		return 100 * float64(s.EdgeHits) / float64(max(s.EdgeHits+s.EdgeMisses, 1))
+	}
 	b.add(row{fmt.Sprintf("rollout: %d devices, 6 h polls (aligned, jitter), a 48 h ramp starting one poll interval after publishing: installed share against the ramp, every hour", n),
 		fmt.Sprintf("within %.2f pp (worst at hour %d of the ramp); %.1f%% installed at the end", ramped.maxDev, ramped.worstHour, ramped.installed),
 		"the ramp's own level", "", "±2 pp", verdict(ramped.maxDev <= 2)})
@@ -82,14 +84,7 @@ func (b *bench) rollout() {
 // simulateRamp runs the fleet from 6 h before the ramp starts to 12 h after it ends.
 func (b *bench) simulateRamp(n int, ramped, halt bool) rampRun {
 	const interval = 6 * time.Hour
-	dir := filepath.Join(b.dir, "rollout")
-	os.RemoveAll(dir)
-	_, err := testserver.WriteSample(dir, 1024, 3, nil)
-	must(err)
-	cat, err := testserver.LoadCatalog(dir)
-	must(err)
-	srv, err := testserver.New(cat, testserver.Options{SpoolDir: filepath.Join(b.dir, "rollout-spool")})
-	must(err)
+	dir, cat, srv := b.sampleServer("rollout")
 	defer srv.Close()
 	publish := time.Date(2027, 1, 4, 2, 0, 0, 0, time.UTC)
 	clk := &simClock{t: publish.Add(-interval)}

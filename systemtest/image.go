@@ -25,6 +25,8 @@ device:
   os: prod
   attributes: {gw: prod}
 state_dir: /var/lib/ota-agent
+poll:
+  jitter: 20s
 report:
   url: http://10.0.2.100:8080/reports
 trust:

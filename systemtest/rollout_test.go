@@ -16,7 +16,7 @@ import (
 )
 
 // phasedRollout: a release of one app goes out with a signed ramp that reaches this board's
-// point (from its /etc/machine-id) about 90 s later. Checked now, the board defers it
+// point (from its /etc/machine-id) a minute later (poll.jitter 20s: the daemon checks within 20 s of it). Checked now, the board defers it
 // without fetching a byte of it; the daemon then checks by itself at its turn and installs
 // it; both outcomes reach the receiver of device reports, and the fleet view counts them.
 func phasedRollout(r *rig) error {
@@ -36,7 +36,7 @@ func phasedRollout(r *rig) error {
 		return err
 	}
 	offset := time.Duration((ramp.Point(id, app, version)+1)*span/ramp.Full+1) * time.Second
-	turn := time.Now().Add(90 * time.Second).Truncate(time.Second)
+	turn := time.Now().Add(60 * time.Second).Truncate(time.Second)
 	form := fmt.Sprintf("%d:100@%d", turn.Add(-offset).Unix(), span)
 	if rp, _ := ramp.Parse(form); true {
 		turn = rp.Turn(ramp.Point(id, app, version))
@@ -67,12 +67,14 @@ func phasedRollout(r *rig) error {
 		return fmt.Errorf("%d requests for the deferred release's binary", n)
 	}
 	r.logf("  deferred %s %s until its turn %s (in %v); no byte of it fetched", app, version, turn.UTC().Format(time.TimeOnly), time.Until(turn).Round(time.Second))
-	st, err = r.settle("rollout-turn", time.Until(turn)+10*time.Minute, func(s *status) bool { return s.Apps[app].Version == version })
+	st, err = r.settle("rollout-turn", time.Until(turn)+10*time.Minute, func(s *status) bool {
+		return s.Apps[app].Version == version && s.LastCheck != nil && s.LastCheck.Result == "updated" // recorded after its trial
+	})
 	if err != nil {
 		return fmt.Errorf("not installed at its turn: %w", err)
 	}
-	if st.LastCheck == nil || st.LastCheck.Time.Before(turn) {
-		return fmt.Errorf("installed by a check at %v, before its turn %v", st.LastCheck, turn)
+	if st.LastCheck.Time.Before(turn) {
+		return fmt.Errorf("installed by a check at %v, before its turn %v", st.LastCheck.Time, turn)
 	}
 	r.logf("  installed at %s by the daemon's own check at its turn (%s after it)", st.LastCheck.Time.UTC().Format(time.TimeOnly), st.LastCheck.Time.Sub(turn).Round(time.Second))
 	return r.fleetSees(app, version)

@@ -76,11 +76,7 @@ func rolloutFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 		if err != nil {
 			return usageErr("rollout", "--at %q: %v", *at, err)
 		}
-		pems, err := readFiles(*key)
-		if err != nil {
-			return err
-		}
-		c, err := catalog.Load(*dir)
+		pems, c, err := signing(*key, *dir)
 		if err != nil {
 			return err
 		}
@@ -92,4 +88,14 @@ func rolloutFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 		fmt.Fprintf(stdout, "signed again: %s.release; publish the catalog (ota-release publish) for devices to see it\n", r.Key())
 		return nil
 	}
+}
+
+// signing reads the private keys and the catalog a signing command works on.
+func signing(keys []string, dir string) ([][]byte, *catalog.Catalog, error) {
+	pems, err := readFiles(keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := catalog.Load(dir)
+	return pems, c, err
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ota-agent/ota-agent/internal/atomicfile"
-	"github.com/ota-agent/ota-agent/internal/catalog"
 	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/spf13/pflag"
 )
@@ -35,11 +34,7 @@ func signFlags(fs *pflag.FlagSet) func(*pflag.FlagSet, io.Writer) error {
 		if err != nil {
 			return err
 		}
-		pems, err := readFiles(*key)
-		if err != nil {
-			return err
-		}
-		c, err := catalog.Load(*dir)
+		pems, c, err := signing(*key, *dir)
 		if err != nil {
 			return err
 		}

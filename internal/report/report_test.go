@@ -189,3 +189,23 @@ func TestDeriveKinds(t *testing.T) {
 		t.Error("a rolled-back-to generation reported as installed")
 	}
 }
+
+// A receiver that answers garbage (not HTTP at all) is a failed post: the events stay.
+func TestGarbageReceiver(t *testing.T) {
+	g := newRig(t, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, buf, _ := w.(http.Hijacker).Hijack()
+		buf.WriteString("\x00\x01garbage, not HTTP\r\n\r\n")
+		buf.Flush()
+		c.Close()
+	}))
+	defer srv.Close()
+	g.r.URL = srv.URL + "/reports"
+	g.r.Collect(g.db, g.failCheck(t))
+	if err := g.r.Flush(context.Background(), g.db); err == nil {
+		t.Fatal("a garbage answer counted as delivered")
+	}
+	if meta, q, _ := g.db.Outbox(10); len(q) != 1 || meta.Failures != 1 {
+		t.Fatalf("after garbage: %d events kept, %d failures", len(q), meta.Failures)
+	}
+}
