@@ -16,9 +16,10 @@ import (
 )
 
 // phasedRollout: a release of one app goes out with a signed ramp that reaches this board's
-// point (from its /etc/machine-id) a minute later (poll.jitter 20s: the daemon checks within 20 s of it). Checked now, the board defers it
-// without fetching a byte of it; the daemon then checks by itself at its turn and installs
-// it; both outcomes reach the receiver of device reports, and the fleet view counts them.
+// point (from its /etc/machine-id) a minute later. Checked now, the board defers it without
+// fetching a byte of it; the daemon then checks by itself at its turn (within poll.jitter,
+// 20 s in the test image) and installs it; both outcomes reach the receiver of device
+// reports, and the fleet view counts them.
 func phasedRollout(r *rig) error {
 	id := strings.TrimSpace(r.sh("cat /etc/machine-id").Output)
 	if len(id) != 32 {
