@@ -53,6 +53,26 @@ func (d *DB) Outbox(n int) (OutboxMeta, []Queued, error) {
 	return meta, out, err
 }
 
+// Unseen counts the ids not enqueued lately (a read: a check with nothing new to report
+// writes nothing).
+func (d *DB) Unseen(ids []string) (int, error) {
+	n := 0
+	err := d.view(func(tx *bolt.Tx) error {
+		meta, err := outboxMeta(tx)
+		seen := map[string]bool{}
+		for _, id := range meta.Seen {
+			seen[id] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				n++
+			}
+		}
+		return err
+	})
+	return n, err
+}
+
 // Enqueue adds the events (id → JSON, in order) whose ids were not enqueued lately, keeping
 // at most limit events (the oldest dropped and counted), and returns how many it added.
 func (d *DB) Enqueue(ids []string, bodies [][]byte, limit int) (int, error) {

@@ -32,12 +32,17 @@ func (r *Reporter) Collect(db *store.DB, o Observed) (int, error) {
 			return 0, err
 		}
 	}
+	if n, err := db.Unseen(ids); n == 0 || err != nil {
+		return 0, err // nothing new: no write (a check that changed nothing syncs nothing)
+	}
 	added := 0
-	return added, db.Batch(func(db *store.DB) error {
+	err = db.Batch(func(db *store.DB) error {
+		var err error
 		added, err = db.Enqueue(ids, bodies, r.MaxEvents)
 		r.step("report-recorded") // crash tests: written, not yet committed
 		return err
 	})
+	return added, err
 }
 
 func (r *Reporter) step(name string) {

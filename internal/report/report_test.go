@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +21,17 @@ import (
 // rig is a real bbolt file, the test server's receiver on loopback, and a reporter for them,
 // on a clock the test moves.
 type rig struct {
-	db  *store.DB
-	rcv *reports.Receiver
-	r   *Reporter
-	now time.Time
+	db   *store.DB
+	path string
+	rcv  *reports.Receiver
+	r    *Reporter
+	now  time.Time
 }
 
 func newRig(t *testing.T, max int) *rig {
 	t.Helper()
-	root, err := os.OpenRoot(t.TempDir())
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +40,7 @@ func newRig(t *testing.T, max int) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close(); root.Close() })
-	g := &rig{db: db, rcv: reports.New(), now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := &rig{db: db, path: filepath.Join(dir, "agent.db"), rcv: reports.New(), now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
 	srv := httptest.NewServer(g.rcv)
 	t.Cleanup(srv.Close)
 	c, err := transport.NewHTTPClient(transport.ClientOptions{StallTimeout: 300 * time.Millisecond, HeaderTimeout: time.Second, LoopbackHTTP: true})
@@ -84,6 +87,15 @@ func TestEventsOnceAndClean(t *testing.T) {
 	}
 	if _, q, _ := g.db.Outbox(10); len(q) != 0 {
 		t.Fatalf("%d events left after a good post", len(q))
+	}
+	before, _ := os.Stat(g.path)
+	time.Sleep(20 * time.Millisecond)
+	if n, err := g.r.Collect(g.db, o); n != 0 || err != nil {
+		t.Fatalf("collected again: %d, %v", n, err)
+	}
+	g.r.Flush(context.Background(), g.db)
+	if after, _ := os.Stat(g.path); !after.ModTime().Equal(before.ModTime()) {
+		t.Fatal("a check with nothing new to report wrote agent.db")
 	}
 }
 
