@@ -91,23 +91,7 @@ func (b *bench) simulateRamp(n int, ramped, halt bool) rampRun {
 	srv.SetClock(clk.now)
 	h := srv.Handler()
 	rng := rand.New(rand.NewPCG(9, 9))
-	q, all := &rampQueue{}, []*rampDevice{}
-	for i := range n {
-		d := &rampDevice{device: device{facts: agent.Facts{"cpuarch": pick(rng, 0.7, "armv8", "armv7"), "os": pick(rng, 0.9, "prod", "beta"), "attrgamer": "prod"},
-			installed: map[string]string{}}, id: fmt.Sprintf("%032x", i), deferred: map[string]time.Time{}}
-		for attr, p := range map[string]float64{"camera": 0.3, "cellular": 0.5} {
-			if rng.Float64() < p {
-				d.facts["attr"+attr] = "prod"
-			}
-		}
-		d.rampPoll(h, clk.now(), nil)
-		d.next = agent.NextCheck(publish.Add(-time.Duration(rng.Int64N(int64(interval)))), d.rampKey(clk.now()), interval, 30*time.Minute, true, rng)
-		for d.next.Before(publish) {
-			d.next = d.next.Add(interval)
-		}
-		heap.Push(q, d)
-		all = append(all, d)
-	}
+	q, all := newRampFleet(n, h, clk.now(), publish, interval, rng)
 	start := publish.Add(interval) // the ramp starts one poll interval after publishing
 	form := fmt.Sprintf("%d:100@%d", start.Unix(), int64(48*time.Hour/time.Second))
 	r, _ := ramp.Parse(form)
@@ -176,6 +160,29 @@ func (b *bench) simulateRamp(n int, ramped, halt bool) rampRun {
 	run.installed = 100 * float64(got) / float64(n)
 	run.reportBytes = float64(bytes) / float64(n) / (end.Sub(publish).Hours() / 24)
 	return run
+}
+
+// newRampFleet makes n devices of one class but for their arch, channel and two attributes,
+// all current before publish, each next due in its aligned minute of the interval.
+func newRampFleet(n int, h http.Handler, now, publish time.Time, interval time.Duration, rng *rand.Rand) (*rampQueue, []*rampDevice) {
+	q, all := &rampQueue{}, []*rampDevice{}
+	for i := range n {
+		d := &rampDevice{device: device{facts: agent.Facts{"cpuarch": pick(rng, 0.7, "armv8", "armv7"), "os": pick(rng, 0.9, "prod", "beta"), "attrgamer": "prod"},
+			installed: map[string]string{}}, id: fmt.Sprintf("%032x", i), deferred: map[string]time.Time{}}
+		for attr, p := range map[string]float64{"camera": 0.3, "cellular": 0.5} {
+			if rng.Float64() < p {
+				d.facts["attr"+attr] = "prod"
+			}
+		}
+		d.rampPoll(h, now, nil)
+		d.next = agent.NextCheck(publish.Add(-time.Duration(rng.Int64N(int64(interval)))), d.rampKey(now), interval, 30*time.Minute, true, rng)
+		for d.next.Before(publish) {
+			d.next = d.next.Add(interval)
+		}
+		heap.Push(q, d)
+		all = append(all, d)
+	}
+	return q, all
 }
 
 // installedShare is the percentage of the fleet holding the release at t.
