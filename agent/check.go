@@ -164,6 +164,7 @@ func (a *Agent) check(ctx context.Context, db *store.DB, opt CheckOptions) (*Res
 	if err != nil {
 		return nil, err
 	}
+	a.DryDefer(ctx, db, facts, d, installed, plan) // what phased rollouts keep out (nothing recorded)
 	active, _ := a.Slots.Active()
 	probe := delivery.New(delivery.Options{Cfg: a.Cfg, Log: a.Log, HTTP: a.HTTP, Slots: a.Slots, DB: db, Proto: a.Proto,
 		OS: a.OS(), From: active, Installed: installed})

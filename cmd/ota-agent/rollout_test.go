@@ -157,7 +157,8 @@ func TestPhasedRollout(t *testing.T) {
 }
 
 // In metadata mode the release's statement is checked before its binary is fetched: a device
-// before its turn fetches nothing from the firmware CDN, and installs at its turn.
+// before its turn fetches nothing from the firmware CDN (a dry run says it would defer), and
+// installs at its turn.
 func TestPhasedRolloutMetadata(t *testing.T) {
 	w := newWorld(t, 256<<10, "#metadata")
 	t0 := time.Now().Add(time.Hour).Truncate(time.Second)
@@ -169,6 +170,10 @@ func TestPhasedRolloutMetadata(t *testing.T) {
 	w.publishRamped("1.1.0", randomBytes(256<<10, 32), 50, form, 0)
 	rp, _ := ramp.Parse(form)
 	turn := rp.Turn(ramp.Point("gw-meta", "scoreboard", "1.1.0"))
+	dry := w.agent(append(g.env, "OTA_AGENT_TEST_NOW="+turn.Add(-time.Second).UTC().Format(time.RFC3339)), "check", "--once", "--dry-run")
+	if dry.code != 0 || !strings.Contains(dry.stdout, "defer    scoreboard") || strings.Contains(dry.stdout, "download scoreboard") {
+		t.Fatalf("a dry run before the turn: exit %d\n%s%s", dry.code, dry.stdout, dry.stderr)
+	}
 	before := w.srv.Stats().BytesByPath["/firmware"]
 	if r, res := g.check(turn.Add(-time.Second)); r.code != 0 || len(res.Deferred) != 1 || w.srv.Stats().BytesByPath["/firmware"] != before {
 		t.Fatalf("before its turn %v: exit %d, %+v, firmware bytes %d → %d\n%s", turn, r.code, res, before, w.srv.Stats().BytesByPath["/firmware"], r.stderr)

@@ -39,27 +39,41 @@ func (a *Assembly) Defer(ctx context.Context) error {
 			deferred[m] = d
 		}
 	}
-	keep := a.Plan.Download[:0]
-	for _, item := range a.Plan.Download {
-		md5, d, ok := a.phase(ctx, item)
-		if !ok {
-			keep = append(keep, item)
-			continue
-		}
+	a.gate(ctx, func(item protocol.PlanItem, md5 string, d store.Deferral) {
 		if was, ok := old[md5]; ok {
 			d.Since = was.Since
 		}
 		deferred[md5] = d
-		_, have := a.Installed[item.App]
-		a.Plan.Held(item.App, "deferred", have)
 		a.Log.Info("deferred by a phased rollout", "app", item.App, "version", item.Version, "halted", d.Halted, "turn", d.Turn, "ramp_percent", float64(d.Level)/1e4)
-	}
-	a.Plan.Download = keep
+	})
 	a.Deferred = deferred
 	if len(old) == 0 && len(deferred) == 0 {
 		return nil
 	}
 	return a.DB.SetDeferred(deferred)
+}
+
+// DeferDry is Defer for a dry run: the plan says what would be deferred; nothing is recorded.
+func (a *Assembly) DeferDry(ctx context.Context) {
+	a.statementsFirst(ctx)
+	a.gate(ctx, func(protocol.PlanItem, string, store.Deferral) {})
+}
+
+// gate takes out of the plan each release a phased rollout keeps from this device, and tells
+// deferred of it.
+func (a *Assembly) gate(ctx context.Context, deferred func(item protocol.PlanItem, md5 string, d store.Deferral)) {
+	keep := a.Plan.Download[:0]
+	for _, item := range a.Plan.Download {
+		md5, d, out := a.phase(ctx, item)
+		if !out {
+			keep = append(keep, item)
+			continue
+		}
+		_, have := a.Installed[item.App]
+		a.Plan.Held(item.App, "deferred", have)
+		deferred(item, md5, d)
+	}
+	a.Plan.Download = keep
 }
 
 // phase decides one release of the plan on its verified statement: deferred (the MD5 its

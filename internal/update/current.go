@@ -1,12 +1,15 @@
 package update
 
 import (
+	"context"
 	"maps"
 	"time"
 
 	"github.com/ota-agent/ota-agent/installer"
+	"github.com/ota-agent/ota-agent/internal/assemble"
 	"github.com/ota-agent/ota-agent/internal/osimage"
 	"github.com/ota-agent/ota-agent/internal/protocol"
+	"github.com/ota-agent/ota-agent/packaging"
 	"github.com/ota-agent/ota-agent/store"
 )
 
@@ -97,4 +100,13 @@ func (a *Engine) NextTurn(db *store.DB) time.Time {
 		}
 	}
 	return next
+}
+
+// DryDefer marks in a dry run's plan the releases phased rollouts keep from this device, as a
+// check would (assemble.Defer), recording nothing.
+func (a *Engine) DryDefer(ctx context.Context, db *store.DB, facts protocol.Facts, d *packaging.Details, installed map[string]store.App, plan *protocol.Plan) {
+	if len(a.Keys) > 0 {
+		as := assemble.Assembly{Env: a.env(facts), DB: db, Details: d, Plan: plan, Installed: installed}
+		as.DeferDry(ctx)
+	}
 }
