@@ -17,7 +17,7 @@ const Calls = "trace=fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,link,
 
 // Event is one completed call.
 type Event struct {
-	Call string // fsync | sync | rename | link | symlink | create | exec
+	Call string // fsync | sync | sync_file_range | rename | link | symlink | create | exec
 	Path string // fsync, create: the file or directory; rename, link: the new name; exec: argv as strace shows it
 	From string // rename, link: the old name
 }
@@ -78,6 +78,8 @@ func event(call string, args []string, cwd string) (Event, bool) {
 		return Event{Call: "fsync", Path: argPath(args[0], "")}, true
 	case "sync", "syncfs":
 		return Event{Call: "sync"}, true
+	case "sync_file_range": // writeback started, not durable: counted, never taken for an fsync
+		return Event{Call: call, Path: argPath(args[0], "")}, true
 	case "rename", "link":
 		return Event{Call: call, From: argPath(args[0], at), Path: argPath(args[1], at)}, true
 	case "renameat", "renameat2", "linkat":
