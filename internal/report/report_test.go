@@ -100,8 +100,9 @@ func TestEventsOnceAndClean(t *testing.T) {
 }
 
 // A receiver away for a week: the outbox stays bounded, the drops are counted and reported
-// once it is back, posts back off instead of trying at every check, and a receiver that drips
-// its answer is given up on at the stall timer.
+// once it is back, posts back off instead of trying at every check, and a post to a receiver
+// that drips its answer ends at the deadline (the agent's is server.stall_timeout), its
+// events kept.
 func TestReceiverAwayForAWeek(t *testing.T) {
 	g := newRig(t, 50)
 	g.rcv.SetFault(http.StatusInternalServerError, 0)
@@ -122,15 +123,11 @@ func TestReceiverAwayForAWeek(t *testing.T) {
 	if len(q) != 50 || meta.Dropped != 7*24*2-50 || posts > 60 { // of 336 checks: backoff to 3-6 h
 		t.Fatalf("outbox %d events, %d dropped, %d posts tried in a week", len(q), meta.Dropped, posts)
 	}
-	g.rcv.SetFault(0, 200*time.Millisecond) // back, but dripping: each byte 200 ms, the stall timer 300 ms
+	g.rcv.SetFault(0, time.Hour) // back, but dripping its answer a byte an hour: this test ends only if the post does
 	g.now = meta.NextTry
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // the agent's: server.stall_timeout
 	defer cancel()
-	g.r.Flush(ctx, g.db)
-	if took := time.Since(start); took > 3*time.Second {
-		t.Fatalf("a dripping receiver held the flush %v", took)
-	}
+	g.r.Flush(ctx, g.db) // a 200 whose body never ends: the receiver has the batch
 	g.rcv.SetFault(0, 0)
 	g.now = g.now.Add(7 * time.Hour)
 	if err := g.r.Flush(context.Background(), g.db); err != nil {

@@ -94,18 +94,18 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		status, drip := r.status, r.drip
 		r.mu.Unlock()
 		if status != 0 {
-			answer(w, status, drip, `{"error": "fault injected"}`)
+			answer(w, req, status, drip, `{"error": "fault injected"}`)
 			return
 		}
 		added, err := r.take(req.Body)
 		if err != nil {
-			answer(w, http.StatusBadRequest, 0, fmt.Sprintf(`{"error": %q}`, err.Error()))
+			answer(w, req, http.StatusBadRequest, 0, fmt.Sprintf(`{"error": %q}`, err.Error()))
 			return
 		}
-		answer(w, http.StatusOK, drip, fmt.Sprintf(`{"accepted": %d}`, added))
+		answer(w, req, http.StatusOK, drip, fmt.Sprintf(`{"accepted": %d}`, added))
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		answer(w, http.StatusMethodNotAllowed, 0, `{"error": "GET or POST"}`)
+		answer(w, req, http.StatusMethodNotAllowed, 0, `{"error": "GET or POST"}`)
 	}
 }
 
@@ -144,7 +144,8 @@ func (r *Receiver) take(body io.Reader) (int, error) {
 	return added, nil
 }
 
-func answer(w http.ResponseWriter, status int, drip time.Duration, body string) {
+// answer writes body, a byte each drip when drip is set, until the client goes away.
+func answer(w http.ResponseWriter, req *http.Request, status int, drip time.Duration, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	if drip == 0 {
@@ -157,7 +158,11 @@ func answer(w http.ResponseWriter, status int, drip time.Duration, body string) 
 		if f != nil {
 			f.Flush()
 		}
-		time.Sleep(drip)
+		select {
+		case <-time.After(drip):
+		case <-req.Context().Done():
+			return
+		}
 	}
 }
 
