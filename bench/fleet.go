@@ -25,15 +25,21 @@ type device struct {
 	next      time.Time
 }
 
-type queue []*device
+// dueAt is when the device checks next (the simulations' heap order).
+func (d *device) dueAt() time.Time { return d.next }
 
-func (q queue) Len() int            { return len(q) }
-func (q queue) Less(i, j int) bool  { return q[i].next.Before(q[j].next) }
-func (q queue) Swap(i, j int)       { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)         { *q = append(*q, x.(*device)) }
-func (q *queue) Pop() any           { old := *q; d := old[len(old)-1]; *q = old[:len(old)-1]; return d }
-func (c *simClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *simClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+// dueQueue is a heap of simulated devices, the next one due first.
+type dueQueue[T interface{ dueAt() time.Time }] []T
+
+type queue = dueQueue[*device]
+
+func (q dueQueue[T]) Len() int           { return len(q) }
+func (q dueQueue[T]) Less(i, j int) bool { return q[i].dueAt().Before(q[j].dueAt()) }
+func (q dueQueue[T]) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *dueQueue[T]) Push(x any)        { *q = append(*q, x.(T)) }
+func (q *dueQueue[T]) Pop() any          { old := *q; d := old[len(old)-1]; *q = old[:len(old)-1]; return d }
+func (c *simClock) now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *simClock) set(t time.Time)      { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 type simClock struct {
 	mu sync.Mutex

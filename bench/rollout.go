@@ -35,13 +35,7 @@ type rampDevice struct {
 	bytes    int64                // report bytes it would post
 }
 
-type rampQueue []*rampDevice
-
-func (q rampQueue) Len() int           { return len(q) }
-func (q rampQueue) Less(i, j int) bool { return q[i].next.Before(q[j].next) }
-func (q rampQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *rampQueue) Push(x any)        { *q = append(*q, x.(*rampDevice)) }
-func (q *rampQueue) Pop() any          { old := *q; d := old[len(old)-1]; *q = old[:len(old)-1]; return d }
+type rampQueue = dueQueue[*rampDevice]
 
 // rampRun is what one simulated rollout measured.
 type rampRun struct {
